@@ -1,0 +1,92 @@
+"""GPTQ through GPTQModel (the maintained successor of AutoGPTQ): calibrated post-training
+quantization, with the inference kernel chosen explicitly and recorded."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+# kernel name in the config -> (GPTQModel backend, bits it supports, runs on CPU)
+# Bits per kernel are the kernels' own SUPPORTS_BITS in gptqmodel 7.6.
+KERNELS = {
+    "torch": ("gptq_torch", [2, 3, 4, 5, 6, 7, 8], True),
+    "triton": ("gptq_triton", [2, 4, 8], False),
+    "marlin": ("gptq_marlin", [4, 8], False),
+    "exllama_v2": ("gptq_exllama_v2", [4], False),
+}
+SPEC = {"bits": [2, 3, 4, 8], "group_size": int, "desc_act": [True, False], "sym": [True, False],
+        "kernel": list(KERNELS), "damp_percent": float}
+DEFAULTS = {"group_size": 128, "desc_act": False, "sym": True, "kernel": "torch", "damp_percent": 0.05}
+
+
+def _env() -> None:
+    # GPTQModel's loader pool asks for 2 workers and fails on smaller machines (see PITFALLS).
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+
+
+def describe(params: dict) -> str:
+    return (f"GPTQ {params['bits']}-bit, group {params['group_size']}, "
+            f"desc_act={params['desc_act']}, kernel {params['kernel']}")
+
+
+def needs_cuda(params: dict) -> str | None:
+    if not KERNELS[params["kernel"]][2]:
+        return f"GPTQ kernel {params['kernel']!r} runs on CUDA only"
+    return None
+
+
+def kernel_supports(params: dict) -> str | None:
+    allowed = KERNELS[params["kernel"]][1]
+    if params["bits"] not in allowed:
+        return f"kernel {params['kernel']!r} supports bits {allowed}"
+    return None
+
+
+def bits_per_weight(params: dict) -> float:
+    # Per group of g weights: one fp16 scale and one packed zero point of `bits` bits.
+    g = params["group_size"]
+    return params["bits"] + (16 + params["bits"]) / g if g > 0 else float(params["bits"])
+
+
+def quantize_config(params: dict):
+    from gptqmodel import QuantizeConfig
+
+    return QuantizeConfig(bits=params["bits"], group_size=params["group_size"],
+                          desc_act=params["desc_act"], sym=params["sym"],
+                          damp_percent=params["damp_percent"])
+
+
+def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
+    _env()
+    from gptqmodel import GPTQModel
+
+    from quantbench.modelio import load_tokenizer
+
+    tokenizer = load_tokenizer(src)
+    calibration = [
+        {"input_ids": ids, "attention_mask": [1] * len(ids)}
+        for ids in (tokenizer(t, truncation=True, max_length=ctx.calibration_seq_len).input_ids
+                    for t in ctx.calibration_texts)
+    ]
+    model = GPTQModel.load(src, quantize_config(params), device=ctx.device, dtype=ctx.dtype)
+    model.quantize(calibration, batch_size=ctx.calibration_batch_size,
+                   calibration_data_min_length=min(10, ctx.calibration_seq_len))
+    model.save(str(dst))
+    tokenizer.save_pretrained(dst)
+    return {"calibration_samples": len(calibration)}
+
+
+def kernel_names(model) -> list[str]:
+    from gptqmodel.nn_modules.qlinear import BaseQuantLinear
+
+    return sorted({type(m).__name__ for m in model.modules() if isinstance(m, BaseQuantLinear)})
+
+
+def load(path: str, params: dict, ctx):
+    _env()
+    from gptqmodel import GPTQModel
+
+    backend = KERNELS[params["kernel"]][0]
+    wrapper = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=ctx.dtype)
+    model = wrapper.model
+    return model, {"kernel": "+".join(kernel_names(model)), "gptq_backend": backend}

@@ -1,0 +1,38 @@
+"""The unquantized baseline: the model as trained, in the configured floating-point dtype."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+SPEC = {"dtype": ["float32", "float16", "bfloat16"]}
+DEFAULTS = {"dtype": "float32"}
+BITS = {"float32": 32, "float16": 16, "bfloat16": 16}
+
+
+def describe(params: dict) -> str:
+    return f"unquantized {params['dtype']}"
+
+
+def needs_cuda(params: dict) -> str | None:
+    return None
+
+
+def bits_per_weight(params: dict) -> float:
+    return float(BITS[params["dtype"]])
+
+
+def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
+    from quantbench.modelio import load_causal_lm, torch_dtype
+
+    model, tokenizer = load_causal_lm(src, ctx.device, dtype=torch_dtype(params["dtype"]))
+    model.save_pretrained(dst)
+    tokenizer.save_pretrained(dst)
+    return {}
+
+
+def load(path: str, params: dict, ctx):
+    from quantbench.modelio import load_causal_lm, torch_dtype
+
+    model, _ = load_causal_lm(path, ctx.device, dtype=torch_dtype(params["dtype"]))
+    return model, {"kernel": f"torch-{params['dtype']}"}
+

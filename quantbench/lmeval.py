@@ -1,0 +1,60 @@
+"""Run an evaluation suite through lm-evaluation-harness on an already-loaded model object."""
+from __future__ import annotations
+
+import logging
+import tempfile
+from itertools import groupby
+from pathlib import Path
+
+from quantbench.suites import local_task_yaml, suite
+
+log = logging.getLogger(__name__)
+
+
+def task_manager(entries: list[dict], data_dir: str | None, workdir: str):
+    from lm_eval.tasks import TaskManager
+
+    local = [e for e in entries if "local" in e]
+    if not local:
+        return TaskManager()
+    if data_dir is None:
+        raise ValueError("the toy suite needs its local data folder")
+    for e in local:
+        Path(workdir, f"{e['task']}.yaml").write_text(local_task_yaml(e, str(Path(data_dir).resolve())))
+    return TaskManager(include_path=workdir)
+
+
+def scores(results: dict, entry: dict) -> float | None:
+    """The entry's leaderboard metric; for a group without an aggregate, the mean of its subtasks."""
+    task, metric = entry["task"], entry["metric"]
+    if metric in results.get(task, {}):
+        return float(results[task][metric])
+    subs = [float(v[metric]) for k, v in results.items() if k.startswith(task + "_") and metric in v]
+    return sum(subs) / len(subs) if subs else None
+
+
+def evaluate(model, tokenizer, suite_name: str, params: dict, data_dir: str | None = None) -> tuple[dict, dict]:
+    """Returns (per-task scores, lm-eval's raw results)."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    entries = suite(suite_name)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params.get("batch_size", 8),
+              max_length=params.get("max_length"))
+    raw: dict = {"results": {}, "configs": {}, "versions": {}, "n-samples": {}}
+    override = params.get("num_fewshot")
+    with tempfile.TemporaryDirectory() as workdir:
+        tm = task_manager(entries, data_dir, workdir)
+        by_shots = sorted(entries, key=lambda e: override if override is not None else e["num_fewshot"])
+        for shots, group in groupby(by_shots, key=lambda e: override if override is not None else e["num_fewshot"]):
+            names = [e["task"] for e in group]
+            log.info("lm-eval: %s with %d-shot", ", ".join(names), shots)
+            out = lm_eval.simple_evaluate(
+                model=lm, tasks=names, num_fewshot=shots, limit=params.get("limit"),
+                task_manager=tm, random_seed=params.get("seed", 0), numpy_random_seed=params.get("seed", 0),
+                torch_random_seed=params.get("seed", 0), fewshot_random_seed=params.get("fewshot_seed", 1234),
+                log_samples=False)
+            for key in raw:
+                raw[key].update(out.get(key, {}))
+    per_task = {e["task"]: scores(raw["results"], e) for e in entries}
+    return per_task, raw

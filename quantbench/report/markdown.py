@@ -1,0 +1,107 @@
+"""The markdown report: tables in the shape of the comparison, with provenance warnings."""
+from __future__ import annotations
+
+import pandas as pd
+
+PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu")
+
+
+def fmt(df: pd.DataFrame, digits: int = 3) -> str:
+    if df.empty:
+        return "_(no rows)_\n"
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and pd.isna(v)):
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.{digits}g}" if abs(v) < 1e-2 or abs(v) >= 1e5 else f"{v:,.{digits if abs(v) < 10 else 1}f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def provenance_warnings(records: list[dict]) -> list[str]:
+    """One line per provenance field whose value differs between records."""
+    warnings = []
+    for key in PROVENANCE_KEYS:
+        values = {str(r.get("provenance", {}).get(key)) for r in records}
+        if len(values) > 1:
+            shown = "; ".join(sorted(v[:80] for v in values)[:4])
+            warnings.append(f"records differ in `{key}` ({len(values)} values: {shown})")
+    return warnings
+
+
+def recipe_section(summary: pd.DataFrame, quality: pd.DataFrame, recipes: list[dict]) -> str:
+    """Does QLoRA on bnb -> merge -> GPTQ pay off against serving the bnb model with its adapter?"""
+    out = []
+    for r in recipes:
+        trained = f"{r['finetune_on']}+lora"
+        names = [trained] + [f"{trained}+merge-{k}" + (f"+{r['requantize']}" if r.get("requantize") else "")
+                             for k in r.get("merge_into", ["fp", "dequant"])]
+        cols = ["variant", "bits_per_weight", "weights_memory_mb", "decode_tokens_per_s",
+                "prefill_ms_per_token", "Average", "kl_mean", "top1_agreement"]
+        rows = summary[summary.variant.isin(names)]
+        if rows.empty:
+            continue
+        q = quality.set_index("variant")
+        rows = rows.assign(reference=rows.variant.map(q["reference"]) if "reference" in q else None)
+        out.append(f"**{trained} → merge → {r.get('requantize', '(no re-quantization)')}**: "
+                   f"KL and top-1 agreement are against `{trained}` (the trained model, served unmerged), "
+                   "so they measure what merging and re-quantizing lose of the fine-tune.\n")
+        out.append(fmt(rows[[c for c in cols + ["reference"] if c in rows.columns]]))
+    return "\n".join(out) or "_(no recipe configured)_\n"
+
+
+def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[str, str],
+           recipes: list[dict], records: list[dict], plots: dict[str, str], gen_spec: dict) -> str:
+    warnings = provenance_warnings(records)
+    prov = records[0]["provenance"] if records else {}
+    parts = [f"# quantbench report: {title}\n"]
+    parts.append(f"{len(records)} result records; device `{prov.get('device')}` "
+                 f"({prov.get('gpu') or prov.get('cpu')}); quantbench commit `{prov.get('git_commit')}`; "
+                 f"torch {prov.get('libraries', {}).get('torch')}, transformers "
+                 f"{prov.get('libraries', {}).get('transformers')}, bitsandbytes "
+                 f"{prov.get('libraries', {}).get('bitsandbytes')}, gptqmodel "
+                 f"{prov.get('libraries', {}).get('gptqmodel')}.\n")
+    if warnings:
+        parts.append("> **Warning: mixed provenance.** " + " ".join(f"The {w}." for w in warnings) + "\n")
+    if skipped:
+        parts.append("## Skipped methods\n")
+        parts.append(fmt(pd.DataFrame([{"method": m, "reason": why} for m, why in skipped.items()])))
+    parts.append("## Inference (batch size 1)\n")
+    parts.append(f"Prefill: one forward pass over the prompt; generate: greedy, {max(gen_spec['new_tokens'])} "
+                 "new tokens, KV cache on, eager. Medians; the full grid with spreads is in benchmark.csv.\n")
+    cols = ["variant", "kernel", "bits_per_weight", "load_s", "prefill_ms_per_token", "decode_ms_per_token",
+            "decode_tokens_per_s", "weights_memory_mb", "peak_memory_mb"]
+    parts.append(fmt(summary[[c for c in cols if c in summary.columns]]))
+    if not bench.empty:
+        gen = bench[(bench.scenario == "generate") & (bench.outcome == "ok")]
+        if len(gen):
+            parts.append("## Generate throughput grid (decode tokens/s)\n")
+            pivot = gen.pivot_table(index="variant", columns=["mode", "use_cache", "new_tokens", "batch_size"],
+                                    values="decode_tokens_per_s", sort=False)
+            pivot.columns = [f"{m} cache={'on' if c else 'off'} n={n} bs={b}" for m, c, n, b in pivot.columns]
+            parts.append(fmt(pivot.reset_index()))
+        ooms = bench[bench.outcome == "oom"]
+        if len(ooms):
+            parts.append(f"{len(ooms)} cells ran out of memory: "
+                         + ", ".join(f"{r.variant} {r.scenario} bs={r.batch_size}" for r in ooms.itertuples()) + "\n")
+    parts.append("## Fine-tuning (LoRA)\n")
+    ft_cols = ["base", "kernel", "finetune_step_ms", "finetune_step_iqr_over_median", "finetune_tokens_per_s",
+               "finetune_peak_memory_mb", "trainable_parameters", "loss_first", "loss_last"]
+    parts.append(fmt(finetune[[c for c in ft_cols if c in finetune.columns]]) if not finetune.empty else "_(none)_\n")
+    parts.append("## Quality\n")
+    parts.append("Task scores in points (0-100); `delta_average_points` against the baseline; KL(reference ‖ variant) "
+                 "in nats per token, top-1 agreement and perplexity ratio against each row's `reference`.\n")
+    parts.append(fmt(quality))
+    parts.append("## The recipe: QLoRA on bitsandbytes, merge, re-quantize with GPTQ\n")
+    parts.append(recipe_section(summary, quality, recipes))
+    if not quant.empty:
+        parts.append("## Quantization cost\n")
+        qcols = ["variant", "backend", "bits_per_weight", "quantize_s", "size_on_disk_mb"]
+        parts.append(fmt(quant[[c for c in qcols if c in quant.columns]]))
+    parts.append("## Figures\n")
+    parts += [f"![{name}]({path})\n" for name, path in plots.items()]
+    return "\n".join(parts)

@@ -1,0 +1,114 @@
+"""Tidy tables from result records: one row per measurement, units in the column names."""
+from __future__ import annotations
+
+import pandas as pd
+
+from quantbench.experiment import parse_variant
+from quantbench.suites import SUITES, task_label
+
+KEEP_CELL = ["scenario", "mode", "batch_size", "prompt_len", "new_tokens", "use_cache", "outcome",
+             "median_s", "p25_s", "p75_s", "iqr_over_median", "repeats", "peak_memory_mb",
+             "peak_reserved_mb", "prefill_latency_ms", "prefill_ms_per_token", "prefill_tokens_per_s",
+             "generate_latency_ms", "decode_ms_per_token", "decode_tokens_per_s",
+             "decode_bytes_per_step_mb", "decode_roofline_pct", "error"]
+
+
+def _by_stage(records: list[dict], stage: str) -> list[dict]:
+    return [r for r in records if r["stage"] == stage]
+
+
+def _pipeline(name: str) -> str:
+    return parse_variant(name).pipeline
+
+
+def quantize_table(records: list[dict]) -> pd.DataFrame:
+    rows = [{"variant": r["subject"], "method": r["params"]["method"]["name"],
+             "backend": r["params"]["method"]["backend"], **{k: v for k, v in r["metrics"].items()}}
+            for r in _by_stage(records, "quantize")]
+    return pd.DataFrame(rows)
+
+
+def finetune_table(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in _by_stage(records, "finetune"):
+        m = r["metrics"]
+        rows.append({"variant": r["subject"], "base": r["subject"].removesuffix("+lora"),
+                     "kernel": r.get("kernel"), "steps": len(m["loss_curve"]),
+                     **{k: v for k, v in m.items() if not isinstance(v, list)}})
+    return pd.DataFrame(rows)
+
+
+def loss_curves(records: list[dict]) -> dict[str, list[float]]:
+    return {r["subject"]: r["metrics"]["loss_curve"] for r in _by_stage(records, "finetune")}
+
+
+def benchmark_table(records: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in _by_stage(records, "benchmark"):
+        head = {"variant": r["subject"], "pipeline": _pipeline(r["subject"]), "kernel": r.get("kernel"),
+                "random_weights": r["params"].get("random_weights", False),
+                "load_s": r["metrics"]["load_s"], "weights_memory_mb": r["metrics"]["weights_memory_mb"]}
+        for cell in r["cells"]:
+            rows.append({**head, **{k: cell.get(k) for k in KEEP_CELL}})
+    return pd.DataFrame(rows)
+
+
+def suite_entries(records: list[dict]) -> list[dict]:
+    suites = {r["params"]["evaluate"]["suite"] for r in _by_stage(records, "evaluate")}
+    return [e for s in sorted(suites) for e in SUITES[s]]
+
+
+def quality_table(records: list[dict], baseline: str) -> pd.DataFrame:
+    """Leaderboard-shaped: variant, Average (points), each task (points), distribution metrics."""
+    entries = suite_entries(records)
+    scored = [e for e in entries if e.get("higher_is_better", True)]
+    rows = []
+    for r in _by_stage(records, "evaluate"):
+        m = r["metrics"]
+        row = {"variant": r["subject"], "reference": r.get("reference")}
+        for e in scored:
+            value = m["tasks"].get(e["task"])
+            row[task_label(e)] = None if value is None else 100 * value
+        present = [row[task_label(e)] for e in scored if row[task_label(e)] is not None]
+        row["Average"] = sum(present) / len(present) if present else None
+        for e in entries:
+            if not e.get("higher_is_better", True):
+                row[f"{task_label(e)}_{e['metric'].split(',')[0]}"] = m["tasks"].get(e["task"])
+        for k in ("kl_mean", "kl_p99", "top1_agreement", "perplexity", "perplexity_ratio"):
+            row[k] = m.get(k)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    cols = ["variant", "Average"] + [task_label(e) for e in scored]
+    df = df[cols + [c for c in df.columns if c not in cols]]
+    base = df.loc[df.variant == baseline, "Average"]
+    df.insert(2, "delta_average_points", df["Average"] - base.iloc[0] if len(base) else None)
+    return df
+
+
+def summary_table(bench: pd.DataFrame, quality: pd.DataFrame, bits: dict[str, float],
+                  gen_spec: dict) -> pd.DataFrame:
+    """One row per variant in the comparison's shape, at batch size 1."""
+    if bench.empty:
+        return pd.DataFrame()
+    longest = max(gen_spec["new_tokens"])
+    rows = []
+    for variant, g in bench.groupby("variant", sort=False):
+        pre = g[(g.scenario == "prefill") & (g.batch_size == 1)]
+        dec = g[(g.scenario == "generate") & (g.batch_size == 1) & (g.new_tokens == longest)
+                & (g.use_cache == True) & (g["mode"].fillna("eager") == "eager")]  # noqa: E712
+        ok = g[g.outcome == "ok"]
+        row = {"variant": variant, "pipeline": g.pipeline.iloc[0], "kernel": g.kernel.iloc[0],
+               "load_s": g.load_s.iloc[0], "weights_memory_mb": g.weights_memory_mb.iloc[0],
+               "prefill_ms_per_token": pre.prefill_ms_per_token.iloc[0] if len(pre) else None,
+               "decode_ms_per_token": dec.decode_ms_per_token.iloc[0] if len(dec) else None,
+               "decode_tokens_per_s": dec.decode_tokens_per_s.iloc[0] if len(dec) else None,
+               "peak_memory_mb": ok.peak_memory_mb.max() if len(ok) else None}
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df.insert(3, "bits_per_weight", df.variant.map(bits))
+    if not quality.empty:
+        df = df.merge(quality[["variant", "Average", "delta_average_points", "kl_mean", "top1_agreement"]],
+                      on="variant", how="left")
+    return df

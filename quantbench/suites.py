@@ -1,0 +1,65 @@
+"""Named evaluation suites, by lm-evaluation-harness's real task names, with the metric each
+reports on the Open LLM Leaderboard (v1: Beeching et al. 2023; v2: Fourrier et al. 2024)."""
+from __future__ import annotations
+
+# task, few-shot count, metric key as lm-eval writes it (metric,filter), higher is better
+SUITES: dict[str, list[dict]] = {
+    "leaderboard-v1": [
+        {"task": "arc_challenge", "num_fewshot": 25, "metric": "acc_norm,none"},
+        {"task": "hellaswag", "num_fewshot": 10, "metric": "acc_norm,none"},
+        {"task": "mmlu", "num_fewshot": 5, "metric": "acc,none"},
+        {"task": "truthfulqa_mc2", "num_fewshot": 0, "metric": "acc,none"},
+        {"task": "winogrande", "num_fewshot": 5, "metric": "acc,none"},
+        {"task": "gsm8k", "num_fewshot": 5, "metric": "exact_match,strict-match"},
+    ],
+    "leaderboard-v2": [
+        {"task": "leaderboard_ifeval", "num_fewshot": 0, "metric": "prompt_level_strict_acc,none"},
+        {"task": "leaderboard_bbh", "num_fewshot": 3, "metric": "acc_norm,none"},
+        {"task": "leaderboard_math_hard", "num_fewshot": 4, "metric": "exact_match,none"},
+        {"task": "leaderboard_gpqa", "num_fewshot": 0, "metric": "acc_norm,none"},
+        {"task": "leaderboard_musr", "num_fewshot": 0, "metric": "acc_norm,none"},
+        {"task": "leaderboard_mmlu_pro", "num_fewshot": 5, "metric": "acc,none"},
+    ],
+    "perplexity": [
+        {"task": "wikitext", "num_fewshot": 0, "metric": "word_perplexity,none", "higher_is_better": False},
+    ],
+    # The toy default's local tasks: the same code path as a real model (few-shot multiple choice
+    # and a rolling perplexity task), on files the build_toy_data rule writes.
+    "toy": [
+        {"task": "toy_capitals", "num_fewshot": 3, "metric": "acc,none", "local": "capitals"},
+        {"task": "toy_flags", "num_fewshot": 3, "metric": "acc,none", "local": "flags"},
+        {"task": "toy_arithmetic", "num_fewshot": 3, "metric": "acc,none", "local": "arithmetic"},
+        {"task": "toy_heldout", "num_fewshot": 0, "metric": "word_perplexity,none", "local": "heldout",
+         "higher_is_better": False},
+    ],
+}
+
+
+def suite(name: str) -> list[dict]:
+    if name not in SUITES:
+        raise ValueError(f"unknown evaluation suite {name!r}; allowed: {', '.join(SUITES)}")
+    return SUITES[name]
+
+
+def task_label(entry: dict) -> str:
+    return entry["task"].removeprefix("toy_")
+
+
+def local_task_yaml(entry: dict, data_dir: str) -> str:
+    """lm-eval task YAML for a toy task reading local JSON lines (no network)."""
+    name, local = entry["task"], entry["local"]
+    if local == "heldout":
+        return (f"task: {name}\ndataset_path: json\n"
+                f"dataset_kwargs:\n  data_files:\n    test: {data_dir}/heldout.jsonl\n"
+                "test_split: test\noutput_type: loglikelihood_rolling\n"
+                "doc_to_text: ''\ndoc_to_target: '{{text}}'\n"
+                "metric_list:\n  - metric: word_perplexity\n  - metric: byte_perplexity\n"
+                "  - metric: bits_per_byte\n")
+    return (f"task: {name}\ndataset_path: json\n"
+            f"dataset_kwargs:\n  data_files:\n    test: {data_dir}/{local}.jsonl\n"
+            f"    train: {data_dir}/{local}_fewshot.jsonl\n"
+            "test_split: test\nfewshot_split: train\noutput_type: multiple_choice\n"
+            "doc_to_text: '{{context}}'\n"
+            "doc_to_choice: '{{choices}}'\ndoc_to_target: gold\n"
+            "target_delimiter: ' '\nfewshot_delimiter: '\\n\\n'\n"
+            "metric_list:\n  - metric: acc\n  - metric: acc_norm\n")

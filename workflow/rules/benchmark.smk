@@ -1,0 +1,19 @@
+# Speed and memory of every variant: load time, prefill and generate grids, peak memory.
+
+
+rule benchmark:
+    output:
+        record=f"{R}/records/benchmark/{{variant}}.json",
+    input:
+        unpack(variant_inputs),
+        script=f"{SCRIPTS}/benchmark.py",
+    params:
+        spec=lambda w: job_params(w.variant, benchmark=config["benchmark"]),
+        adapter=adapter_arg,
+    # All cores: a benchmark shares the machine with no other job.
+    threads: workflow.cores
+    log:
+        f"{R}/logs/benchmark/{{variant}}.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
+        " --record {output.record} --threads {threads} 2>&1 | tee {log}"

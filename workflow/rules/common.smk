@@ -1,0 +1,114 @@
+# Config loading, validation and the input functions every stage shares.
+import json
+import os
+import re
+import shutil
+import sys
+
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)
+# Jobs (local or on a cluster node) import the quantbench library from this checkout.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+# `python` in shell commands is the interpreter running Snakemake, unless a conda env overrides it.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+if config.get("offline", True):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+validate(config, "../schemas/config.schema.yaml")
+
+from quantbench import experiment  # noqa: E402
+
+
+def _cuda_visible():
+    # Decided without importing torch: submit hosts of a cluster may have no GPU of their own.
+    return bool(os.environ.get("QUANTBENCH_ASSUME_CUDA")) or shutil.which("nvidia-smi") is not None
+
+
+try:
+    EXP = experiment.build(config, cuda_available=_cuda_visible(),
+                           model_dims=experiment.model_dims(config, workflow.basedir))
+except experiment.ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+R = f"results/{EXP.model_name}"
+SCRIPTS = f"{workflow.basedir}/workflow/scripts"
+BASELINE = EXP.methods[EXP.baseline]
+DTYPE = BASELINE.params["dtype"]
+DEVICE = config.get("device", "cpu")
+SEED = config.get("seed", 0)
+MAX_THREADS = min(workflow.cores, config.get("max_threads", 8))
+
+
+def alternation(names):
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+wildcard_constraints:
+    method=alternation(EXP.runnable),
+    base=alternation(EXP.finetune_bases),
+    kind="fp|dequant",
+    variant=alternation(v.name for v in EXP.variants),
+
+
+def job_params(variant, **extra):
+    """What a job's output depends on, as JSON: params: changes rerun exactly the jobs they affect."""
+    return json.dumps({"variant": variant, "device": DEVICE, "dtype": DTYPE, "seed": SEED,
+                       "offline": config.get("offline", True), **extra}, sort_keys=True)
+
+
+def method_entry(name):
+    m = EXP.methods[name]
+    return {"name": m.name, "backend": m.backend, "params": m.params}
+
+
+def base_model():
+    """The full-precision model every method starts from: a local folder, or a hub id (no input)."""
+    source = config["model"]["source"]
+    if source in ("toy", "random"):
+        return f"{R}/models/base"
+    return config["model"]["path"]
+
+
+def base_model_input(wildcards=None):
+    path = base_model()
+    return [path] if config["model"]["source"] != "pretrained" or os.path.isdir(path) else []
+
+
+def data_file(kind):
+    """A toy data file, or the configured dataset spec (passed to the job as a parameter)."""
+    if config.get("data", {}).get("source", "toy") == "toy":
+        return f"{R}/data/{kind}.jsonl"
+    return None
+
+
+def data_input(kind):
+    path = data_file(kind)
+    return [f"{R}/data"] if path else []
+
+
+def dataset_spec(kind):
+    return None if data_file(kind) else config["data"][kind]
+
+
+def variant_inputs(wildcards):
+    """The model folder (and adapter) a variant is loaded from."""
+    v = experiment.parse_variant(wildcards.variant)
+    if v.lora and not v.merge:
+        return {"model": f"{R}/models/{v.base}", "adapter": f"{R}/adapters/{v.base}+lora"}
+    return {"model": f"{R}/models/{v.name}"}
+
+
+def adapter_arg(wildcards, input):
+    return f"--adapter {input.adapter}" if "adapter" in input.keys() else ""
+
+
+def get_final_output():
+    variants = [v.name for v in EXP.variants]
+    out = expand(f"{R}/records/benchmark/{{v}}.json", v=variants)
+    out += expand(f"{R}/records/evaluate/{{v}}.json", v=variants)
+    out += expand(f"{R}/records/finetune/{{b}}.json", b=EXP.finetune_bases)
+    out += [f"{R}/report/report.md"]
+    return out

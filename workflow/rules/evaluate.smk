@@ -1,0 +1,47 @@
+# Quality of every variant: lm-eval suite, plus KL / top-1 agreement / perplexity against a reference.
+
+
+def evaluate_params(variant):
+    ev = {"suite": "toy", "num_fewshot": None, "limit": None, "batch_size": 8, "max_length": None,
+          "fewshot_seed": 1234, "distribution_tokens": 4096, "distribution_window": 128,
+          **config.get("evaluate", {})}
+    return job_params(variant, evaluate=ev, heldout_dataset=dataset_spec("heldout"))
+
+
+rule reference_logprobs:
+    output:
+        f"{R}/reference/{{variant}}.pt",
+    input:
+        unpack(variant_inputs),
+        data=data_input("heldout"),
+        script=f"{SCRIPTS}/reference_logprobs.py",
+    params:
+        spec=lambda w: evaluate_params(w.variant),
+        adapter=adapter_arg,
+        heldout=data_file("heldout") or "none",
+    log:
+        f"{R}/logs/reference/{{variant}}.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
+        " --heldout {params.heldout} --out {output} --threads {threads} 2>&1 | tee {log}"
+
+
+rule evaluate:
+    output:
+        record=f"{R}/records/evaluate/{{variant}}.json",
+        lm_eval=f"{R}/lm_eval/{{variant}}.json",
+    input:
+        unpack(variant_inputs),
+        reference=lambda w: f"{R}/reference/{EXP.reference(experiment.parse_variant(w.variant))}.pt",
+        data=data_input("heldout"),
+        script=f"{SCRIPTS}/evaluate.py",
+    params:
+        spec=lambda w: evaluate_params(w.variant),
+        adapter=adapter_arg,
+        data=lambda w, input: f"--data {input.data}" if input.data else "",
+    log:
+        f"{R}/logs/evaluate/{{variant}}.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
+        " --reference {input.reference} {params.data} --record {output.record}"
+        " --lm-eval-out {output.lm_eval} --threads {threads} 2>&1 | tee {log}"

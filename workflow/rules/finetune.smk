@@ -1,0 +1,21 @@
+# LoRA fine-tuning with PEFT on each configured base (QLoRA on bitsandbytes, LoRA on GPTQ).
+
+
+rule finetune:
+    output:
+        adapter=directory(f"{R}/adapters/{{base}}+lora"),
+        record=f"{R}/records/finetune/{{base}}.json",
+    input:
+        model=f"{R}/models/{{base}}",
+        data=data_input("finetune"),
+        script=f"{SCRIPTS}/finetune.py",
+    params:
+        spec=lambda w: job_params(f"{w.base}+lora", finetune=config["finetune"],
+                                  dataset=dataset_spec("finetune")),
+        data=data_file("finetune") or "none",
+    threads: MAX_THREADS
+    log:
+        f"{R}/logs/finetune/{{base}}.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --model {input.model} --data {params.data}"
+        " --out {output.adapter} --record {output.record} --threads {threads} 2>&1 | tee {log}"

@@ -1,0 +1,21 @@
+# Merge an adapter into the full-precision base (fp) or into the dequantized base it was trained on.
+
+
+rule merge:
+    output:
+        model=directory(f"{R}/models/{{base}}+lora+merge-{{kind}}"),
+        record=f"{R}/records/merge/{{base}}+lora+merge-{{kind}}.json",
+    input:
+        adapter=f"{R}/adapters/{{base}}+lora",
+        fp_base=f"{R}/models/{EXP.baseline}",
+        quantized_base=f"{R}/models/{{base}}",
+        script=f"{SCRIPTS}/merge.py",
+    params:
+        spec=lambda w: job_params(f"{w.base}+lora+merge-{w.kind}", kind=w.kind,
+                                  baseline=method_entry(EXP.baseline)),
+    log:
+        f"{R}/logs/merge/{{base}}+lora+merge-{{kind}}.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --adapter {input.adapter}"
+        " --fp-base {input.fp_base} --quantized-base {input.quantized_base}"
+        " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"

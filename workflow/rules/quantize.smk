@@ -1,0 +1,54 @@
+# Quantize the base model with each method; re-quantize merged models for deployment.
+
+
+def quantize_spec(variant, method):
+    m = EXP.methods[method]
+    extra = {"method": method_entry(method)}
+    if m.backend == "gptq":  # calibration settings matter to GPTQ only
+        data = config.get("data", {})
+        extra.update(calibration=dataset_spec("calibration"),
+                     calibration_samples=data.get("calibration_samples", 128),
+                     calibration_seq_len=data.get("calibration_seq_len", 512))
+    return job_params(variant, **extra)
+
+
+def calibration_arg(method):
+    path = data_file("calibration")
+    return f"--calibration {path}" if path and EXP.methods[method].backend == "gptq" else ""
+
+
+rule quantize:
+    output:
+        model=directory(f"{R}/models/{{method}}"),
+        record=f"{R}/records/quantize/{{method}}.json",
+    input:
+        base=base_model_input,
+        data=data_input("calibration"),
+        script=f"{SCRIPTS}/quantize.py",
+    params:
+        spec=lambda w: quantize_spec(w.method, w.method),
+        src=base_model(),
+        calibration=lambda w: calibration_arg(w.method),
+    log:
+        f"{R}/logs/quantize/{{method}}.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --src {params.src} {params.calibration}"
+        " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"
+
+
+rule requantize:
+    output:
+        model=directory(f"{R}/models/{{base}}+lora+merge-{{kind}}+{{method}}"),
+        record=f"{R}/records/quantize/{{base}}+lora+merge-{{kind}}+{{method}}.json",
+    input:
+        merged=f"{R}/models/{{base}}+lora+merge-{{kind}}",
+        data=data_input("calibration"),
+        script=f"{SCRIPTS}/quantize.py",
+    params:
+        spec=lambda w: quantize_spec(f"{w.base}+lora+merge-{w.kind}+{w.method}", w.method),
+        calibration=lambda w: calibration_arg(w.method),
+    log:
+        f"{R}/logs/requantize/{{base}}+lora+merge-{{kind}}+{{method}}.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --src {input.merged} {params.calibration}"
+        " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"

@@ -1,0 +1,46 @@
+# Tables, figures and the markdown report, all read from the result records.
+
+
+def report_params():
+    return json.dumps({
+        "title": EXP.model_name,
+        "baseline": EXP.baseline,
+        "skipped": EXP.skipped,
+        "recipes": config.get("recipes", []),
+        "generate": config["benchmark"]["generate"],
+        "bits_per_weight": {v.name: EXP.serving_method(v).bits_per_weight for v in EXP.variants},
+    }, sort_keys=True)
+
+
+def report_records(wildcards=None):
+    variants = [v.name for v in EXP.variants]
+    quantized = [m for m in EXP.runnable] + [v.name for v in EXP.variants if v.requant]
+    return (expand(f"{R}/records/benchmark/{{v}}.json", v=variants)
+            + expand(f"{R}/records/evaluate/{{v}}.json", v=variants)
+            + expand(f"{R}/records/finetune/{{b}}.json", b=EXP.finetune_bases)
+            + expand(f"{R}/records/quantize/{{m}}.json", m=quantized))
+
+
+REPORT = f"{R}/report"
+
+
+rule report:
+    output:
+        md=report(f"{REPORT}/report.md", category="Report", caption="../report/workflow.rst"),
+        summary=report(f"{REPORT}/summary.csv", category="Tables", caption="../report/summary.rst"),
+        benchmark=report(f"{REPORT}/benchmark.csv", category="Tables", caption="../report/benchmark.rst"),
+        quality=report(f"{REPORT}/quality.csv", category="Tables", caption="../report/quality.rst"),
+        quantize=f"{REPORT}/quantize.csv",
+        finetune=f"{REPORT}/finetune.csv",
+        plots=report(
+            expand(f"{REPORT}/{{p}}.png", p=["latency_vs_batch", "memory", "quality_vs_memory", "finetune_loss"]),
+            category="Figures", caption="../report/figure.rst"),
+    input:
+        records=report_records(),
+        script=f"{SCRIPTS}/report.py",
+    params:
+        spec=report_params(),
+    log:
+        f"{R}/logs/report.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --records {input.records} --out {REPORT} > {log} 2>&1"

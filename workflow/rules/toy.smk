@@ -1,0 +1,31 @@
+# The embedded default: local data and a toy Llama trained on it (no network anywhere).
+
+
+rule build_toy_data:
+    output:
+        directory(f"{R}/data"),
+    input:
+        script=f"{SCRIPTS}/build_toy_data.py",
+    params:
+        spec=job_params("data"),
+    log:
+        f"{R}/logs/build_toy_data.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --out {output} > {log} 2>&1"
+
+
+rule build_toy_model:
+    output:
+        model=directory(f"{R}/models/base"),
+        record=f"{R}/records/build/base.json",
+    input:
+        data=f"{R}/data",
+        script=f"{SCRIPTS}/build_toy_model.py",
+    params:
+        spec=job_params("base", toy=config["model"].get("toy", {})),
+    threads: MAX_THREADS
+    log:
+        f"{R}/logs/build_toy_model.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --data {input.data} --out {output.model}"
+        " --record {output.record} --threads {threads} 2>&1 | tee {log}"

@@ -1,0 +1,31 @@
+"""Evaluate one variant: lm-eval suite, and KL / top-1 agreement / perplexity ratio against its reference."""
+import torch
+
+from quantbench import cli, distribution, lmeval
+from quantbench.atomic import write_json
+from quantbench.modelio import RunContext, load_model
+from quantbench.records import Recorder
+
+p = cli.parser(__doc__)
+p.add_argument("--model", required=True)
+p.add_argument("--adapter")
+p.add_argument("--reference", required=True, help="reference log-probs (.pt)")
+p.add_argument("--data", help="local data folder of the toy suite")
+p.add_argument("--record", required=True)
+p.add_argument("--lm-eval-out", required=True)
+args = p.parse_args()
+params = cli.setup(args)
+ctx = RunContext(device=params["device"], dtype_name=params["dtype"], seed=params["seed"])
+ev = params["evaluate"]
+rec = Recorder("evaluate", params["variant"], params, ctx.device, ctx.seed)
+model, tokenizer, info = load_model(args.model, ctx, adapter=args.adapter)
+
+ref = torch.load(args.reference)
+test = distribution.next_token_logprobs(model, ref["windows"], ctx.device, ev["batch_size"])
+dist = distribution.compare(ref["logprobs"], test, ref["windows"])
+tasks, raw = lmeval.evaluate(model, tokenizer, ev["suite"], {**ev, "seed": ctx.seed}, data_dir=args.data)
+write_json(args.lm_eval_out, raw)
+rec.record["kernel"] = info["kernel"]
+rec.record["reference"] = ref["variant"]
+rec.record["metrics"] = {**dist, "tasks": tasks}
+rec.write(args.record)

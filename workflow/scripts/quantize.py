@@ -1,0 +1,40 @@
+"""Quantize a model folder with one method (also used to re-quantize merged models)."""
+import logging
+import time
+
+from quantbench import cli
+from quantbench.atomic import atomic_dir
+from quantbench.backends import get as get_backend
+from quantbench.data import load_texts
+from quantbench.modelio import RunContext, folder_size_mb, write_meta
+from quantbench.records import Recorder
+
+p = cli.parser(__doc__)
+p.add_argument("--src", required=True, help="full-precision model folder or hub id")
+p.add_argument("--calibration", help="calibration data (JSON lines file) for GPTQ")
+p.add_argument("--out", required=True)
+p.add_argument("--record", required=True)
+args = p.parse_args()
+params = cli.setup(args)
+method = params["method"]
+backend = get_backend(method["backend"])
+texts = []
+if method["backend"] == "gptq":
+    texts = load_texts(args.calibration or params["calibration"], params["calibration_samples"])
+    if len(texts) < params["calibration_samples"]:
+        logging.warning("calibration set has %d texts, fewer than the %d asked for",
+                        len(texts), params["calibration_samples"])
+ctx = RunContext(device=params["device"], dtype_name=params["dtype"], seed=params["seed"],
+                 calibration_texts=texts, calibration_seq_len=params["calibration_seq_len"])
+rec = Recorder("quantize", params["variant"], params, params["device"], params["seed"])
+logging.info("quantizing %s -> %s: %s", args.src, args.out, backend.describe(method["params"]))
+with atomic_dir(args.out) as tmp:
+    t0 = time.perf_counter()
+    extra = backend.quantize(args.src, tmp, method["params"], ctx)
+    seconds = time.perf_counter() - t0
+    write_meta(tmp, {"method": method["name"], "backend": method["backend"], "params": method["params"],
+                     "source": args.src})
+    size = folder_size_mb(tmp)
+rec.record["metrics"] = {"quantize_s": seconds, "size_on_disk_mb": size,
+                         "bits_per_weight": backend.bits_per_weight(method["params"]), **extra}
+rec.write(args.record)
