@@ -12,7 +12,16 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/toy.smk"
+if config["model"]["source"] == "toy":
+
+    include: "workflow/rules/toy.smk"
+
+
+if config["model"]["source"] == "random":
+
+    include: "workflow/rules/random_model.smk"
+
+
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/merge.smk"

@@ -82,11 +82,33 @@ def kernel_names(model) -> list[str]:
     return sorted({type(m).__name__ for m in model.modules() if isinstance(m, BaseQuantLinear)})
 
 
+def _eager_dequantize(model) -> int:
+    """Undo the torch.compile that GPTQModel's torch kernel applies to its dequantization: on the
+    CPU, inductor compiles it again in every process (5-15 s per shape, longer than the toy's whole
+    benchmark) and the eager version is as fast at these sizes."""
+    from gptqmodel.nn_modules.qlinear import BaseQuantLinear
+
+    n = 0
+    for m in model.modules():
+        if isinstance(m, BaseQuantLinear) and "dequantize_weight" in m.__dict__:
+            del m.dequantize_weight  # the instance attribute shadows the class's eager method
+            n += 1
+    return n
+
+
 def load(path: str, params: dict, ctx):
     _env()
+    import torch
     from gptqmodel import GPTQModel
 
     backend = KERNELS[params["kernel"]][0]
-    wrapper = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=ctx.dtype)
+    # GPTQ kernels compute in 16-bit only. A float32 run (the CPU default) uses bf16 for GPTQ
+    # models: CPU fp16 matmuls without AVX512-FP16 measured 30x slower than bf16 here.
+    dtype = ctx.dtype if ctx.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+    wrapper = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=dtype)
     model = wrapper.model
-    return model, {"kernel": "+".join(kernel_names(model)), "gptq_backend": backend}
+    info = {"kernel": "+".join(kernel_names(model)), "gptq_backend": backend,
+            "compute_dtype": str(dtype).removeprefix("torch.")}
+    if ctx.device == "cpu":
+        info["eager_dequantize_layers"] = _eager_dequantize(model)
+    return model, info

@@ -105,10 +105,15 @@ def adapter_arg(wildcards, input):
     return f"--adapter {input.adapter}" if "adapter" in input.keys() else ""
 
 
+# Speed-only setups (random weights) leave `evaluate:` out: quality is meaningless there.
+EVALUATE = bool(config.get("evaluate"))
+
+
 def get_final_output():
     variants = [v.name for v in EXP.variants]
     out = expand(f"{R}/records/benchmark/{{v}}.json", v=variants)
-    out += expand(f"{R}/records/evaluate/{{v}}.json", v=variants)
+    if EVALUATE:
+        out += expand(f"{R}/records/evaluate/{{v}}.json", v=variants)
     out += expand(f"{R}/records/finetune/{{b}}.json", b=EXP.finetune_bases)
     out += [f"{R}/report/report.md"]
     return out

@@ -16,7 +16,7 @@ def report_records(wildcards=None):
     variants = [v.name for v in EXP.variants]
     quantized = [m for m in EXP.runnable] + [v.name for v in EXP.variants if v.requant]
     return (expand(f"{R}/records/benchmark/{{v}}.json", v=variants)
-            + expand(f"{R}/records/evaluate/{{v}}.json", v=variants)
+            + (expand(f"{R}/records/evaluate/{{v}}.json", v=variants) if EVALUATE else [])
             + expand(f"{R}/records/finetune/{{b}}.json", b=EXP.finetune_bases)
             + expand(f"{R}/records/quantize/{{m}}.json", m=quantized))
 

@@ -25,7 +25,7 @@ if method["backend"] == "gptq":
         logging.warning("calibration set has %d texts, fewer than the %d asked for",
                         len(texts), params["calibration_samples"])
 ctx = RunContext(device=params["device"], dtype_name=params["dtype"], seed=params["seed"],
-                 calibration_texts=texts, calibration_seq_len=params["calibration_seq_len"])
+                 calibration_texts=texts, calibration_seq_len=params.get("calibration_seq_len", 512))
 rec = Recorder("quantize", params["variant"], params, params["device"], params["seed"])
 logging.info("quantizing %s -> %s: %s", args.src, args.out, backend.describe(method["params"]))
 with atomic_dir(args.out) as tmp:

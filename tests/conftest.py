@@ -1,0 +1,66 @@
+"""Shared fixtures: a tiny real Llama for library tests, and one real Snakemake run of the toy DAG
+(in a temporary copy of the project) that the end-to-end tests read."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_FILES = ["Snakefile", "workflow", "config", "quantbench"]
+os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def copy_project(dst: Path) -> Path:
+    for name in PROJECT_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst / name)
+    return dst
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory) -> Path:
+    """The whole toy DAG, run once with real Snakemake; returns the project copy it ran in."""
+    work = copy_project(tmp_path_factory.mktemp("toy_run"))
+    snakemake(work)
+    return work
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random Llama with a real tokenizer, saved as a quantbench model folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from quantbench.modelio import write_meta
+    from quantbench.toy import model as toy_model
+    from quantbench.toy import world
+
+    out = tmp_path_factory.mktemp("tiny") / "base"
+    texts = world.documents(world.make_countries(0), 0, 200)
+    tok = toy_model.train_tokenizer(texts, 320)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    write_meta(out, {"method": "base", "backend": "none", "params": {"dtype": "float32"}})
+    return out

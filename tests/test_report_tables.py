@@ -1,0 +1,31 @@
+import pytest
+import pandas as pd
+
+from quantbench.report import tables
+from quantbench.report.plots import pareto_front
+
+
+def _eval_record(variant, tasks, kl):
+    return {"stage": "evaluate", "subject": variant, "reference": "fp32",
+            "params": {"evaluate": {"suite": "toy"}},
+            "metrics": {"tasks": tasks, "kl_mean": kl, "kl_p99": kl, "top1_agreement": 1 - kl,
+                        "perplexity": 2.0, "perplexity_ratio": 1 + kl}}
+
+
+def test_quality_table_average_is_mean_of_task_columns():
+    recs = [_eval_record("fp32", {"toy_capitals": 1.0, "toy_flags": 0.5, "toy_arithmetic": 0.75,
+                                  "toy_heldout": 3.0}, 0.0),
+            _eval_record("gptq-2bit", {"toy_capitals": 0.5, "toy_flags": 0.25, "toy_arithmetic": 0.25,
+                                       "toy_heldout": 9.0}, 0.5)]
+    q = tables.quality_table(recs, "fp32")
+    for _, row in q.iterrows():
+        assert row["Average"] == sum(row[c] for c in ("capitals", "flags", "arithmetic")) / 3
+    assert q.loc[q.variant == "fp32", "Average"].item() == 75.0
+    assert q.loc[q.variant == "gptq-2bit", "delta_average_points"].item() == pytest.approx(100 / 3 - 75.0)
+    assert "heldout_word_perplexity" in q.columns and "heldout" not in q.columns
+
+
+def test_pareto_front():
+    df = pd.DataFrame({"variant": list("abcd"), "mb": [1, 2, 3, 4], "q": [50, 40, 70, 60]})
+    front = pareto_front(df, "mb", "q", higher_is_better=True)
+    assert list(front.variant) == ["a", "c"]
