@@ -1,11 +1,15 @@
 # Quality of every variant: lm-eval suite, plus KL / top-1 agreement / perplexity against a reference.
+from quantbench import suites
 
 
 def evaluate_params(variant):
     ev = {"suite": "toy", "num_fewshot": None, "limit": None, "batch_size": 8, "max_length": None,
           "fewshot_seed": 1234, "distribution_tokens": 4096, "distribution_window": 128,
           **config.get("evaluate", {})}
-    return job_params(variant, evaluate=ev, heldout_dataset=dataset_spec("heldout"))
+    # The resolved task list is part of the params: the dry run shows it, and a suite change reruns.
+    tasks = [f"{e['task']}:{ev['num_fewshot'] if ev['num_fewshot'] is not None else e['num_fewshot']}-shot"
+             for e in suites.suite(ev["suite"])]
+    return job_params(variant, evaluate=ev, tasks=tasks, heldout_dataset=dataset_spec("heldout"))
 
 
 rule reference_logprobs:

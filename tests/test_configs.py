@@ -1,0 +1,42 @@
+"""Every shipped config dry-runs (GPU setups with CUDA assumed), and the leaderboard setup lists its
+evaluate jobs with lm-eval's task names and leaderboard few-shot counts."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
+
+
+def dry_run(config: str, tmp_path: Path) -> str:
+    env = {**os.environ, "QUANTBENCH_ASSUME_CUDA": "1"}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "2", "--configfile",
+                           str(ROOT / "config" / config), "--snakefile", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_shipped_config_dry_runs(config, tmp_path):
+    out = dry_run(config, tmp_path)
+    assert "Job stats:" in out
+
+
+def test_leaderboard_config_lists_evaluate_jobs_with_task_names(tmp_path):
+    out = dry_run("llama2-7b-quality.yaml", tmp_path)
+    commands = [line for line in out.splitlines() if "evaluate.py --params" in line]
+    assert len(commands) >= 4
+    expected = ["arc_challenge:25-shot", "hellaswag:10-shot", "mmlu:5-shot", "truthfulqa_mc2:0-shot",
+                "winogrande:5-shot", "gsm8k:5-shot"]
+    for cmd in commands:
+        tasks = re.search(r'"tasks": \[([^]]*)\]', cmd)[1]
+        assert [t.strip(' "') for t in tasks.split(",")] == expected
+    variants = {re.search(r'"variant": "([^"]+)"', c)[1] for c in commands}
+    assert {"fp16", "bnb-nf4", "gptq-4bit-g128", "bnb-nf4+lora+merge-dequant+gptq-4bit-g128"} <= variants

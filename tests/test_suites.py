@@ -1,0 +1,48 @@
+"""Every task in the shipped suites resolves in lm-eval's registry offline, with the metric we read."""
+import pytest
+from lm_eval.tasks import TaskManager
+
+from quantbench.suites import SUITES, local_task_yaml, suite
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return TaskManager()
+
+
+def _metrics(entry) -> set[str]:
+    cfg = entry.cfg
+    names = {m["metric"] for m in cfg.get("metric_list", []) + cfg.get("aggregate_metric_list", [])}
+    filters = {f["name"] for f in cfg.get("filter_list", [])} or {"none"}
+    return {f"{m},{f}" for m in names for f in filters}
+
+
+@pytest.mark.parametrize("entry", [e for name, es in SUITES.items() if name != "toy" for e in es],
+                         ids=lambda e: e["task"])
+def test_task_resolves_with_its_leaderboard_metric(registry, entry):
+    found = registry._entry(entry["task"])
+    assert found is not None, f"{entry['task']} is not in lm-eval's registry"
+    metrics = _metrics(found)
+    if not metrics:  # a group without an aggregate: its subtasks must report the metric
+        subtasks = [registry._entry(t) for t in found.cfg["task"] if isinstance(t, str)]
+        metrics = set().union(*(_metrics(s) for s in subtasks if s is not None))
+    assert entry["metric"] in metrics, f"{entry['task']} reports {sorted(metrics)}"
+
+
+def test_toy_tasks_load_from_local_files(tmp_path):
+    from quantbench.toy.data import build
+
+    data = tmp_path / "data"
+    build(data, seed=1)
+    for e in suite("toy"):
+        (tmp_path / f"{e['task']}.yaml").write_text(local_task_yaml(e, str(data)))
+    tm = TaskManager(include_path=str(tmp_path))
+    tasks = tm.load_task_or_group([e["task"] for e in suite("toy")])
+    assert set(tasks) == {e["task"] for e in suite("toy")}
+    capitals = tasks["toy_capitals"]
+    assert len(list(capitals.test_docs())) > 20
+
+
+def test_unknown_suite_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="allowed: leaderboard-v1"):
+        suite("leaderboard-v3")
