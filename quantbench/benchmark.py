@@ -1,18 +1,33 @@
 """Inference benchmark: prefill and generate latency/throughput over a grid, with peak memory.
 
-Definitions (all per cell, medians over `repeats` after `warmup` runs):
+Definitions (all per cell, medians over `repeats` timed runs after `warmup` untimed runs):
 - prefill: one forward pass over a batch of prompts (logits of the last position only, as generate
-  computes them). prefill_ms_per_token = latency / prompt_len; prefill_tokens_per_s = batch*prompt_len / latency.
+  computes them). prefill_latency_ms is that pass (the comparison's "per-token latency" is this
+  number: its throughput column is batch / latency); prefill_ms_per_token = latency / prompt_len;
+  prefill_tokens_per_s = batch*prompt_len / latency.
 - generate: greedy generation of exactly `new_tokens` tokens after a prompt of `prompt_len`.
-  decode_ms_per_token = latency / new_tokens; decode_tokens_per_s = batch*new_tokens / latency.
-  The roofline column reads the weights (and the KV cache) once per decode step against the measured
-  copy bandwidth: decode_roofline_pct = bytes_per_step / (latency/new_tokens) / bandwidth.
-A cell that runs out of memory is recorded with outcome "oom" and the grid goes on.
+  decode_ms_per_token = latency / new_tokens; decode_tokens_per_s = batch*new_tokens / latency
+  (the comparison's definitions: the prefill is inside the latency).
+  decode_step_ms excludes the prefill: the time between the first and the last decode step over
+  the new_tokens - 1 forward passes between them, taken from CUDA events recorded at each step.
+- modes: eager (generate with its default dynamic KV cache), static (generate with a static KV
+  cache, compilation off: what the cache alone changes), compiled (a greedy loop over a static
+  cache whose decode step is torch.compile'd with mode="reduce-overhead", i.e. replayed as a CUDA
+  graph; torch.compiler.cudagraph_mark_step_begin() between steps). Static and compiled cells need
+  the KV cache and run at `fast_batch_sizes`.
+- roofline: a decode step must read every weight once (not the input embedding table: a step
+  gathers one row of it) and the KV cache once, so
+  decode_roofline_pct = bytes_per_step / decode_step_s / copy_bandwidth, with the KV cache at its
+  mean length over the steps. It is a floor on bytes (kernels that re-read count once).
+A cell that runs out of memory is recorded with outcome "oom", one that fails otherwise with
+outcome "error" (and the message); the grid goes on.
 """
 from __future__ import annotations
 
 import itertools
 import logging
+import time
+import traceback
 
 import torch
 from tqdm import tqdm
@@ -20,6 +35,7 @@ from tqdm import tqdm
 from quantbench import memory, timing
 
 log = logging.getLogger(__name__)
+MODES = ("eager", "static", "compiled")
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -40,19 +56,97 @@ def kv_cache_mb(config, batch: int, seq_len: int, bytes_per_value: int) -> float
     return 2 * config.num_hidden_layers * heads * head_dim * batch * seq_len * bytes_per_value / 2**20
 
 
+def decode_weights_mb(model) -> float:
+    """Bytes a decode step must read of the model: every parameter and buffer, plus the
+    quantization constants bitsandbytes keeps outside them (4-bit absmax and nested constants,
+    int8 row scales), minus the input embedding table (a step gathers one row of it; a tied
+    output head reads it whole, so a tied table stays counted)."""
+    seen, total = set(), 0
+
+    def add(t):
+        nonlocal total
+        if isinstance(t, torch.Tensor) and t.data_ptr() not in seen and t.numel():
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+
+    emb = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    tied = emb is not None and out is not None and out.weight.data_ptr() == emb.data_ptr()
+    if emb is not None and not tied:
+        seen.add(emb.data_ptr())
+    for t in list(model.parameters()) + list(model.buffers()):
+        add(t)
+        qs = getattr(t, "quant_state", None)  # bitsandbytes Params4bit
+        if qs is not None:
+            add(getattr(qs, "absmax", None))
+            state2 = getattr(qs, "state2", None)
+            if state2 is not None:
+                add(getattr(state2, "absmax", None))
+        add(getattr(t, "SCB", None))  # bitsandbytes Int8Params row scales
+    return total / 2**20
+
+
+class StepClock:
+    """A logits processor that records a CUDA event at every decode step and changes nothing.
+
+    generate calls logits processors once per new token, after that token's forward pass: the
+    first event follows the prefill, the last follows the last forward pass."""
+
+    def __init__(self):
+        self.events: list = []
+
+    def __call__(self, input_ids, scores):
+        ev = torch.cuda.Event(enable_timing=True)
+        ev.record()
+        self.events.append(ev)
+        return scores
+
+    def decode_s(self) -> float | None:
+        if len(self.events) < 2:
+            return None
+        self.events[-1].synchronize()
+        return self.events[0].elapsed_time(self.events[-1]) / 1e3 / (len(self.events) - 1)
+
+
+def _timed_runs(fn, device: str, warmup: int, repeats: int) -> tuple[list[float], list[float], float]:
+    """Latencies of `repeats` calls after `warmup` calls; fn returns its per-step decode seconds or
+    None. Also returns the first call's seconds (compilation and lazy initialisation show there)."""
+    t0 = time.perf_counter()
+    for i in range(warmup):
+        fn()
+        if i == 0:
+            timing._sync(device)
+            first = time.perf_counter() - t0
+    if warmup == 0:
+        first = float("nan")
+    timing._sync(device)
+    lat, steps = [], []
+    for _ in range(repeats):
+        box = {}
+        lat.append(timing.time_call(lambda: box.setdefault("step", fn()), device))
+        if box.get("step") is not None:
+            steps.append(box["step"])
+    return lat, steps, first
+
+
 def _cell(fn, device: str, warmup: int, repeats: int) -> dict:
     memory.reset(device)
     try:
         with memory.PeakMemory(device) as peak:
-            samples = timing.repeat(fn, device, warmup, repeats)
-    except (torch.OutOfMemoryError, RuntimeError) as exc:
-        if not _is_oom(exc):
-            raise
+            samples, steps, first = _timed_runs(fn, device, warmup, repeats)
+    except Exception as exc:  # noqa: BLE001 - one failing cell must not end the grid
         memory.reset(device)
-        return {"outcome": "oom", "error": str(exc).splitlines()[0][:300]}
+        if _is_oom(exc):
+            return {"outcome": "oom", "error": str(exc).splitlines()[0][:300]}
+        log.error("cell failed:\n%s", traceback.format_exc())
+        return {"outcome": "error", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
     finally:
         memory.reset(device)
-    return {"outcome": "ok", **timing.summarize(samples), **peak.result}
+    cell = {"outcome": "ok", **timing.summarize(samples), **peak.result, "first_call_s": first}
+    if steps:
+        s = timing.summarize(steps)
+        cell.update(decode_step_ms=s["median_s"] * 1e3, decode_step_iqr_over_median=s["iqr_over_median"])
+    return cell
 
 
 def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid) -> list[dict]:
@@ -74,35 +168,177 @@ def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid) -
     return rows
 
 
+class CompiledDecoder:
+    """Greedy decoding over a static KV cache with the decode step compiled into a CUDA graph.
+
+    One cache per batch size, sized for the longest generation of the grid, so every cell of a
+    batch size shares one compiled graph (a new cache shape would recompile)."""
+
+    def __init__(self, model, max_cache_len: int):
+        from transformers import StaticCache
+
+        self.model, self.max_cache_len, self.caches = model, max_cache_len, {}
+        self._StaticCache = StaticCache
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        self.step = torch.compile(self._step, mode="reduce-overhead", fullgraph=False, dynamic=False)
+
+    def _step(self, tok, pos, cache):
+        out = self.model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True)
+        return out.logits[:, -1, :].argmax(-1, keepdim=True)
+
+    def cache(self, batch: int, device):
+        if batch not in self.caches:
+            config = getattr(self.model, "config", None)
+            self.caches[batch] = self._StaticCache(config=config, max_cache_len=self.max_cache_len)
+        return self.caches[batch]
+
+    def generate(self, ids, new_tokens: int):
+        """Returns (tokens [batch, new_tokens], seconds per decode step from CUDA events)."""
+        cache = self.cache(ids.shape[0], ids.device)
+        prompt_len = ids.shape[1]
+        positions = torch.arange(prompt_len + new_tokens, device=ids.device)
+        with torch.inference_mode():
+            cache.reset()  # its tensors were made under inference mode: only there can they be zeroed
+            out = self.model(input_ids=ids, past_key_values=cache, cache_position=positions[:prompt_len],
+                             use_cache=True, logits_to_keep=1)
+            tok = out.logits[:, -1, :].argmax(-1, keepdim=True)
+            tokens = [tok]
+            first = torch.cuda.Event(enable_timing=True) if ids.is_cuda else None
+            if first is not None:
+                first.record()
+            for i in range(new_tokens - 1):
+                torch.compiler.cudagraph_mark_step_begin()
+                # clone: the graph's output buffer is overwritten by the next replay
+                tok = self.step(tok, positions[prompt_len + i:prompt_len + i + 1], cache).clone()
+                tokens.append(tok)
+            step_s = None
+            if first is not None and new_tokens > 1:
+                last = torch.cuda.Event(enable_timing=True)
+                last.record()
+                last.synchronize()
+                step_s = first.elapsed_time(last) / 1e3 / (new_tokens - 1)
+        return torch.cat(tokens, dim=1), step_s
+
+
+def _generate_fn(model, mode, ids, mask, new_tokens, use_cache, pad_token_id, prompt_len, decoder):
+    if mode == "compiled":
+        def fn():
+            tokens, step_s = decoder.generate(ids, new_tokens)
+            assert tokens.shape[1] == new_tokens
+            return step_s
+        return fn
+
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                  use_cache=use_cache, pad_token_id=pad_token_id)
+    if mode == "static":
+        # static cache alone: transformers would otherwise compile the forward on its own
+        kwargs.update(cache_implementation="static", disable_compile=True)
+
+    def fn():
+        from transformers import LogitsProcessorList
+
+        clock = StepClock() if ids.is_cuda else None
+        extra = {"logits_processor": LogitsProcessorList([clock])} if clock else {}
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, **kwargs, **extra)
+        assert out.shape[1] == prompt_len + new_tokens, "generation stopped early"
+        return clock.decode_s() if clock else None
+    return fn
+
+
+def generate_grid(spec: dict, mode: str) -> list[tuple[int, int, bool]]:
+    """(batch size, new tokens, use_cache) cells of one mode. use_cache=false runs only at
+    `no_cache_new_tokens` (the comparison measured it at 30 new tokens only); static and compiled
+    modes need the cache and run at `fast_batch_sizes`."""
+    no_cache_at = set(spec.get("no_cache_new_tokens") or spec["new_tokens"])
+    if mode == "eager":
+        grid = itertools.product(spec["batch_sizes"], spec["new_tokens"], spec.get("use_cache", [True]))
+        return [(b, n, c) for b, n, c in grid if c or n in no_cache_at]
+    fast = spec.get("fast_batch_sizes") or spec["batch_sizes"]
+    return [(b, n, True) for b, n in itertools.product(fast, spec["new_tokens"])]
+
+
 def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, pad_token_id,
                  weights_mb: float, bandwidth_gb_per_s: float | None, kv_bytes: int,
                  mode: str = "eager") -> list[dict]:
+    """One mode's generate grid. `weights_mb` is what a decode step reads of the model
+    (decode_weights_mb)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown generate mode {mode!r}; allowed: {', '.join(MODES)}")
     rows = []
-    grid = list(itertools.product(spec["batch_sizes"], spec["new_tokens"], spec["use_cache"]))
-    for bs, new_tokens, use_cache in tqdm(grid, desc=f"generate ({mode})", mininterval=2):
+    decoder = None
+    if mode == "compiled":
+        if device != "cuda":
+            log.warning("compiled mode needs CUDA graphs; skipped on %s", device)
+            return []
+        decoder = CompiledDecoder(model, spec["prompt_len"] + max(spec["new_tokens"]))
+    for bs, new_tokens, use_cache in tqdm(generate_grid(spec, mode), desc=f"generate ({mode})", mininterval=2):
         ids, mask = random_prompts(vocab_size, bs, spec["prompt_len"], device, seed, avoid)
-        kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                      use_cache=use_cache, pad_token_id=pad_token_id)
-        if mode == "static":
-            kwargs["cache_implementation"] = "static"
-
-        def fn():
-            with torch.inference_mode():
-                out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-            assert out.shape[1] == spec["prompt_len"] + new_tokens, "generation stopped early"
-
-        cell = _cell(fn, device, warmup, repeats)
+        fn = _generate_fn(model, mode, ids, mask, new_tokens, use_cache, pad_token_id, spec["prompt_len"], decoder)
+        # compiled: the first call compiles, the next ones record the CUDA graphs; none is timed
+        cell = _cell(fn, device, max(warmup, 2) if mode == "compiled" else warmup, repeats)
         row = {"scenario": "generate", "mode": mode, "batch_size": bs, "prompt_len": spec["prompt_len"],
                "new_tokens": new_tokens, "use_cache": use_cache, **cell}
         if cell["outcome"] == "ok":
             lat = cell["median_s"]
-            step_s = lat / new_tokens
-            row.update(generate_latency_ms=lat * 1e3, decode_ms_per_token=step_s * 1e3,
+            row.update(generate_latency_ms=lat * 1e3, decode_ms_per_token=lat * 1e3 / new_tokens,
                        decode_tokens_per_s=bs * new_tokens / lat)
             if bandwidth_gb_per_s and use_cache:
-                # mean KV cache length over the decode steps
+                # the KV cache at its mean length over the decode steps
                 kv = kv_cache_mb(model.config, bs, spec["prompt_len"] + new_tokens // 2, kv_bytes)
+                step_s = cell.get("decode_step_ms", lat * 1e3 / new_tokens) / 1e3
                 row["decode_bytes_per_step_mb"] = weights_mb + kv
                 row["decode_roofline_pct"] = 100 * (weights_mb + kv) * 2**20 / step_s / (bandwidth_gb_per_s * 1e9)
         rows.append(row)
     return rows
+
+
+def compiled_matches_eager(model, vocab_size, device, prompt_len, new_tokens, seed, avoid, pad_token_id,
+                           decoder: CompiledDecoder | None = None) -> dict:
+    """Do the compiled loop and eager generate pick the same greedy tokens (batch 1)? Random weights
+    give near-tied logits, so a late divergence is fp16 rounding, an early one a bug."""
+    ids, mask = random_prompts(vocab_size, 1, prompt_len, device, seed + 1, avoid)
+    decoder = decoder or CompiledDecoder(model, prompt_len + new_tokens)
+    with torch.inference_mode():
+        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_token_id)
+    got, _ = decoder.generate(ids, new_tokens)
+    ref = ref[:, prompt_len:]
+    same = (ref == got)[0].tolist()
+    first_diff = same.index(False) if False in same else None
+    return {"new_tokens": new_tokens, "identical": first_diff is None, "first_difference_at": first_diff}
+
+
+def profile_generate(model, mode, vocab_size, device, spec, seed, avoid, pad_token_id, new_tokens: int,
+                     decoder: CompiledDecoder | None = None, top: int = 12) -> dict:
+    """Where a batch-1 generate call spends its time: CUDA kernel time against wall time, and the
+    kernels that ran (the names show which matmul kernel the backend really used)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    ids, mask = random_prompts(vocab_size, 1, spec["prompt_len"], device, seed, avoid)
+    if mode == "compiled":
+        decoder = decoder or CompiledDecoder(model, spec["prompt_len"] + max(spec["new_tokens"]))
+    fn = _generate_fn(model, mode, ids, mask, new_tokens, True, pad_token_id, spec["prompt_len"], decoder)
+    fn()  # warm: compilation and graph capture stay out of the profile
+    timing._sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        fn()
+        timing._sync(device)
+        wall = time.perf_counter() - t0
+    kernels = []
+    for evt in prof.key_averages():
+        dev_us = getattr(evt, "self_device_time_total", None)
+        if dev_us is None:
+            dev_us = getattr(evt, "self_cuda_time_total", 0)
+        if dev_us and str(getattr(evt, "device_type", "")).endswith("CUDA"):
+            kernels.append({"kernel": evt.key[:160], "calls": evt.count, "device_ms": dev_us / 1e3})
+    kernels.sort(key=lambda k: -k["device_ms"])
+    busy_ms = sum(k["device_ms"] for k in kernels)
+    launches = sum(k["calls"] for k in kernels)
+    return {"mode": mode, "batch_size": 1, "new_tokens": new_tokens, "wall_ms": wall * 1e3,
+            "kernel_ms": busy_ms, "gpu_busy_pct": 100 * busy_ms / (wall * 1e3) if wall else None,
+            "kernel_launches": launches, "launches_per_token": launches / new_tokens,
+            "top_kernels": [{**k, "share_pct": 100 * k["device_ms"] / busy_ms if busy_ms else None}
+                            for k in kernels[:top]]}
+

@@ -1,9 +1,13 @@
-"""Benchmark one variant: load time, prefill and generate grids, peak memory, decode roofline."""
+"""Benchmark one variant: load time, prefill and generate grids, peak memory, decode roofline,
+and (on CUDA) a profile of one batch-1 generate call per mode."""
 import logging
+import os
 import time
 
+import torch
+
 from quantbench import benchmark, cli, memory, timing
-from quantbench.modelio import RunContext, load_model
+from quantbench.modelio import RunContext, load_model, read_meta
 from quantbench.records import Recorder
 
 p = cli.parser(__doc__)
@@ -14,16 +18,57 @@ args = p.parse_args()
 params = cli.setup(args)
 spec = params["benchmark"]
 ctx = RunContext(device=params["device"], dtype_name=params["dtype"], seed=params["seed"])
+
+
+def random_weights(folder: str) -> bool:
+    """Whether the model descends from a random-initialised base: follow the `source` each model
+    folder's quantbench.json names (quantize writes its input folder there) back to the base."""
+    for _ in range(8):
+        try:
+            meta = read_meta(folder)
+        except FileNotFoundError:
+            return False
+        if meta.get("source") == "random":
+            return True
+        folder = meta.get("source")
+        if not folder or not os.path.isdir(folder):
+            return False
+    return False
+
+
+def prebuild_kernel(folder: str) -> dict:
+    """Build a GPTQModel JIT kernel before the clock starts, so the first load does not time its
+    compilation (minutes for Marlin). The build is cached under GPTQMODEL_TORCH_EXTENSIONS_DIR
+    (default ~/.cache/gptqmodel) and reused by every later job."""
+    meta = read_meta(folder)
+    ext = {"marlin": "marlin_fp16" if ctx.dtype_name != "bfloat16" else "marlin_bf16",
+           "exllama_v2": "exllamav2"}.get(meta["params"].get("kernel")) if meta["backend"] == "gptq" else None
+    if ext is None or ctx.device != "cuda":
+        return {}
+    from gptqmodel import extension
+
+    t0 = time.perf_counter()
+    ok = extension.load(ext).get(ext, False)
+    return {"kernel_prebuild": ext, "kernel_prebuild_s": time.perf_counter() - t0, "kernel_prebuild_ok": ok,
+            "kernel_cache_dir": os.environ.get("GPTQMODEL_TORCH_EXTENSIONS_DIR", "~/.cache/gptqmodel")}
+
+
+# Job params carry random_weights so report rows from random weights are marked as such.
+params["random_weights"] = random_weights(args.model)
 rec = Recorder("benchmark", params["variant"], params, ctx.device, ctx.seed)
+prebuilt = prebuild_kernel(args.model)
 
 memory.reset(ctx.device)
 with memory.PeakMemory(ctx.device) as load_peak:
     t0 = time.perf_counter()
     model, tokenizer, info = load_model(args.model, ctx, adapter=args.adapter)
+    timing._sync(ctx.device)
     load_s = time.perf_counter() - t0
 weights_mb = memory.model_weights_mb(model)
+step_weights_mb = benchmark.decode_weights_mb(model)
 bandwidth = timing.measure_copy_bandwidth_gb_per_s(ctx.device) if spec.get("roofline", True) else None
-logging.info("loaded in %.2f s, weights %.1f MB, kernel %s", load_s, weights_mb, info["kernel"])
+logging.info("loaded in %.2f s, weights %.1f MB (%.1f MB read per decode step), kernel %s, copy bandwidth %s GB/s",
+             load_s, weights_mb, step_weights_mb, info["kernel"], bandwidth and f"{bandwidth:.0f}")
 
 vocab = model.config.vocab_size
 avoid = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id) if t is not None}
@@ -31,14 +76,46 @@ common = dict(model=model, vocab_size=vocab, device=ctx.device, warmup=spec["war
               repeats=spec["repeats"], seed=ctx.seed, avoid=avoid)
 rows = benchmark.run_prefill(spec=spec["prefill"], **common)
 kv_bytes = 2 if ctx.dtype_name in ("float16", "bfloat16") else 4
-for mode in spec["generate"].get("modes", ["eager"]):
-    rows += benchmark.run_generate(spec=spec["generate"], pad_token_id=tokenizer.pad_token_id,
-                                   weights_mb=weights_mb, bandwidth_gb_per_s=bandwidth,
+gen = spec["generate"]
+if args.adapter and gen.get("adapters"):
+    # an unmerged adapter's speed is a side question: its own (usually smaller) grid
+    gen = {**gen, **gen["adapters"]}
+modes = gen.get("modes", ["eager"])
+for mode in modes:
+    rows += benchmark.run_generate(spec=gen, pad_token_id=tokenizer.pad_token_id,
+                                   weights_mb=step_weights_mb, bandwidth_gb_per_s=bandwidth,
                                    kv_bytes=kv_bytes, mode=mode, **common)
+
+profiles, checks = [], []
+if ctx.device == "cuda" and spec.get("profile", True):
+    n = min(gen["new_tokens"])
+    for mode in modes:
+        try:
+            profiles.append(benchmark.profile_generate(model, mode, vocab, ctx.device, gen, ctx.seed, avoid,
+                                                       tokenizer.pad_token_id, new_tokens=n))
+        except Exception as exc:  # noqa: BLE001 - a profile is extra; its failure is recorded
+            logging.exception("profile of mode %s failed", mode)
+            profiles.append({"mode": mode, "error": f"{type(exc).__name__}: {exc}"[:300]})
+    if "compiled" in modes:
+        try:
+            checks.append(benchmark.compiled_matches_eager(model, vocab, ctx.device, gen["prompt_len"], n,
+                                                           ctx.seed, avoid, tokenizer.pad_token_id))
+        except Exception as exc:  # noqa: BLE001
+            checks.append({"error": f"{type(exc).__name__}: {exc}"[:300]})
+
 rec.record["kernel"] = info["kernel"]
-rec.record["load"] = info
+rec.record["load"] = {**info, **prebuilt}
 rec.record["metrics"] = {"load_s": load_s, "weights_memory_mb": weights_mb,
+                         "decode_weights_read_mb": step_weights_mb,
                          "load_peak_memory_mb": load_peak.result["peak_memory_mb"],
                          "copy_bandwidth_gb_per_s": bandwidth}
 rec.record["cells"] = rows
+if profiles:
+    rec.record["profiles"] = profiles
+if checks:
+    rec.record["compiled_vs_eager"] = checks
+if ctx.device == "cuda":
+    rec.record["environment"] = {k: os.environ.get(k) for k in ("GPTQMODEL_TORCH_EXTENSIONS_DIR",
+                                                                 "CUDA_VISIBLE_DEVICES", "TORCHINDUCTOR_CACHE_DIR")}
+    rec.record["environment"]["torch_cuda"] = torch.version.cuda
 rec.write(args.record)

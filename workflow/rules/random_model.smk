@@ -1,0 +1,36 @@
+# source: random — a real architecture (config.json) with random weights, for speed and memory
+# measurements where the checkpoint cannot be had. The local corpus trains a tokenizer of the
+# architecture's vocabulary size and serves as calibration and fine-tuning text.
+
+
+rule build_corpus:
+    output:
+        directory(f"{R}/data"),
+    input:
+        script=f"{SCRIPTS}/build_toy_data.py",
+    params:
+        spec=job_params("data"),
+    log:
+        f"{R}/logs/build_corpus.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --out {output} > {log} 2>&1"
+
+
+rule build_random_model:
+    output:
+        model=directory(f"{R}/models/base"),
+        record=f"{R}/records/build/base.json",
+    input:
+        architecture=config["model"]["architecture"],
+        data=f"{R}/data",
+        script=f"{SCRIPTS}/build_random_model.py",
+    params:
+        spec=job_params("base", random_weights=True,
+                        model={k: config["model"].get(k) for k in ("architecture", "num_hidden_layers")}),
+    threads: MAX_THREADS
+    log:
+        f"{R}/logs/build_random_model.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --architecture {input.architecture}"
+        " --corpus {input.data}/corpus.jsonl --out {output.model} --record {output.record}"
+        " --threads {threads} 2>&1 | tee {log}"
