@@ -68,9 +68,16 @@ def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
         for ids in (tokenizer(t, truncation=True, max_length=ctx.calibration_seq_len).input_ids
                     for t in ctx.calibration_texts)
     ]
+    import tempfile
+
+    from gptqmodel.looper import loop_processor
+
     model = GPTQModel.load(src, quantize_config(params), device=ctx.device, dtype=ctx.dtype)
-    model.quantize(calibration, batch_size=ctx.calibration_batch_size,
-                   calibration_data_min_length=min(10, ctx.calibration_seq_len))
+    with tempfile.TemporaryDirectory() as logs:
+        # GPTQModel writes per-layer logs to ./logs of whatever the working directory is.
+        loop_processor._PROJECT_LOG_DIR = Path(logs)
+        model.quantize(calibration, batch_size=ctx.calibration_batch_size,
+                       calibration_data_min_length=min(10, ctx.calibration_seq_len))
     model.save(str(dst))
     tokenizer.save_pretrained(dst)
     return {"calibration_samples": len(calibration)}

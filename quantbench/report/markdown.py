@@ -70,6 +70,9 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
     if skipped:
         parts.append("## Skipped methods\n")
         parts.append(fmt(pd.DataFrame([{"method": m, "reason": why} for m, why in skipped.items()])))
+    if not bench.empty and "exclusive" in bench.columns and not bench.exclusive.all():
+        parts.append("> Benchmarks ran beside other jobs (`benchmark.exclusive: false`): timings are a smoke "
+                     "test of the harness, not a measurement to quote.\n")
     parts.append("## Inference (batch size 1)\n")
     parts.append(f"Prefill: one forward pass over the prompt; generate: greedy, {max(gen_spec['new_tokens'])} "
                  "new tokens, KV cache on, eager. Medians; the full grid with spreads is in benchmark.csv.\n")
@@ -82,7 +85,7 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
             parts.append("## Generate throughput grid (decode tokens/s)\n")
             pivot = gen.pivot_table(index="variant", columns=["mode", "use_cache", "new_tokens", "batch_size"],
                                     values="decode_tokens_per_s", sort=False)
-            pivot.columns = [f"{m} cache={'on' if c else 'off'} n={n} bs={b}" for m, c, n, b in pivot.columns]
+            pivot.columns = [f"{m} cache={'on' if c else 'off'} n={int(n)} bs={int(b)}" for m, c, n, b in pivot.columns]
             parts.append(fmt(pivot.reset_index()))
         ooms = bench[bench.outcome == "oom"]
         if len(ooms):

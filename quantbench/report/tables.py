@@ -47,6 +47,7 @@ def benchmark_table(records: list[dict]) -> pd.DataFrame:
     for r in _by_stage(records, "benchmark"):
         head = {"variant": r["subject"], "pipeline": _pipeline(r["subject"]), "kernel": r.get("kernel"),
                 "random_weights": r["params"].get("random_weights", False),
+                "exclusive": r["params"]["benchmark"].get("exclusive", True),
                 "load_s": r["metrics"]["load_s"], "weights_memory_mb": r["metrics"]["weights_memory_mb"]}
         for cell in r["cells"]:
             rows.append({**head, **{k: cell.get(k) for k in KEEP_CELL}})

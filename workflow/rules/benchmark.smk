@@ -10,8 +10,8 @@ rule benchmark:
     params:
         spec=lambda w: job_params(w.variant, benchmark=config["benchmark"]),
         adapter=adapter_arg,
-    # All cores: a benchmark shares the machine with no other job.
-    threads: workflow.cores
+    # exclusive (the default): all cores, so no other job shares the machine with a benchmark.
+    threads: workflow.cores if config["benchmark"].get("exclusive", True) else 1
     log:
         f"{R}/logs/benchmark/{{variant}}.log",
     shell:
