@@ -60,6 +60,9 @@ def pareto_front(points: pd.DataFrame, x: str, y: str, higher_is_better: bool) -
 
 
 def quality_vs_memory(summary: pd.DataFrame, path) -> None:
+    """The quantization methods only: fine-tuned variants answer another question (the recipe
+    table) and their KL is against the trained adapter, not the base model."""
+    summary = summary[~summary.finetuned] if "finetuned" in summary else summary
     metrics = [("Average", "quality average (points)", True), ("kl_mean", "KL to reference (nats/token)", False)]
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     for col, (x, xlabel) in enumerate([("weights_memory_mb", "weights (MB)"), ("bits_per_weight", "bits per weight")]):
@@ -77,7 +80,7 @@ def quality_vs_memory(summary: pd.DataFrame, path) -> None:
                 ax.set_yscale("symlog", linthresh=1e-4)
             ax.set(xlabel=xlabel, ylabel=ylabel)
             ax.grid(alpha=0.3)
-    fig.suptitle("Quality against memory and bits per weight")
+    fig.suptitle("Quality of each quantization method against memory and bits per weight")
     _save(fig, path)
 
 

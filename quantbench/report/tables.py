@@ -109,6 +109,7 @@ def summary_table(bench: pd.DataFrame, quality: pd.DataFrame, bits: dict[str, fl
         rows.append(row)
     df = pd.DataFrame(rows)
     df.insert(3, "bits_per_weight", df.variant.map(bits))
+    df["finetuned"] = [parse_variant(v).lora for v in df.variant]
     if not quality.empty:
         df = df.merge(quality[["variant", "Average", "delta_average_points", "kl_mean", "top1_agreement"]],
                       on="variant", how="left")
