@@ -21,7 +21,8 @@ rule build_random_model:
         model=directory(f"{R}/models/base"),
         record=f"{R}/records/build/base.json",
     input:
-        architecture=config["model"]["architecture"],
+        # relative to the project, so the workflow also runs with --directory elsewhere
+        architecture=os.path.join(workflow.basedir, config["model"]["architecture"]),
         data=f"{R}/data",
         script=f"{SCRIPTS}/build_random_model.py",
     params:
