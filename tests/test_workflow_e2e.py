@@ -109,3 +109,16 @@ def test_changing_one_method_reruns_only_its_downstream_jobs(toy_run, tmp_path):
     out = snakemake(work, "-n").stdout
     assert _jobs_in_dry_run(out) == {"quantize": 1, "benchmark": 1, "evaluate": 1, "report": 1, "all": 1}, out
     assert "wildcards: method=gptq-3bit-g32" in out and "wildcards: variant=gptq-3bit-g32" in out
+
+
+def test_quality_table_reads_like_the_leaderboard(toy_run):
+    q = pd.read_csv(toy_run / R / "report" / "quality.csv")
+    tasks = ["capitals", "flags", "arithmetic"]
+    assert list(q.columns[:2]) == ["variant", "Average"]
+    assert (q[tasks].mean(axis=1) - q["Average"]).abs().max() < 1e-9
+    base = q.set_index("variant").loc["fp32"]
+    assert (q["delta_average_points"] - (q["Average"] - base["Average"])).abs().max() < 1e-9
+    dist = q.set_index("variant")
+    for metric, worse in (("kl_mean", max), ("kl_p99", max), ("top1_agreement", min), ("perplexity_ratio", max)):
+        values = {b: dist.loc[f"gptq-{b}bit-g32", metric] for b in (2, 4, 8)}
+        assert worse(values.values()) == values[2], (metric, values)

@@ -5,6 +5,7 @@ import re
 import shutil
 import sys
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
@@ -17,8 +18,6 @@ if config.get("offline", True):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-validate(config, "../schemas/config.schema.yaml")
-
 from quantbench import experiment  # noqa: E402
 
 
@@ -27,14 +26,26 @@ def _cuda_visible():
     return bool(os.environ.get("QUANTBENCH_ASSUME_CUDA")) or shutil.which("nvidia-smi") is not None
 
 
+# The whole config is checked before any job runs: schema (one line per problem, dotted keys) first,
+# then Snakemake's validate() to fill in the schema's defaults, then semantics and the files it names.
 try:
-    EXP = experiment.build(config, cuda_available=_cuda_visible(),
-                           model_dims=experiment.model_dims(config, workflow.basedir))
+    schema_problems = experiment.schema_errors(config)
+    if schema_problems:
+        raise experiment.ConfigError(schema_problems)
+    validate(config, "../schemas/config.schema.yaml")
+    EXP = experiment.load(config, cuda_available=_cuda_visible(), workdir=os.getcwd(), basedir=workflow.basedir)
 except experiment.ConfigError as err:
     raise WorkflowError(str(err)) from None
+for note in EXP.notes:
+    logger.warning(f"config: {note}")
+# Every job's record carries this hash of the whole config (through the environment, not params:
+# a params change would rerun every job).
+os.environ["QUANTBENCH_CONFIG_HASH"] = experiment.config_hash(config)
 
 R = f"results/{EXP.model_name}"
-SCRIPTS = f"{workflow.basedir}/workflow/scripts"
+# Relative to the working directory: input paths are part of Snakemake's rerun triggers, so an
+# absolute path would rerun every job after the checkout moves.
+SCRIPTS = os.path.relpath(f"{workflow.basedir}/workflow/scripts")
 BASELINE = EXP.methods[EXP.baseline]
 DTYPE = BASELINE.params["dtype"]
 DEVICE = config.get("device", "cpu")

@@ -22,7 +22,7 @@ rule build_random_model:
         record=f"{R}/records/build/base.json",
     input:
         # relative to the project, so the workflow also runs with --directory elsewhere
-        architecture=os.path.join(workflow.basedir, config["model"]["architecture"]),
+        architecture=os.path.relpath(os.path.join(workflow.basedir, config["model"]["architecture"])),
         data=f"{R}/data",
         script=f"{SCRIPTS}/build_random_model.py",
     params:
