@@ -10,12 +10,21 @@ from that entry through this module. A *variant* is a model the workflow produce
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from quantbench.backends import BACKENDS, get as get_backend
 
 MERGE_KINDS = ("fp", "dequant")
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+# GPTQ solves for each layer from the Hessian of its calibration activations: with a handful of
+# texts that estimate is too poor to mean anything. Also the schema's minimum of calibration_samples.
+MIN_CALIBRATION_SAMPLES = 8
+FINETUNE_REQUIRED = ("steps", "batch_size", "seq_len", "learning_rate", "lora")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 VARIANT_RE = re.compile(r"^(?P<base>[^+]+)(?P<lora>\+lora)?(?:\+merge-(?P<merge>fp|dequant))?(?:\+(?P<requant>[^+]+))?$")
 
@@ -80,6 +89,7 @@ class Experiment:
     config: dict
     methods: dict[str, Method]
     skipped: dict[str, str] = field(default_factory=dict)  # method -> reason it cannot run here
+    notes: list[str] = field(default_factory=list)  # what validation could not check, or doubts
 
     @property
     def model_name(self) -> str:
@@ -169,10 +179,81 @@ def _check_params(key: str, backend: str, entry: dict, errors: list[str]) -> dic
     return params
 
 
-def build(config: dict, cuda_available: bool, model_dims: list[int] | None = None) -> Experiment:
-    """Validate a config's semantics and derive the experiment. Raises ConfigError listing every
-    problem, each naming the key, the value and what is allowed."""
+# --- the config's shape: JSON schema, one line per problem, keys written as dotted paths ---------
+
+_TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+               "array": "a list", "object": "a mapping", "null": "null"}
+
+
+def _show(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def dotted(path) -> str:
+    """A config location as the user writes it: `benchmark.prefill.batch_sizes[0]`."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(config)"
+
+
+def _schema_message(err) -> list[str]:
+    key, inst, val, schema = dotted(err.absolute_path), err.instance, err.validator_value, err.schema
+    join = lambda *parts: ".".join(p for p in parts if p != "(config)")  # noqa: E731
+    hint = f" ({schema['description']})" if "description" in schema else ""
+    kind, where = err.validator, (key if key != "(config)" else "the top level")
+    if kind == "required":
+        return [f"{join(key, k)}: missing; required in {where}" for k in val if isinstance(inst, dict) and k not in inst]
+    if kind == "additionalProperties" and isinstance(inst, dict):
+        allowed = list(schema.get("properties", {}))
+        return [f"{join(key, k)}: unknown key; allowed in {where}: {', '.join(allowed)}"
+                for k in inst if k not in allowed]
+    if kind == "type":
+        types = [val] if isinstance(val, str) else val
+        return [f"{key}: {_show(inst)} must be {' or '.join(_TYPE_NAMES.get(t, t) for t in types)}"]
+    if kind == "enum":
+        return [f"{key}: {_show(inst)} is not allowed; allowed: {', '.join(map(str, val))}"]
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
+        return [f"{key}: {_show(inst)} is out of range; allowed: {op} {val}{hint}"]
+    if kind == "minItems":
+        return [f"{key}: needs at least {val} item(s), got {len(inst)}"]
+    if kind == "minProperties":
+        return [f"{key}: needs at least {val} entry(ies)"]
+    if kind == "pattern":
+        return [f"{key}: {_show(inst)} is not allowed; allowed: letters, digits, '_', '.' and '-', "
+                f"starting with a letter or digit (pattern {val})"]
+    return [f"{key}: {err.message}"]
+
+
+def schema_errors(config, schema_path: str | Path = SCHEMA_PATH) -> list[str]:
+    """The config checked against workflow/schemas/config.schema.yaml (the JSON schema Snakemake's
+    own validate() also applies, with its defaults), one clear line per problem."""
+    import jsonschema
+    import yaml
+
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    validator = jsonschema.Draft202012Validator(schema)
     errors: list[str] = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+        for msg in _schema_message(err):
+            if msg not in errors:
+                errors.append(msg)
+    return errors
+
+
+# --- what the schema cannot say: methods, backends, references between keys -----------------------
+
+def build(config: dict, cuda_available: bool, model_dims: list[int] | None = None,
+          workdir: str | None = None, basedir: str | None = None) -> Experiment:
+    """Validate a config's semantics and derive the experiment. Raises ConfigError listing every
+    problem, each naming the key, the value and what is allowed. With `workdir` (where jobs run:
+    relative data and model paths) and `basedir` (the project: architecture files), the files the
+    config names are checked too."""
+    errors: list[str] = []
+    notes: list[str] = []
     methods: dict[str, Method] = {}
     entries = config.get("methods") or {}
     if not entries:
@@ -191,9 +272,10 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
             continue
         params = _check_params(key, backend, entry, errors)
         if backend == "gptq" and not any(e.startswith(key) for e in errors):
-            why = get_backend("gptq").kernel_supports(params)
-            if why:
-                errors.append(f"{key}.bits: {params['bits']} with {why}")
+            if get_backend("gptq").kernel_supports(params):
+                allowed = get_backend("gptq").KERNELS[params["kernel"]][1]
+                errors.append(f"{key}.bits: {params['bits']} is not supported by GPTQ kernel {params['kernel']!r}; "
+                              f"allowed: {', '.join(map(str, allowed))} (or another kernel)")
             g = params["group_size"]
             if g != -1 and g <= 0:
                 errors.append(f"{key}.group_size: {g} must be a positive divisor of the layer widths or -1")
@@ -213,16 +295,17 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
     device = config.get("device", "cpu")
     skipped: dict[str, str] = {}
     policy = config.get("unsupported_methods", "skip")
+    if device == "cuda" and not cuda_available:
+        errors.append("device: 'cuda' but this machine shows no CUDA device (no nvidia-smi); allowed here: cpu "
+                      "(to plan a GPU run on a CPU-only submit host, set QUANTBENCH_ASSUME_CUDA=1)")
     for name, method in methods.items():
-        if errors:
+        if errors or device == "cuda":
             break
-        why = method.needs_cuda() if device != "cuda" or not cuda_available else None
-        if why is None and device == "cuda" and not cuda_available:
-            why = "device is 'cuda' but no CUDA device is visible"
+        why = method.needs_cuda()
         if why:
             if policy == "error":
-                errors.append(f"methods.{name}: {why}; this machine has no CUDA "
-                              f"(set unsupported_methods: skip to record it as skipped)")
+                errors.append(f"methods.{name}: {why}, and device is {device!r}; allowed with device cpu: "
+                              f"kernel torch (or set unsupported_methods: skip to record it as skipped)")
             else:
                 skipped[name] = why
 
@@ -230,7 +313,8 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
     for i, b in enumerate(ft.get("bases", [])):
         if b not in methods:
             errors.append(f"finetune.bases[{i}]: {b!r} is not a method; allowed: {', '.join(methods)}")
-    for i, r in enumerate(config.get("recipes") or []):
+    recipes = config.get("recipes") or []
+    for i, r in enumerate(recipes):
         key = f"recipes[{i}]"
         if r.get("finetune_on") not in methods:
             errors.append(f"{key}.finetune_on: {r.get('finetune_on')!r} is not a method; "
@@ -246,30 +330,223 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
         if rq is not None and (rq not in methods or methods[rq].backend != "gptq"):
             allowed = [m for m, x in methods.items() if x.backend == "gptq"]
             errors.append(f"{key}.requantize: {rq!r} must be a GPTQ method; allowed: {', '.join(allowed) or '(none)'}")
+    if ft.get("bases") or recipes:
+        for k in FINETUNE_REQUIRED:
+            if k not in ft:
+                errors.append(f"finetune.{k}: missing; required when finetune.bases or recipes are set")
+        lora = ft.get("lora") or {}
+        if "lora" in ft and "target_modules" not in lora:
+            errors.append("finetune.lora.target_modules: missing; name the linear layers, e.g. [q_proj, k_proj, "
+                          "v_proj, o_proj, gate_proj, up_proj, down_proj] (PEFT's 'all-linear' misses GPTQ layers)")
+
+    errors += _model_errors(config)
+    if workdir is not None:
+        uses_gptq = any(m.backend == "gptq" for n, m in methods.items() if n not in skipped)
+        needs = {"calibration": uses_gptq, "finetune": bool(ft.get("bases") or recipes),
+                 "heldout": bool(config.get("evaluate"))}
+        errors += _file_errors(config, needs, workdir, basedir or workdir, notes)
     if errors:
         raise ConfigError(errors)
-    return Experiment(config, methods, skipped)
+    return Experiment(config, methods, skipped, notes)
 
 
-def model_dims(config: dict, basedir: str = ".") -> list[int] | None:
+def _model_errors(config: dict) -> list[str]:
+    model = config.get("model") or {}
+    source, errors = model.get("source"), []
+    if source == "pretrained" and not model.get("path"):
+        errors.append("model.path: missing; source 'pretrained' needs a hub id (org/name) or a local model folder")
+    if source == "random" and not model.get("architecture"):
+        errors.append("model.architecture: missing; source 'random' needs a config.json of a real architecture "
+                      "(e.g. config/architectures/llama-2-7b.json)")
+    toy = model.get("toy") or {}
+    if source == "toy" and not toy:
+        errors.append("model.toy: missing; source 'toy' needs the toy model's sizes and training "
+                      "(copy the model.toy block of config/config.yaml)")
+    heads, width = toy.get("num_attention_heads"), toy.get("hidden_size")
+    if source == "toy" and isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads:
+        errors.append(f"model.toy.hidden_size: {width} is not divisible by num_attention_heads {heads}; "
+                      f"allowed: a multiple of {heads}")
+    return errors
+
+
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
+
+
+def _resolve(path: str, *roots: str) -> Path | None:
+    """The first existing location of a config path (absolute, or relative to one of roots)."""
+    p = Path(path).expanduser()
+    candidates = [p] if p.is_absolute() else [Path(r) / p for r in roots]
+    return next((c for c in candidates if c.exists()), None)
+
+
+def _looks_local(path: str) -> bool:
+    return path.startswith((".", "/", "~")) or not HUB_ID_RE.match(path)
+
+
+def _hub_cached(repo_id: str, filename: str = "config.json") -> str | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(repo_id, filename)
+        return hit if isinstance(hit, str) else None
+    except Exception:  # noqa: BLE001 - an unusual id or cache layout: just unknown
+        return None
+
+
+def _count_rows(path: Path, kind: str, limit: int = 100_000) -> tuple[int, str | None]:
+    """Usable rows of a JSON-lines file (texts, or instruction/response pairs), or the first problem."""
+    n = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                return n, f"line {lineno} is not JSON"
+            if not isinstance(row, dict):
+                return n, f"line {lineno} is not a JSON object"
+            if kind == "finetune":
+                ok = "conversations" in row or ("instruction" in row and "response" in row)
+            else:
+                ok = bool(str(row.get("text") or "").strip())
+            n += ok
+            if n >= limit:
+                break
+    return n, None
+
+
+def _file_errors(config: dict, needs: dict[str, bool], workdir: str, basedir: str, notes: list[str]) -> list[str]:
+    errors: list[str] = []
+    model = config.get("model") or {}
+    offline = config.get("offline", True)
+    if model.get("source") == "pretrained" and model.get("path"):
+        path = model["path"]
+        local = _resolve(path, workdir)
+        if local is None and _looks_local(path):
+            errors.append(f"model.path: {path!r} does not exist (relative paths start from the working directory "
+                          f"{workdir}); allowed: a local model folder or a hub id (org/name)")
+        elif local is not None:
+            errors += _model_folder_errors(local, path)
+        elif not _hub_cached(path):
+            notes.append(f"model.path: {path!r} is a hub id and cannot be checked before the run"
+                         + (" (offline: true, and it is not in the Hugging Face cache here: download it first, "
+                            "or set offline: false)" if offline else ""))
+    if model.get("source") == "random" and model.get("architecture"):
+        if _resolve(model["architecture"], basedir, workdir) is None:
+            errors.append(f"model.architecture: {model['architecture']!r} does not exist (relative to the project "
+                          f"{basedir}); allowed: a config.json, e.g. config/architectures/llama-2-7b.json")
+
+    data = config.get("data") or {}
+    if data.get("source", "toy") != "files":
+        return errors
+    why = {"calibration": "a GPTQ method is configured", "finetune": "finetune.bases or recipes are set",
+           "heldout": "evaluate: is set"}
+    for kind, needed in needs.items():
+        key, spec = f"data.{kind}", data.get(kind)
+        if not needed:
+            continue
+        if spec is None:
+            errors.append(f"{key}: missing; data.source is 'files' and {why[kind]}; allowed: a JSON lines path, "
+                          "or load_dataset arguments {path, name, split, text_field}")
+            continue
+        if isinstance(spec, dict):
+            if not spec.get("path"):
+                errors.append(f"{key}.path: missing; load_dataset arguments need a path (a hub dataset id, or "
+                              "json/csv/text with data_files)")
+                continue
+            files = spec.get("data_files")
+            if spec["path"] in ("json", "csv", "text", "parquet") and files:
+                for f in [files] if isinstance(files, str) else (files.values() if isinstance(files, dict) else files):
+                    for one in [f] if isinstance(f, str) else f:
+                        if _resolve(one, workdir) is None:
+                            errors.append(f"{key}.data_files: {one!r} does not exist (relative to {workdir})")
+            elif offline:
+                notes.append(f"{key}: dataset {spec['path']!r} is a hub id and cannot be checked before the run "
+                             "(offline: true: it must be in the datasets cache)")
+            continue
+        if not isinstance(spec, str):
+            errors.append(f"{key}: {_show(spec)} must be a JSON lines path or a mapping of load_dataset arguments")
+            continue
+        path = _resolve(spec, workdir)
+        if path is None or not path.is_file():
+            errors.append(f"{key}: {spec!r} does not exist (relative paths start from the working directory "
+                          f"{workdir}); allowed: a JSON lines file of {{\"text\": ...}} rows"
+                          + (" with instruction and response" if kind == "finetune" else ""))
+            continue
+        n, problem = _count_rows(path, kind)
+        field_ = "instruction/response pairs" if kind == "finetune" else "non-empty 'text' fields"
+        if problem:
+            errors.append(f"{key}: {spec!r}: {problem}; allowed: JSON lines, one object per line")
+        elif n == 0:
+            errors.append(f"{key}: {spec!r} has no rows with {field_}"
+                          + (" (the file is empty)" if path.stat().st_size == 0 else ""))
+        elif kind == "calibration":
+            wanted = data.get("calibration_samples", 128)
+            if n < MIN_CALIBRATION_SAMPLES:
+                errors.append(f"{key}: {spec!r} has {n} text(s); GPTQ calibration needs at least "
+                              f"{MIN_CALIBRATION_SAMPLES}")
+            elif n < wanted:
+                notes.append(f"{key}: {spec!r} has {n} texts, fewer than data.calibration_samples ({wanted}); "
+                             f"GPTQ calibrates on {n}")
+    return errors
+
+
+def _model_folder_errors(folder: Path, shown: str) -> list[str]:
+    if not folder.is_dir():
+        return [f"model.path: {shown!r} is a file; allowed: a model folder (config.json, weights, tokenizer) or a hub id"]
+    names = {p.name for p in folder.iterdir()}
+    errors = []
+    if "config.json" not in names:
+        errors.append(f"model.path: {shown!r} has no config.json; a model folder holds config.json, the weights "
+                      "(*.safetensors or *.bin) and the tokenizer files (save_pretrained writes all three)")
+    if not any(n.endswith((".safetensors", ".bin")) for n in names):
+        errors.append(f"model.path: {shown!r} has no weights (*.safetensors or *.bin)")
+    if not names & set(TOKENIZER_FILES):
+        errors.append(f"model.path: {shown!r} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); "
+                      "save the tokenizer there with tokenizer.save_pretrained(path)")
+    return errors
+
+
+def load(config: dict, cuda_available: bool, workdir: str = ".", basedir: str = ".") -> Experiment:
+    """Everything Snakemake checks before any job runs: the schema first (one line per problem),
+    then the semantics and the files the config names. Raises ConfigError."""
+    errors = schema_errors(config)
+    if errors:
+        raise ConfigError(errors)
+    return build(config, cuda_available, model_dims(config, basedir, workdir), workdir=workdir, basedir=basedir)
+
+
+def config_hash(config: dict) -> str:
+    """A short hash of the whole (defaults-filled) config: records carry it as provenance."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_dims(config: dict, basedir: str = ".", workdir: str | None = None) -> list[int] | None:
     """Input widths of the model's linear layers (what a GPTQ group size must divide), read
-    without loading weights; None when only a hub id is known."""
-    import json
-    import os
-
-    model = config.get("model", {})
+    without loading weights; None when unknown (a hub id that is not in the local cache)."""
+    model = config.get("model") or {}
     if model.get("source") == "toy":
-        toy = model.get("toy", {})
+        toy = model.get("toy") or {}
         dims = [toy.get("hidden_size"), toy.get("intermediate_size")]
         return [d for d in dims if isinstance(d, int)] or None
     path = model.get("architecture") if model.get("source") == "random" else model.get("path")
-    if not path:
+    if not isinstance(path, str) or not path:
         return None
-    path = path if os.path.isabs(path) else os.path.join(basedir, path)
-    if os.path.isdir(path):
-        path = os.path.join(path, "config.json")
-    if not os.path.isfile(path):
+    found = _resolve(path, basedir, *([workdir] if workdir else []))
+    if found is None and model.get("source") == "pretrained" and HUB_ID_RE.match(path):
+        cached = _hub_cached(path)
+        found = Path(cached) if cached else None
+    if found is None:
         return None
-    with open(path) as f:
-        arch = json.load(f)
+    if found.is_dir():
+        found = found / "config.json"
+    if not found.is_file():
+        return None
+    try:
+        with open(found) as f:
+            arch = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
     return [d for d in (arch.get("hidden_size"), arch.get("intermediate_size")) if isinstance(d, int)] or None

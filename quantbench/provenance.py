@@ -5,6 +5,7 @@ import datetime as dt
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -74,6 +75,9 @@ def provenance(device: str, seed: int, params: dict, started: str) -> dict:
         **device_description(device),
         "seed": seed,
         "params_hash": params_hash(params),
+        # hash of the whole config the workflow ran with (set by workflow/rules/common.smk); records
+        # of one report may differ here after a config edit reran only the jobs it affected
+        "config_hash": os.environ.get("QUANTBENCH_CONFIG_HASH"),
         "command": " ".join(sys.argv),
         "started": started,
         "finished": now(),

@@ -1,5 +1,6 @@
 """Train the toy Llama (tokenizer and model) on the toy corpus and save it as the base model."""
 from quantbench import cli
+from quantbench.atomic import atomic_dir
 from quantbench.modelio import write_meta
 from quantbench.records import Recorder
 from quantbench.toy import data, model
@@ -11,7 +12,10 @@ p.add_argument("--record", required=True)
 args = p.parse_args()
 params = cli.setup(args)
 rec = Recorder("build_model", "base", params, "cpu", params["seed"])
-stats = model.build(data.read_texts(f"{args.data}/corpus.jsonl"), args.out, params["toy"], params["seed"])
-write_meta(args.out, {"method": "base", "backend": "none", "params": {"dtype": "float32"}, "source": "toy"})
+# The folder appears under its final name only with its quantbench.json inside (model.build's own
+# atomic write then lands inside this one).
+with atomic_dir(args.out) as tmp:
+    stats = model.build(data.read_texts(f"{args.data}/corpus.jsonl"), tmp, params["toy"], params["seed"])
+    write_meta(tmp, {"method": "base", "backend": "none", "params": {"dtype": "float32"}, "source": "toy"})
 rec.record["metrics"] = stats
 rec.write(args.record)

@@ -30,10 +30,13 @@ for name, df in {"benchmark": bench, "quality": quality, "quantize": quant, "fin
 
 figures = {"latency_vs_batch": "latency_vs_batch.png", "memory": "memory.png",
            "quality_vs_memory": "quality_vs_memory.png", "finetune_loss": "finetune_loss.png"}
-plots.latency_vs_batch(bench, out / figures["latency_vs_batch"], max(params["generate"]["new_tokens"]))
-plots.memory_per_variant(summary, out / figures["memory"])
-plots.quality_vs_memory(summary, out / figures["quality_vs_memory"])
-plots.loss_curves(tables.loss_curves(records), out / figures["finetune_loss"])
+draw = {"latency_vs_batch": lambda path: plots.latency_vs_batch(bench, path, max(params["generate"]["new_tokens"])),
+        "memory": lambda path: plots.memory_per_variant(summary, path),
+        "quality_vs_memory": lambda path: plots.quality_vs_memory(summary, path),
+        "finetune_loss": lambda path: plots.loss_curves(tables.loss_curves(records), path)}
+for name, plot in draw.items():
+    with atomic_file(out / figures[name]) as tmp:  # the temporary name keeps the .png suffix
+        plot(tmp)
 
 text = markdown.render(params["title"], summary, bench, quality, finetune, quant, params["skipped"],
                        params["recipes"], records, figures, params["generate"])

@@ -1,0 +1,276 @@
+"""Bad configs stop before any job runs, each with one message naming the key, the value and what
+is allowed: unit-level on experiment.load (schema, semantics, files), and through real Snakemake."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from quantbench import experiment
+from tests.conftest import ROOT, copy_project, snakemake
+
+DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def _set(path: str, value):
+    """A mutation setting one dotted key (`a.b[0].c`); value DELETE removes it."""
+    def mutate(cfg, tmp):
+        *parents, last = _parts(path)
+        node = cfg
+        for p in parents:
+            node = node[p]
+        if value is DELETE:
+            del node[last]
+        else:
+            node[last] = value(tmp) if callable(value) else value
+    return mutate
+
+
+def _parts(path: str) -> list:
+    out = []
+    for piece in path.replace("]", "").split("."):
+        name, *idx = piece.split("[")
+        out += [name] + [int(i) for i in idx]
+    return out
+
+
+DELETE = object()
+
+
+def _files_source(**files):
+    """data.source: files with JSON lines written into the working directory."""
+    def mutate(cfg, tmp):
+        cfg["data"] = {"source": "files", "calibration_samples": 16, "calibration_seq_len": 64}
+        for kind, rows in files.items():
+            if rows is None:
+                continue
+            (tmp / f"{kind}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            cfg["data"][kind] = f"{kind}.jsonl"
+    return mutate
+
+
+TEXTS = [{"text": f"text number {i}"} for i in range(32)]
+PAIRS = [{"instruction": f"q{i}", "response": f"a{i}"} for i in range(32)]
+
+
+def _pretrained(files: list[str] | None, path: str = "local-model"):
+    """model.source: pretrained with a local folder holding only `files` (None: no folder)."""
+    def mutate(cfg, tmp):
+        cfg["model"] = {"name": "local", "source": "pretrained", "path": path}
+        if files is not None:
+            (tmp / path).mkdir()
+            for f in files:
+                (tmp / path / f).write_text("{}")
+    return mutate
+
+
+def _both(*mutations):
+    def mutate(cfg, tmp):
+        for m in mutations:
+            m(cfg, tmp)
+    return mutate
+
+
+MARLIN = {"backend": "gptq", "bits": 4, "group_size": 32, "kernel": "marlin"}
+
+# id -> (mutation of the default config, substrings the one message must contain: key, value, allowed)
+CASES = {
+    # methods and backends
+    "unknown backend": (_set("methods.bnb-int8.backend", "awq"),
+                        ["methods.bnb-int8.backend", "'awq'", "allowed: none, bnb, gptq"]),
+    "bnb bits": (_set("methods.bnb-int8.bits", 3), ["methods.bnb-int8.bits", "3", "allowed: 4, 8"]),
+    "gptq bits": (_set("methods.gptq-8bit-g32.bits", 5), ["methods.gptq-8bit-g32.bits", "5", "allowed: 2, 3, 4, 8"]),
+    "bits as a string": (_set("methods.gptq-8bit-g32.bits", "8"), ["methods.gptq-8bit-g32.bits", "'8'", "allowed: 2, 3, 4, 8"]),
+    "kernel bits": (_set("methods.gptq-marlin-3bit", {**MARLIN, "bits": 3}),
+                    ["methods.gptq-marlin-3bit.bits", "3", "kernel 'marlin'", "allowed: 4, 8"]),
+    "unknown kernel": (_set("methods.gptq-8bit-g32.kernel", "exllama"),
+                       ["methods.gptq-8bit-g32.kernel", "'exllama'", "allowed: torch, triton, marlin, exllama_v2"]),
+    "quant type": (_set("methods.bnb-fp4.quant_type", "int4"), ["methods.bnb-fp4.quant_type", "'int4'", "allowed: nf4, fp4"]),
+    "unknown method parameter": (_set("methods.bnb-int8.group_size", 64),
+                                 ["methods.bnb-int8.group_size", "unknown parameter", "allowed: bits, quant_type"]),
+    "group size does not divide": (_set("methods.gptq-8bit-g32.group_size", 48),
+                                   ["methods.gptq-8bit-g32.group_size", "48", "[512]", "divisor of 192, 512 or -1"]),
+    "group size zero": (_set("methods.gptq-8bit-g32.group_size", 0), ["methods.gptq-8bit-g32.group_size", "0", "or -1"]),
+    "method name": (_set("methods.Bad+Name", {"backend": "none"}), ["methods.Bad+Name", "lower-case letters"]),
+    "missing bits": (_set("methods.bnb-int8", {"backend": "bnb"}), ["methods.bnb-int8.bits", "missing", "allowed: 4, 8"]),
+    # references between keys
+    "unknown baseline": (_set("baseline", "fp16"), ["baseline", "'fp16'", "allowed: fp32, bnb-int8"]),
+    "quantized baseline": (_set("baseline", "bnb-int8"), ["baseline", "'bnb-int8'", "backend: none"]),
+    "unknown finetune base": (_set("finetune.bases[2]", "gptq-4bit"),
+                              ["finetune.bases[2]", "'gptq-4bit'", "allowed: fp32, bnb-int8"]),
+    "unknown recipe base": (_set("recipes[0].finetune_on", "qlora"), ["recipes[0].finetune_on", "'qlora'", "allowed: fp32"]),
+    "recipe requantize not gptq": (_set("recipes[0].requantize", "bnb-int8"),
+                                   ["recipes[0].requantize", "'bnb-int8'", "allowed: gptq-2bit-g32"]),
+    "merge dequant on gptq": (_set("recipes[0]", {"finetune_on": "gptq-4bit-g32", "merge_into": ["dequant"]}),
+                              ["recipes[0].merge_into", "'dequant'", "bitsandbytes base", "'gptq'"]),
+    "finetune steps missing": (_set("finetune.steps", DELETE), ["finetune.steps", "missing", "finetune.bases"]),
+    "lora targets missing": (_set("finetune.lora.target_modules", DELETE), ["finetune.lora.target_modules", "missing", "q_proj"]),
+    # hardware
+    "cuda-only method, policy error": (_both(_set("methods.gptq-marlin", MARLIN), _set("unsupported_methods", "error")),
+                                       ["methods.gptq-marlin", "'marlin' runs on CUDA only", "'cpu'", "unsupported_methods: skip"]),
+    "cuda device without cuda": (_set("device", "cuda"), ["device", "'cuda'", "allowed here: cpu", "QUANTBENCH_ASSUME_CUDA"]),
+    # schema: types, ranges, enums, unknown and missing keys
+    "zero eval batch size": (_set("evaluate.batch_size", 0), ["evaluate.batch_size", "0", "allowed: >= 1"]),
+    "negative generate batch size": (_set("benchmark.generate.batch_sizes[1]", -4),
+                                     ["benchmark.generate.batch_sizes[1]", "-4", "allowed: >= 1"]),
+    "zero finetune batch size": (_set("finetune.batch_size", 0), ["finetune.batch_size", "0", "allowed: >= 1"]),
+    "zero toy train batch size": (_set("model.toy.train_batch_size", 0), ["model.toy.train_batch_size", "0", ">= 1"]),
+    "too few calibration samples": (_set("data.calibration_samples", 4),
+                                    ["data.calibration_samples", "4", "allowed: >= 8", "Hessian"]),
+    "empty prefill grid": (_set("benchmark.prefill.batch_sizes", []), ["benchmark.prefill.batch_sizes", "at least 1"]),
+    "device enum": (_set("device", "gpu"), ["device", '"gpu"', "allowed: cpu, cuda"]),
+    "policy enum": (_set("unsupported_methods", "ignore"), ["unsupported_methods", '"ignore"', "allowed: skip, error"]),
+    "suite enum": (_set("evaluate.suite", "mmlu"), ["evaluate.suite", '"mmlu"', "allowed: toy, leaderboard-v1"]),
+    "seed type": (_set("seed", "abc"), ["seed", '"abc"', "must be an integer"]),
+    "learning rate zero": (_set("finetune.learning_rate", 0), ["finetune.learning_rate", "0", "allowed: > 0"]),
+    "model name pattern": (_set("model.name", "my model"), ["model.name", '"my model"', "letters, digits"]),
+    "unknown top-level key": (_set("seeds", 3), ["seeds", "unknown key", "allowed in the top level", "seed"]),
+    "unknown nested key": (_set("finetune.epochs", 3), ["finetune.epochs", "unknown key", "allowed in finetune", "steps"]),
+    "missing baseline": (_set("baseline", DELETE), ["baseline", "missing", "the top level"]),
+    "missing toy size": (_set("model.toy.hidden_size", DELETE), ["model.toy.hidden_size", "missing", "model.toy"]),
+    "missing benchmark grid": (_set("benchmark.generate", DELETE), ["benchmark.generate", "missing"]),
+    "toy heads": (_set("model.toy.num_attention_heads", 5), ["model.toy.hidden_size", "192", "num_attention_heads 5"]),
+    # model and data files
+    "pretrained without path": (_pretrained(None, path=""), ["model.path", "missing", "hub id"]),
+    "local model missing": (_pretrained(None, path="./models/llama"), ["model.path", "'./models/llama'", "does not exist"]),
+    "local model without config.json": (_pretrained(["model.safetensors", "tokenizer.json"]),
+                                        ["model.path", "'local-model'", "no config.json"]),
+    "local model without tokenizer": (_pretrained(["config.json", "model.safetensors"]),
+                                      ["model.path", "'local-model'", "no tokenizer files", "tokenizer.json"]),
+    "random without architecture": (_set("model", {"name": "r", "source": "random"}), ["model.architecture", "missing"]),
+    "random architecture missing": (_set("model", {"name": "r", "source": "random", "architecture": "config/nope.json"}),
+                                    ["model.architecture", "'config/nope.json'", "does not exist"]),
+    "calibration file missing": (_both(_files_source(finetune=PAIRS, heldout=TEXTS), _set("data.calibration", "calib.jsonl")),
+                                 ["data.calibration", "'calib.jsonl'", "does not exist"]),
+    "calibration file empty": (_files_source(calibration=[], finetune=PAIRS, heldout=TEXTS),
+                               ["data.calibration", "'calibration.jsonl'", "the file is empty"]),
+    "calibration set too small": (_files_source(calibration=TEXTS[:3], finetune=PAIRS, heldout=TEXTS),
+                                  ["data.calibration", "has 3 text(s)", "at least 8"]),
+    "finetune data missing": (_files_source(calibration=TEXTS, finetune=None, heldout=TEXTS),
+                              ["data.finetune", "missing", "finetune.bases", "JSON lines path"]),
+    "finetune data without pairs": (_files_source(calibration=TEXTS, finetune=TEXTS, heldout=TEXTS),
+                                    ["data.finetune", "'finetune.jsonl'", "no rows with instruction/response pairs"]),
+    "dataset without path": (_both(_files_source(calibration=TEXTS, finetune=PAIRS, heldout=TEXTS),
+                                   _set("data.heldout", {"name": "wikitext-2-raw-v1"})), ["data.heldout.path", "missing"]),
+}
+
+
+def _errors(config: dict, tmp_path: Path, cuda: bool = False) -> list[str]:
+    with pytest.raises(experiment.ConfigError) as info:
+        experiment.load(config, cuda_available=cuda, workdir=str(tmp_path), basedir=str(ROOT))
+    return info.value.errors
+
+
+def test_enough_cases():
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_config_gives_one_clear_message(case, tmp_path):
+    mutate, expected = CASES[case]
+    config = copy.deepcopy(DEFAULT)
+    mutate(config, tmp_path)
+    errors = _errors(config, tmp_path)
+    assert len(errors) == 1, errors
+    for part in expected:
+        assert part in errors[0], (part, errors[0])
+    key = expected[0]
+    assert errors[0].startswith(f"{key}:") or errors[0].startswith(f"{key}."), errors[0]
+    assert "\n" not in errors[0]
+
+
+def test_default_config_is_valid_and_files_source_passes(tmp_path):
+    exp = experiment.load(copy.deepcopy(DEFAULT), cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    assert exp.notes == [] and exp.skipped == {}
+    config = copy.deepcopy(DEFAULT)
+    _files_source(calibration=TEXTS, finetune=PAIRS, heldout=TEXTS)(config, tmp_path)
+    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    assert exp.notes == []  # 32 texts >= calibration_samples 16
+
+
+def test_fewer_texts_than_samples_is_a_note_not_an_error(tmp_path):
+    config = copy.deepcopy(DEFAULT)
+    _files_source(calibration=TEXTS[:10], finetune=PAIRS, heldout=TEXTS)(config, tmp_path)
+    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    assert any("has 10 texts, fewer than data.calibration_samples (16)" in n for n in exp.notes)
+
+
+def test_hub_ids_are_noted_not_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    config = copy.deepcopy(DEFAULT)
+    _pretrained(None, path="meta-llama/Llama-2-7b-hf")(config, tmp_path)
+    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    assert any("hub id and cannot be checked" in n and "offline" in n for n in exp.notes), exp.notes
+
+
+def test_cuda_only_method_is_skipped_under_the_skip_policy(tmp_path):
+    config = copy.deepcopy(DEFAULT)
+    config["methods"]["gptq-marlin"] = MARLIN
+    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    assert exp.skipped == {"gptq-marlin": "GPTQ kernel 'marlin' runs on CUDA only"}
+    assert "gptq-marlin" not in [v.name for v in exp.variants]
+    with_cuda = experiment.load({**config, "device": "cuda"}, cuda_available=True, workdir=str(tmp_path),
+                                basedir=str(ROOT))
+    assert with_cuda.skipped == {}
+
+
+def test_every_problem_is_listed_once(tmp_path):
+    config = copy.deepcopy(DEFAULT)
+    config["methods"]["bnb-int8"]["bits"] = 3
+    config["baseline"] = "fp16"
+    config["finetune"]["bases"].append("nope")
+    errors = _errors(config, tmp_path)
+    assert [e.split(":")[0] for e in errors] == ["methods.bnb-int8.bits", "baseline", "finetune.bases[3]"]
+    assert str(experiment.ConfigError(errors)).count("\n  - ") == 3
+
+
+def test_schema_problems_are_all_listed_before_semantics(tmp_path):
+    config = copy.deepcopy(DEFAULT)
+    config["evaluate"]["batch_size"] = -1
+    config["benchmark"]["repeats"] = 0
+    config["methods"]["bnb-int8"]["bits"] = 3  # semantic: reported once the shape is right
+    errors = _errors(config, tmp_path)
+    assert [e.split(":")[0] for e in errors] == ["benchmark.repeats", "evaluate.batch_size"]
+
+
+# --- through real Snakemake: the message reaches the user, and nothing runs -------------------------
+
+def _bad_project(tmp_path: Path, mutate) -> Path:
+    (tmp_path / "project").mkdir()
+    work = copy_project(tmp_path / "project")
+    config = copy.deepcopy(DEFAULT)
+    mutate(config, work)
+    (work / "bad.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return work
+
+
+def _assert_stopped_before_any_job(proc, work: Path, line: str):
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "invalid config:\n  - " + line in out, out[-3000:]
+    assert "ValidationError" not in out and "Failed validating" not in out  # not jsonschema's dump
+    assert "Job stats" not in out and "rule " not in out
+    assert not (work / "results").exists()
+
+
+def test_schema_error_reaches_the_user_through_a_dry_run(tmp_path):
+    work = _bad_project(tmp_path, _set("benchmark.prefill.batch_sizes", [1, 0]))
+    proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False, timeout=300)
+    _assert_stopped_before_any_job(proc, work, "benchmark.prefill.batch_sizes[1]: 0 is out of range; allowed: >= 1")
+
+
+def test_semantic_error_stops_a_real_run_before_any_job(tmp_path):
+    work = _bad_project(tmp_path, _set("methods.gptq-8bit-g32.bits", 5))
+    proc = snakemake(work, "--configfile", "bad.yaml", check=False, timeout=300)
+    _assert_stopped_before_any_job(
+        proc, work, "methods.gptq-8bit-g32.bits: 5 is not supported by backend 'gptq'; allowed: 2, 3, 4, 8")
+
+
+def test_policy_error_from_a_command_line_override(tmp_path):
+    work = _bad_project(tmp_path, _set("methods.gptq-marlin", MARLIN))
+    proc = snakemake(work, "-n", "--configfile", "bad.yaml", "--config", "unsupported_methods=error",
+                     check=False, timeout=300)
+    _assert_stopped_before_any_job(proc, work, "methods.gptq-marlin: GPTQ kernel 'marlin' runs on CUDA only")
