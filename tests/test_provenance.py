@@ -1,0 +1,71 @@
+"""Every result record says what produced it (libraries, commit, device, config hash, seed, command),
+and the report warns when it mixes records of different provenance."""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+
+import pandas as pd
+
+from quantbench import experiment
+from quantbench.records import Recorder
+from quantbench.report import markdown
+
+
+def _record(tmp_path, monkeypatch, name="r.json", config_hash="0123456789abcdef"):
+    monkeypatch.setenv("QUANTBENCH_CONFIG_HASH", config_hash)
+    rec = Recorder("quantize", "bnb-nf4", {"variant": "bnb-nf4", "seed": 3}, "cpu", 3)
+    rec.record["metrics"] = {"quantize_s": 1.0}
+    rec.write(tmp_path / name)
+    return json.loads((tmp_path / name).read_text())
+
+
+def test_record_carries_full_provenance(tmp_path, monkeypatch):
+    prov = _record(tmp_path, monkeypatch)["provenance"]
+    for lib in ("torch", "transformers", "bitsandbytes", "gptqmodel", "peft", "lm_eval", "python"):
+        assert prov["libraries"][lib], lib
+    assert prov["git_commit"] and prov["device"] == "cpu" and prov["cpu"] and prov["host"]
+    assert prov["seed"] == 3 and prov["config_hash"] == "0123456789abcdef" and len(prov["params_hash"]) == 16
+    assert prov["command"] == " ".join(sys.argv) and prov["started"] <= prov["finished"]
+
+
+def test_config_hash_is_stable_and_sensitive():
+    config = {"model": {"name": "m", "source": "toy"}, "methods": {"a": {"backend": "none"}}, "seed": 1}
+    reordered = {"seed": 1, "methods": {"a": {"backend": "none"}}, "model": {"source": "toy", "name": "m"}}
+    assert experiment.config_hash(config) == experiment.config_hash(reordered)
+    changed = copy.deepcopy(config)
+    changed["seed"] = 2
+    assert experiment.config_hash(changed) != experiment.config_hash(config)
+
+
+def _records(**overrides):
+    base = {"git_commit": "abc", "libraries": {"torch": "2.13.0"}, "device": "cpu", "cpu": "Xeon",
+            "seed": 1, "config_hash": "h1"}
+    out = [{"provenance": dict(base)}, {"provenance": dict(base)}]
+    out[1]["provenance"].update(overrides)
+    return out
+
+
+def test_no_warning_for_records_of_one_provenance():
+    assert markdown.provenance_warnings(_records()) == []
+    # a config edit that reran only some jobs leaves records of other config hashes: expected, no warning
+    assert markdown.provenance_warnings(_records(config_hash="h2")) == []
+
+
+def test_warning_names_each_field_that_differs():
+    warnings = markdown.provenance_warnings(_records(git_commit="def+dirty", libraries={"torch": "2.12.0"}))
+    assert len(warnings) == 2
+    assert "`git_commit`" in warnings[0] and "abc" in warnings[0] and "def+dirty" in warnings[0]
+    assert "`libraries`" in warnings[1] and "2.12.0" in warnings[1]
+    assert "`device`" in markdown.provenance_warnings(_records(device="cuda", gpu="H100"))[0]
+
+
+def test_report_shows_the_warning_and_skipped_methods():
+    empty = pd.DataFrame()
+    text = markdown.render("toy", empty, empty, empty, empty, empty, {"gptq-marlin": "GPTQ kernel 'marlin' runs on CUDA only"},
+                           [], _records(git_commit="other"), {}, {"new_tokens": [8]})
+    assert "**Warning: mixed provenance.**" in text and "`git_commit`" in text
+    assert "## Skipped methods" in text and "| gptq-marlin | GPTQ kernel 'marlin' runs on CUDA only |" in text
+    assert "mixed provenance" not in markdown.render("toy", empty, empty, empty, empty, empty, {}, [], _records(), {},
+                                                     {"new_tokens": [8]})
