@@ -130,7 +130,7 @@ def _timed_runs(fn, device: str, warmup: int, repeats: int) -> tuple[list[float]
 
 
 def _cell(fn, device: str, warmup: int, repeats: int) -> dict:
-    memory.reset(device)
+    # PeakMemory resets (gc, CUDA cache, peak statistics) on entry: once per cell is enough.
     try:
         with memory.PeakMemory(device) as peak:
             samples, steps, first = _timed_runs(fn, device, warmup, repeats)
@@ -140,8 +140,6 @@ def _cell(fn, device: str, warmup: int, repeats: int) -> dict:
             return {"outcome": "oom", "error": str(exc).splitlines()[0][:300]}
         log.error("cell failed:\n%s", traceback.format_exc())
         return {"outcome": "error", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
-    finally:
-        memory.reset(device)
     cell = {"outcome": "ok", **timing.summarize(samples), **peak.result, "first_call_s": first}
     if steps:
         s = timing.summarize(steps)

@@ -13,6 +13,13 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * PAGE_MB
 
 
+def freeze_long_lived_objects() -> None:
+    """Move everything alive now (libraries, the loaded model) out of the collector's sight, so the
+    gc.collect() of each reset scans only what measurements create (0.26 s -> ~0 per reset here)."""
+    gc.collect()
+    gc.freeze()
+
+
 def reset(device: str) -> None:
     """Free what the last measurement left behind, so one cell's cache does not leak into the next."""
     gc.collect()

@@ -64,6 +64,7 @@ with memory.PeakMemory(ctx.device) as load_peak:
     model, tokenizer, info = load_model(args.model, ctx, adapter=args.adapter)
     timing._sync(ctx.device)
     load_s = time.perf_counter() - t0
+memory.freeze_long_lived_objects()
 weights_mb = memory.model_weights_mb(model)
 step_weights_mb = benchmark.decode_weights_mb(model)
 bandwidth = timing.measure_copy_bandwidth_gb_per_s(ctx.device) if spec.get("roofline", True) else None
