@@ -471,9 +471,9 @@ def _file_errors(config: dict, needs: dict[str, bool], workdir: str, basedir: st
             continue
         path = _resolve(spec, workdir)
         if path is None or not path.is_file():
+            rows = '{"instruction": ..., "response": ...}' if kind == "finetune" else '{"text": ...}'
             errors.append(f"{key}: {spec!r} does not exist (relative paths start from the working directory "
-                          f"{workdir}); allowed: a JSON lines file of {{\"text\": ...}} rows"
-                          + (" with instruction and response" if kind == "finetune" else ""))
+                          f"{workdir}); allowed: a JSON lines file of {rows} rows")
             continue
         n, problem = _count_rows(path, kind)
         field_ = "instruction/response pairs" if kind == "finetune" else "non-empty 'text' fields"

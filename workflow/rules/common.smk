@@ -38,6 +38,8 @@ except experiment.ConfigError as err:
     raise WorkflowError(str(err)) from None
 for note in EXP.notes:
     logger.warning(f"config: {note}")
+for name, why in EXP.skipped.items():
+    logger.warning(f"config: skipping method {name}: {why} (unsupported_methods: skip; the report lists it)")
 # Every job's record carries this hash of the whole config (through the environment, not params:
 # a params change would rerun every job).
 os.environ["QUANTBENCH_CONFIG_HASH"] = experiment.config_hash(config)
