@@ -39,7 +39,9 @@ MODES = ("eager", "static", "compiled")
 
 
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    # CUDA says "out of memory"; the CPU allocator says "can't allocate memory"
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 def random_prompts(vocab_size: int, batch: int, length: int, device: str, seed: int, avoid: set[int]):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu")
+PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu", "seed")
 
 
 def fmt(df: pd.DataFrame, digits: int = 3) -> str:
@@ -45,8 +45,8 @@ def recipe_section(summary: pd.DataFrame, quality: pd.DataFrame, recipes: list[d
         rows = summary[summary.variant.isin(names)]
         if rows.empty:
             continue
-        q = quality.set_index("variant")
-        rows = rows.assign(reference=rows.variant.map(q["reference"]) if "reference" in q else None)
+        if "reference" in quality:
+            rows = rows.assign(reference=rows.variant.map(quality.set_index("variant")["reference"]))
         out.append(f"**{trained} → merge → {r.get('requantize', '(no re-quantization)')}**: "
                    f"KL and top-1 agreement are against `{trained}` (the trained model, served unmerged), "
                    "so they measure what merging and re-quantizing lose of the fine-tune.\n")

@@ -68,6 +68,9 @@ def quality_vs_memory(summary: pd.DataFrame, path) -> None:
     for col, (x, xlabel) in enumerate([("weights_memory_mb", "weights (MB)"), ("bits_per_weight", "bits per weight")]):
         for row, (y, ylabel, hib) in enumerate(metrics):
             ax = axes[row][col]
+            if x not in summary or y not in summary:  # e.g. speed-only setups have no quality
+                ax.set_axis_off()
+                continue
             df = summary.dropna(subset=[x, y])
             ax.scatter(df[x], df[y], s=25)
             for _, p in df.iterrows():

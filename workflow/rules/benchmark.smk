@@ -12,6 +12,8 @@ rule benchmark:
         adapter=adapter_arg,
     # exclusive (the default): all cores, so no other job shares the machine with a benchmark.
     threads: workflow.cores if config["benchmark"].get("exclusive", True) else 1
+    resources:
+        **job_resources("benchmark"),
     log:
         f"{R}/logs/benchmark/{{variant}}.log",
     shell:

@@ -53,6 +53,24 @@ DTYPE = BASELINE.params["dtype"]
 DEVICE = config.get("device", "cpu")
 SEED = config.get("seed", 0)
 MAX_THREADS = min(workflow.cores, config.get("max_threads", 8))
+RESOURCES = config.get("resources") or {}
+
+
+def job_resources(rule, uses_model=True):
+    """Per-job resources from the config's `resources:` section (default, then the rule's own
+    entry): mem_mb and runtime (minutes) for every job; a GPU (and its model, if named) for jobs
+    that load a model when device is cuda; SLURM partition and account from the config or from
+    QB_SLURM_PARTITION / QB_SLURM_ACCOUNT. Locally, `--resources gpu=1` keeps GPU jobs apart."""
+    entry = {**RESOURCES.get("default", {}), **RESOURCES.get(rule, {})}
+    res = {"mem_mb": entry.get("mem_mb", 4000), "runtime": entry.get("runtime", 60),
+           "gpu": entry.get("gpus", 1) if uses_model and DEVICE == "cuda" else 0}
+    if res["gpu"] and RESOURCES.get("gpu_model"):
+        res["gpu_model"] = RESOURCES["gpu_model"]
+    for key, env in (("slurm_partition", "QB_SLURM_PARTITION"), ("slurm_account", "QB_SLURM_ACCOUNT")):
+        value = os.environ.get(env) or RESOURCES.get(key)
+        if value:
+            res[key] = value
+    return res
 
 
 def alternation(names):

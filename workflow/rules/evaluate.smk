@@ -23,6 +23,8 @@ rule reference_logprobs:
         spec=lambda w: evaluate_params(w.variant),
         adapter=adapter_arg,
         heldout=data_file("heldout") or "none",
+    resources:
+        **job_resources("reference_logprobs"),
     log:
         f"{R}/logs/reference/{{variant}}.log",
     shell:
@@ -43,6 +45,8 @@ rule evaluate:
         spec=lambda w: evaluate_params(w.variant),
         adapter=adapter_arg,
         data=lambda w, input: f"--data {input.data}" if input.data else "",
+    resources:
+        **job_resources("evaluate"),
     log:
         f"{R}/logs/evaluate/{{variant}}.log",
     shell:

@@ -14,6 +14,8 @@ rule finetune:
                                   dataset=dataset_spec("finetune")),
         data=data_file("finetune") or "none",
     threads: MAX_THREADS
+    resources:
+        **job_resources("finetune"),
     log:
         f"{R}/logs/finetune/{{base}}.log",
     shell:

@@ -13,6 +13,8 @@ rule merge:
     params:
         spec=lambda w: job_params(f"{w.base}+lora+merge-{w.kind}", kind=w.kind,
                                   baseline=method_entry(EXP.baseline)),
+    resources:
+        **job_resources("merge"),
     log:
         f"{R}/logs/merge/{{base}}+lora+merge-{{kind}}.log",
     shell:

@@ -29,6 +29,8 @@ rule quantize:
         spec=lambda w: quantize_spec(w.method, w.method),
         src=base_model(),
         calibration=lambda w: calibration_arg(w.method),
+    resources:
+        **job_resources("quantize"),
     log:
         f"{R}/logs/quantize/{{method}}.log",
     shell:
@@ -47,6 +49,8 @@ rule requantize:
     params:
         spec=lambda w: quantize_spec(f"{w.base}+lora+merge-{w.kind}+{w.method}", w.method),
         calibration=lambda w: calibration_arg(w.method),
+    resources:
+        **job_resources("requantize"),
     log:
         f"{R}/logs/requantize/{{base}}+lora+merge-{{kind}}+{{method}}.log",
     shell:

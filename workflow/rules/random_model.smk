@@ -10,6 +10,8 @@ rule build_corpus:
         script=f"{SCRIPTS}/build_toy_data.py",
     params:
         spec=job_params("data"),
+    resources:
+        **job_resources("build_corpus", uses_model=False),
     log:
         f"{R}/logs/build_corpus.log",
     shell:
@@ -29,6 +31,8 @@ rule build_random_model:
         spec=job_params("base", random_weights=True,
                         model={k: config["model"].get(k) for k in ("architecture", "num_hidden_layers")}),
     threads: MAX_THREADS
+    resources:
+        **job_resources("build_random_model"),
     log:
         f"{R}/logs/build_random_model.log",
     shell:

@@ -40,6 +40,8 @@ rule report:
         script=f"{SCRIPTS}/report.py",
     params:
         spec=report_params(),
+    resources:
+        **job_resources("report", uses_model=False),
     log:
         f"{R}/logs/report.log",
     shell:

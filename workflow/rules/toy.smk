@@ -8,6 +8,8 @@ rule build_toy_data:
         script=f"{SCRIPTS}/build_toy_data.py",
     params:
         spec=job_params("data"),
+    resources:
+        **job_resources("build_toy_data", uses_model=False),
     log:
         f"{R}/logs/build_toy_data.log",
     shell:
@@ -24,6 +26,8 @@ rule build_toy_model:
     params:
         spec=job_params("base", toy=config["model"].get("toy", {})),
     threads: MAX_THREADS
+    resources:
+        **job_resources("build_toy_model", uses_model=False),
     log:
         f"{R}/logs/build_toy_model.log",
     shell:
