@@ -1,0 +1,100 @@
+"""The toy DAG through the SLURM profile on a real one-node SLURM cluster (tests/slurm/start.sh),
+and a job that fails once under SLURM being reported, logged and resubmitted."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, copy_project
+
+SLURM = ROOT / "tests" / "slurm"
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        pytest.fail("SLURM tests need Debian's slurm-wlm (apt-get) on this machine")
+    proc = subprocess.run(["bash", str(SLURM / "start.sh")], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    env = dict(os.environ)
+    for line in proc.stdout.splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = value.strip("'\"")
+    yield env
+    subprocess.run(["bash", str(SLURM / "stop.sh")], capture_output=True, text=True, timeout=300)
+
+
+def small_toy_config(dst: Path) -> Path:
+    """The toy default, reduced to one method per backend and one recipe, so it fits CI twice."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["model"]["toy"]["train_steps"] = 150
+    cfg["methods"] = {k: cfg["methods"][k] for k in ("fp32", "bnb-nf4", "gptq-4bit-g32")}
+    cfg["finetune"].update(bases=["bnb-nf4"], steps=10)
+    cfg["recipes"] = [{"finetune_on": "bnb-nf4", "merge_into": ["dequant"], "requantize": "gptq-4bit-g32"}]
+    cfg["benchmark"].update(prefill={"prompt_len": 32, "batch_sizes": [1]},
+                            generate={"prompt_len": 16, "new_tokens": [8], "batch_sizes": [1], "use_cache": [True]})
+    cfg["evaluate"]["limit"] = 20
+    path = dst / "small.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def run(cmd: list[str], cwd: Path, env: dict, timeout: int = 1500) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def result_files(root: Path) -> set[str]:
+    base = root / "results"
+    return {str(p.relative_to(base)) for p in base.rglob("*")
+            if p.is_file() and "/logs/" not in f"/{p.relative_to(base)}"}
+
+
+def test_toy_dag_through_the_slurm_profile(slurm_cluster, tmp_path):
+    snakemake = [sys.executable, "-m", "snakemake"]
+    local, cluster = copy_project(tmp_path / "local"), None
+    (tmp_path / "slurm").mkdir()
+    cluster = copy_project(tmp_path / "slurm")
+    shutil.copytree(ROOT / "profiles", cluster / "profiles")
+    config = small_toy_config(tmp_path)
+
+    sub = run(snakemake + ["--workflow-profile", "profiles/slurm", "--configfile", str(config)], cluster, slurm_cluster)
+    assert sub.returncode == 0, sub.stdout[-5000:] + sub.stderr[-5000:]
+    loc = run(snakemake + ["--cores", "2", "--configfile", str(config)], local, dict(os.environ))
+    assert loc.returncode == 0, loc.stdout[-5000:] + loc.stderr[-5000:]
+
+    assert result_files(cluster) == result_files(local)
+    # Every job ran as a SLURM job: one SLURM log per job, each naming its SLURM job id.
+    dry = run(snakemake + ["-n", "--cores", "1", "--forceall", "--configfile", str(config)], local, dict(os.environ))
+    table = dry.stdout[dry.stdout.index("Job stats:"):]
+    expected = sum(int(line.split()[1]) for line in table.splitlines()[3:]
+                   if len(line.split()) == 2 and line.split()[1].isdigit() and line.split()[0] not in ("all", "total"))
+    logs = sorted((cluster / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert len(logs) == expected, (len(logs), expected, [str(p) for p in logs])
+    jobs = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i %T %j"], env=slurm_cluster,
+                          capture_output=True, text=True).stdout
+    assert jobs.count("COMPLETED") >= expected, jobs
+
+
+def test_failed_job_is_reported_logged_and_retried(slurm_cluster, tmp_path):
+    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
+    shutil.copy(SLURM / "retry.smk", tmp_path / "Snakefile")
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm"]
+    no_retry = run(cmd + ["--retries", "0", "--forcerun", "flaky"], tmp_path, slurm_cluster, timeout=300)
+    assert no_retry.returncode != 0
+    out = no_retry.stdout + no_retry.stderr
+    assert "Error in rule flaky" in out and "slurm_logs" in out, out[-3000:]
+    failed_logs = list((tmp_path / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert any("failing on purpose" in p.read_text() for p in failed_logs)
+
+    retried = run(cmd, tmp_path, slurm_cluster, timeout=300)  # the profile's retries: 1
+    assert retried.returncode == 0, retried.stdout[-3000:] + retried.stderr[-3000:]
+    assert (tmp_path / "flaky.done").read_text().strip() == "ok"
+    texts = [p.read_text() for p in (tmp_path / ".snakemake" / "slurm_logs").rglob("*.log")]
+    assert any("attempt 2" in t for t in texts) and any("attempt 1" in t and "failing on purpose" in t for t in texts)
