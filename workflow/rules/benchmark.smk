@@ -14,6 +14,8 @@ rule benchmark:
     threads: workflow.cores if config["benchmark"].get("exclusive", True) else 1
     resources:
         **job_resources("benchmark"),
+    conda:
+        variant_env
     log:
         f"{R}/logs/benchmark/{{variant}}.log",
     shell:

@@ -56,6 +56,21 @@ MAX_THREADS = min(workflow.cores, config.get("max_threads", 8))
 RESOURCES = config.get("resources") or {}
 
 
+def conda_env(backend):
+    """One conda env per backend for --software-deployment-method conda (envs/*.yaml)."""
+    return os.path.join(workflow.basedir, "envs", f"{backend}.yaml")
+
+
+def variant_env(wildcards):
+    """The env that can load a variant: GPTQ's when it is served by GPTQ, else bitsandbytes'."""
+    v = experiment.parse_variant(wildcards.variant)
+    return conda_env("gptq" if EXP.serving_method(v).backend == "gptq" else "bnb")
+
+
+def method_env(wildcards):
+    return conda_env("gptq" if EXP.methods[wildcards.method].backend == "gptq" else "bnb")
+
+
 def job_resources(rule, uses_model=True):
     """Per-job resources from the config's `resources:` section (default, then the rule's own
     entry): mem_mb and runtime (minutes) for every job; a GPU (and its model, if named) for jobs

@@ -25,6 +25,8 @@ rule reference_logprobs:
         heldout=data_file("heldout") or "none",
     resources:
         **job_resources("reference_logprobs"),
+    conda:
+        variant_env
     log:
         f"{R}/logs/reference/{{variant}}.log",
     shell:
@@ -47,6 +49,8 @@ rule evaluate:
         data=lambda w, input: f"--data {input.data}" if input.data else "",
     resources:
         **job_resources("evaluate"),
+    conda:
+        conda_env("eval")
     log:
         f"{R}/logs/evaluate/{{variant}}.log",
     shell:

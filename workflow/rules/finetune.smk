@@ -16,6 +16,8 @@ rule finetune:
     threads: MAX_THREADS
     resources:
         **job_resources("finetune"),
+    conda:
+        lambda w: conda_env("gptq" if EXP.methods[w.base].backend == "gptq" else "bnb")
     log:
         f"{R}/logs/finetune/{{base}}.log",
     shell:

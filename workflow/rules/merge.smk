@@ -15,6 +15,8 @@ rule merge:
                                   baseline=method_entry(EXP.baseline)),
     resources:
         **job_resources("merge"),
+    conda:
+        conda_env("bnb")
     log:
         f"{R}/logs/merge/{{base}}+lora+merge-{{kind}}.log",
     shell:

@@ -31,6 +31,8 @@ rule quantize:
         calibration=lambda w: calibration_arg(w.method),
     resources:
         **job_resources("quantize"),
+    conda:
+        method_env
     log:
         f"{R}/logs/quantize/{{method}}.log",
     shell:
@@ -51,6 +53,8 @@ rule requantize:
         calibration=lambda w: calibration_arg(w.method),
     resources:
         **job_resources("requantize"),
+    conda:
+        conda_env("gptq")
     log:
         f"{R}/logs/requantize/{{base}}+lora+merge-{{kind}}+{{method}}.log",
     shell:

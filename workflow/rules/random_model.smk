@@ -12,6 +12,8 @@ rule build_corpus:
         spec=job_params("data"),
     resources:
         **job_resources("build_corpus", uses_model=False),
+    conda:
+        conda_env("bnb")
     log:
         f"{R}/logs/build_corpus.log",
     shell:
@@ -33,6 +35,8 @@ rule build_random_model:
     threads: MAX_THREADS
     resources:
         **job_resources("build_random_model"),
+    conda:
+        conda_env("bnb")
     log:
         f"{R}/logs/build_random_model.log",
     shell:

@@ -42,6 +42,8 @@ rule report:
         spec=report_params(),
     resources:
         **job_resources("report", uses_model=False),
+    conda:
+        conda_env("report")
     log:
         f"{R}/logs/report.log",
     shell:

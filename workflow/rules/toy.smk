@@ -10,6 +10,8 @@ rule build_toy_data:
         spec=job_params("data"),
     resources:
         **job_resources("build_toy_data", uses_model=False),
+    conda:
+        conda_env("report")
     log:
         f"{R}/logs/build_toy_data.log",
     shell:
@@ -28,6 +30,8 @@ rule build_toy_model:
     threads: MAX_THREADS
     resources:
         **job_resources("build_toy_model", uses_model=False),
+    conda:
+        conda_env("bnb")
     log:
         f"{R}/logs/build_toy_model.log",
     shell:
