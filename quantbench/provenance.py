@@ -28,12 +28,13 @@ def library_versions() -> dict[str, str | None]:
 
 
 def git_commit() -> str:
-    """Commit of the quantbench checkout, with '+dirty' when it has uncommitted changes."""
+    """Commit of the quantbench checkout, with '+dirty' when its code has uncommitted changes
+    (results/ is left out: a run rewrites the committed results it reproduces)."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"], cwd=root,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
