@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ["Snakefile", "workflow", "config", "quantbench"]
+PROJECT_FILES = ["Snakefile", "workflow", "config", "quantbench", "envs", "profiles"]
 os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 def copy_project(dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         src = ROOT / name
         if src.is_dir():

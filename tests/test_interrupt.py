@@ -111,7 +111,10 @@ def _run_until(work: Path, targets: list[str], ready, log: Path, timeout: float 
                 raise AssertionError(f"kill point not reached in {timeout} s:\n{log.read_text()[-4000:]}")
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:  # it had already ended: the assertion above says why
+            pass
         proc.wait(timeout=60)
     for _ in range(200):  # until every process of the group (the jobs) is gone
         try:

@@ -58,10 +58,7 @@ def result_files(root: Path) -> set[str]:
 
 def test_toy_dag_through_the_slurm_profile(slurm_cluster, tmp_path):
     snakemake = [sys.executable, "-m", "snakemake"]
-    local, cluster = copy_project(tmp_path / "local"), None
-    (tmp_path / "slurm").mkdir()
-    cluster = copy_project(tmp_path / "slurm")
-    shutil.copytree(ROOT / "profiles", cluster / "profiles")
+    local, cluster = copy_project(tmp_path / "local"), copy_project(tmp_path / "slurm")
     config = small_toy_config(tmp_path)
 
     sub = run(snakemake + ["--workflow-profile", "profiles/slurm", "--configfile", str(config)], cluster, slurm_cluster)

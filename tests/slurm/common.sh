@@ -25,6 +25,18 @@ QB_ETC_CONF="/etc/slurm/slurm.conf"
 # from slurmd, which lets stop.sh find leftover step daemons of *this* cluster.
 QB_MARKER="QB_SLURM_DAEMON_OF=$QB_SLURM_DIR"
 
+# qb_lock: serialise start.sh/stop.sh on one state dir (a nested call from
+# start.sh to stop.sh inherits the lock through QB_SLURM_LOCKED).
+qb_lock() {
+  [[ "${QB_SLURM_LOCKED:-}" == "$QB_SLURM_DIR" ]] && return 0
+  mkdir -p "$QB_SLURM_DIR"
+  exec 9>"$QB_SLURM_DIR/.lock"
+  if ! flock -w 300 9; then
+    qb_die "another start.sh/stop.sh holds $QB_SLURM_DIR/.lock for more than 300 s"
+  fi
+  export QB_SLURM_LOCKED="$QB_SLURM_DIR"
+}
+
 qb_log() { printf '[qb-slurm] %s\n' "$*" >&2; }
 qb_die() { printf '[qb-slurm] ERROR: %s\n' "$*" >&2; exit 1; }
 

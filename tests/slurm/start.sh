@@ -31,6 +31,7 @@ TIMEOUT="${QB_SLURM_TIMEOUT:-60}"
 ETC_LINK="${QB_SLURM_ETC_LINK:-1}"
 
 [[ "$(id -u)" == 0 ]] || qb_die "must run as root (it installs packages and runs slurmd as root)"
+qb_lock
 
 t_start=$(date +%s.%N)
 
@@ -202,7 +203,7 @@ fi
 export SLURM_CONF="$QB_CONF"
 
 # --------------------------------------------------------------------------
-# 3. daemons
+# 3. daemons (started with fd 9, the lock, closed so they do not hold it)
 # --------------------------------------------------------------------------
 fail() {
   qb_print_logs
@@ -224,7 +225,7 @@ port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 if ! qb_pid_alive munged "$QB_MUNGE_DIR/munged.pid" >/dev/null; then
   rm -f "$QB_MUNGE_SOCKET" "$QB_MUNGE_SOCKET.lock" "$QB_MUNGE_DIR/munged.pid"
   qb_log "starting munged"
-  env "$QB_MARKER" munged --force \
+  env "$QB_MARKER" munged --force 9>&- \
     --socket="$QB_MUNGE_SOCKET" \
     --key-file="$QB_MUNGE_DIR/munge.key" \
     --pid-file="$QB_MUNGE_DIR/munged.pid" \
@@ -240,14 +241,14 @@ if ! qb_pid_alive slurmctld "$QB_RUN_DIR/slurmctld.pid" >/dev/null; then
   qb_log "starting slurmctld (port $CTLD_PORT)"
   # -c: cold start. Jobs of an earlier run (e.g. one killed without stop.sh)
   # are forgotten instead of being requeued; job ids start again at 1.
-  env "$QB_MARKER" slurmctld -c -f "$QB_CONF" || fail "slurmctld failed to start"
+  env "$QB_MARKER" slurmctld -c -f "$QB_CONF" 9>&- || fail "slurmctld failed to start"
   wait_for 20 scontrol ping || fail "slurmctld does not answer 'scontrol ping'"
 fi
 
 if ! qb_pid_alive slurmd "$QB_RUN_DIR/slurmd.pid" >/dev/null; then
   port_busy "$SLURMD_PORT" && fail "port $SLURMD_PORT is already in use (set QB_SLURM_SLURMD_PORT)"
   qb_log "starting slurmd (node $NODE, port $SLURMD_PORT)"
-  env "$QB_MARKER" slurmd -f "$QB_CONF" -N "$NODE" || fail "slurmd failed to start"
+  env "$QB_MARKER" slurmd -f "$QB_CONF" -N "$NODE" 9>&- || fail "slurmd failed to start"
 fi
 
 # --------------------------------------------------------------------------

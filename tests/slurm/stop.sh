@@ -21,6 +21,8 @@ case "${1:-}" in
 esac
 
 [[ "$(id -u)" == 0 ]] || qb_die "must run as root (the daemons run as root)"
+[[ -d "$QB_SLURM_DIR" ]] || { qb_log "nothing to stop ($QB_SLURM_DIR does not exist)"; exit 0; }
+qb_lock
 
 if [[ -f "$QB_CONF" ]]; then
   export SLURM_CONF="$QB_CONF"
