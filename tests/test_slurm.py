@@ -95,3 +95,22 @@ def test_failed_job_is_reported_logged_and_retried(slurm_cluster, tmp_path):
     assert (tmp_path / "flaky.done").read_text().strip() == "ok"
     texts = [p.read_text() for p in (tmp_path / ".snakemake" / "slurm_logs").rglob("*.log")]
     assert any("attempt 2" in t for t in texts) and any("attempt 1" in t and "failing on purpose" in t for t in texts)
+
+
+def test_profile_dry_run_on_a_gpu_config_asks_for_gpus_only_on_model_jobs(slurm_cluster, tmp_path):
+    env = {**slurm_cluster, "QUANTBENCH_ASSUME_CUDA": "1"}
+    out = run([sys.executable, "-m", "snakemake", "-n", "--workflow-profile", str(ROOT / "profiles" / "slurm"),
+               "--configfile", str(ROOT / "config" / "llama2-7b.yaml"), "--snakefile", str(ROOT / "Snakefile"),
+               "--directory", str(tmp_path)], ROOT, env, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    gpus: dict[str, set[int]] = {}
+    rule = None
+    for line in out.stdout.splitlines():
+        if line.startswith("rule "):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("resources:") and rule:
+            found = [int(x) for x in __import__("re").findall(r"\bgpu=(\d+)", line)]
+            gpus.setdefault(rule, set()).update(found or [0])
+    assert gpus["report"] == {0} and gpus["build_corpus"] == {0}
+    for model_rule in ("build_random_model", "quantize", "finetune", "benchmark"):
+        assert gpus[model_rule] == {1}, (model_rule, gpus)
