@@ -11,7 +11,7 @@ rule benchmark:
         spec=lambda w: job_params(w.variant, benchmark=config["benchmark"]),
         adapter=adapter_arg,
     # exclusive (the default): all cores, so no other job shares the machine with a benchmark.
-    threads: workflow.cores if config["benchmark"].get("exclusive", True) else 1
+    threads: CORES if config["benchmark"].get("exclusive", True) else 1
     resources:
         **job_resources("benchmark"),
     conda:

@@ -52,7 +52,11 @@ BASELINE = EXP.methods[EXP.baseline]
 DTYPE = BASELINE.params["dtype"]
 DEVICE = config.get("device", "cpu")
 SEED = config.get("seed", 0)
-MAX_THREADS = min(workflow.cores, config.get("max_threads", 8))
+try:
+    CORES = workflow.cores
+except WorkflowError:  # a cluster executor sets no --cores: each job has its own allocation
+    CORES = config.get("max_threads", 8)
+MAX_THREADS = min(CORES, config.get("max_threads", 8))
 RESOURCES = config.get("resources") or {}
 
 
