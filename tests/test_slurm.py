@@ -3,6 +3,7 @@ and a job that fails once under SLURM being reported, logged and resubmitted."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,8 +71,8 @@ def test_toy_dag_through_the_slurm_profile(slurm_cluster, tmp_path):
     # Every job ran as a SLURM job: one SLURM log per job, each naming its SLURM job id.
     dry = run(snakemake + ["-n", "--cores", "1", "--forceall", "--configfile", str(config)], local, dict(os.environ))
     table = dry.stdout[dry.stdout.index("Job stats:"):]
-    expected = sum(int(line.split()[1]) for line in table.splitlines()[3:]
-                   if len(line.split()) == 2 and line.split()[1].isdigit() and line.split()[0] not in ("all", "total"))
+    table = table[:table.index("\ntotal")]
+    expected = sum(int(m[2]) for m in re.finditer(r"^(\S+)\s+(\d+)$", table, re.M) if m[1] != "all")
     logs = sorted((cluster / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert len(logs) == expected, (len(logs), expected, [str(p) for p in logs])
     jobs = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i %T %j"], env=slurm_cluster,
@@ -109,7 +110,7 @@ def test_profile_dry_run_on_a_gpu_config_asks_for_gpus_only_on_model_jobs(slurm_
         if line.startswith("rule "):
             rule = line.split()[1].rstrip(":")
         elif line.strip().startswith("resources:") and rule:
-            found = [int(x) for x in __import__("re").findall(r"\bgpu=(\d+)", line)]
+            found = [int(x) for x in re.findall(r"\bgpu=(\d+)", line)]
             gpus.setdefault(rule, set()).update(found or [0])
     assert gpus["report"] == {0} and gpus["build_corpus"] == {0}
     for model_rule in ("build_random_model", "quantize", "finetune", "benchmark"):
