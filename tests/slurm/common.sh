@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared helpers for tests/slurm/start.sh and tests/slurm/stop.sh.
 # Sourced, not executed.
+# shellcheck disable=SC2034  # the paths are used by start.sh and stop.sh
 
 QB_SLURM_DIR="${QB_SLURM_DIR:-/tmp/quantbench-slurm}"
 # Absolute path, without trailing slash (it ends up in slurm.conf and in
@@ -70,7 +71,7 @@ qb_with_descendants() {
   for p in /proc/[0-9]*; do
     stat="$(cat "$p/stat" 2>/dev/null)" || continue
     stat="${stat##*) }"          # drop "pid (comm) "; comm may contain spaces
-    ppid="$(set -- $stat; echo "$2")"
+    read -r _ ppid _ <<<"$stat"   # "<state> <ppid> ..."
     children[$ppid]+=" ${p#/proc/}"
   done
   local queue=("$@") seen=() cur

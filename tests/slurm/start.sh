@@ -79,7 +79,7 @@ fi
 # 2. directories, munge key, slurm.conf
 # --------------------------------------------------------------------------
 mkdir -p "$QB_SLURM_DIR"/{etc,run,log,state,spool}
-mkdir -p -m 0700 "$QB_MUNGE_DIR"
+mkdir -p "$QB_MUNGE_DIR"
 chmod 0755 "$QB_SLURM_DIR" "$QB_SLURM_DIR/etc"
 chmod 0700 "$QB_MUNGE_DIR"
 

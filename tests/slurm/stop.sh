@@ -60,7 +60,7 @@ stop_daemons() {
 if qb_pid_alive slurmctld "$QB_RUN_DIR/slurmctld.pid" >/dev/null && [[ -f "$QB_CONF" ]]; then
   jobs="$(timeout 10 squeue -h -t PENDING,RUNNING,SUSPENDED,COMPLETING,CONFIGURING -o %i 2>/dev/null || true)"
   if [[ -n "$jobs" ]]; then
-    qb_log "cancelling jobs: $(echo $jobs)"
+    qb_log "cancelling jobs: $(tr '\n' ' ' <<<"$jobs")"
     # shellcheck disable=SC2086
     timeout 10 scancel $jobs 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do           # up to 10 s
@@ -82,7 +82,7 @@ stepds="$(qb_marked_pids || true)"
 if [[ -n "$stepds" ]]; then
   # shellcheck disable=SC2086
   left="$(qb_with_descendants $stepds)"
-  qb_log "killing leftover processes of this cluster: $(echo $left)"
+  qb_log "killing leftover processes of this cluster: $(tr '\n' ' ' <<<"$left")"
   # shellcheck disable=SC2086
   kill -KILL $left 2>/dev/null || true
   sleep 0.2
