@@ -6,7 +6,7 @@ import tempfile
 from itertools import groupby
 from pathlib import Path
 
-from quantbench.suites import local_task_yaml, suite
+from quantbench.suites import fewshot, local_task_yaml, suite
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def evaluate(model, tokenizer, suite_name: str, params: dict, data_dir: str | No
     override = params.get("num_fewshot")
     with tempfile.TemporaryDirectory() as workdir:
         tm = task_manager(entries, data_dir, workdir)
-        by_shots = sorted(entries, key=lambda e: override if override is not None else e["num_fewshot"])
-        for shots, group in groupby(by_shots, key=lambda e: override if override is not None else e["num_fewshot"]):
+        shots_of = lambda e: fewshot(e, override)  # noqa: E731
+        for shots, group in groupby(sorted(entries, key=shots_of), key=shots_of):
             names = [e["task"] for e in group]
             log.info("lm-eval: %s with %d-shot", ", ".join(names), shots)
             out = lm_eval.simple_evaluate(

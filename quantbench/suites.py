@@ -41,6 +41,11 @@ def suite(name: str) -> list[dict]:
     return SUITES[name]
 
 
+def fewshot(entry: dict, override: int | None) -> int:
+    """The few-shot count a task runs with: the config's override, else the suite's own."""
+    return override if override is not None else entry["num_fewshot"]
+
+
 def task_label(entry: dict) -> str:
     return entry["task"].removeprefix("toy_")
 

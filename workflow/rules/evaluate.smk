@@ -7,8 +7,7 @@ def evaluate_params(variant):
           "fewshot_seed": 1234, "distribution_tokens": 4096, "distribution_window": 128,
           **config.get("evaluate", {})}
     # The resolved task list is part of the params: the dry run shows it, and a suite change reruns.
-    tasks = [f"{e['task']}:{ev['num_fewshot'] if ev['num_fewshot'] is not None else e['num_fewshot']}-shot"
-             for e in suites.suite(ev["suite"])]
+    tasks = [f"{e['task']}:{suites.fewshot(e, ev['num_fewshot'])}-shot" for e in suites.suite(ev["suite"])]
     return job_params(variant, evaluate=ev, tasks=tasks, heldout_dataset=dataset_spec("heldout"))
 
 
