@@ -35,7 +35,8 @@ from tqdm import tqdm
 from quantbench import memory, timing
 
 log = logging.getLogger(__name__)
-MODES = ("eager", "static", "compiled")
+MODES = ("eager", "static", "compiled", "graphs")
+DECODER_MODES = ("compiled", "graphs")  # our own loop over a static cache
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -110,12 +111,13 @@ class StepClock:
         return self.events[0].elapsed_time(self.events[-1]) / 1e3 / (len(self.events) - 1)
 
 
-def _timed_runs(fn, device: str, warmup: int, repeats: int) -> tuple[list[float], list[float], float]:
-    """Latencies of `repeats` calls after `warmup` calls; fn returns its per-step decode seconds or
-    None. Also returns the first call's seconds (compilation and lazy initialisation show there)."""
+def _timed_runs(fn, device: str, warmup: int, repeats: int, warm_fn=None) -> tuple[list[float], list[float], float]:
+    """Latencies of `repeats` calls of fn after `warmup` calls of warm_fn (default fn); fn returns
+    its per-step decode seconds or None. Also returns the first call's seconds (compilation and
+    lazy initialisation show there)."""
     t0 = time.perf_counter()
     for i in range(warmup):
-        fn()
+        (warm_fn or fn)()
         if i == 0:
             timing._sync(device)
             first = time.perf_counter() - t0
@@ -131,11 +133,11 @@ def _timed_runs(fn, device: str, warmup: int, repeats: int) -> tuple[list[float]
     return lat, steps, first
 
 
-def _cell(fn, device: str, warmup: int, repeats: int) -> dict:
+def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None) -> dict:
     # PeakMemory resets (gc, CUDA cache, peak statistics) on entry: once per cell is enough.
     try:
         with memory.PeakMemory(device) as peak:
-            samples, steps, first = _timed_runs(fn, device, warmup, repeats)
+            samples, steps, first = _timed_runs(fn, device, warmup, repeats, warm_fn)
     except Exception as exc:  # noqa: BLE001 - one failing cell must not end the grid
         memory.reset(device)
         if _is_oom(exc):
@@ -168,23 +170,23 @@ def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid) -
     return rows
 
 
-class CompiledDecoder:
-    """Greedy decoding over a static KV cache with the decode step compiled into a CUDA graph.
-
-    One cache per batch size, sized for the longest generation of the grid, so every cell of a
-    batch size shares one compiled graph (a new cache shape would recompile)."""
+class StaticDecoder:
+    """Greedy decoding over a static KV cache, one decode step at a time; subclasses make the step
+    fast. One cache per batch size, sized for the longest generation of the grid, so every cell of
+    a batch size shares one compiled step or captured graph (a new cache shape would need its own)."""
 
     def __init__(self, model, max_cache_len: int):
         from transformers import StaticCache
 
         self.model, self.max_cache_len, self.caches = model, max_cache_len, {}
         self._StaticCache = StaticCache
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        self.step = torch.compile(self._step, mode="reduce-overhead", fullgraph=False, dynamic=False)
 
     def _step(self, tok, pos, cache):
         out = self.model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True)
         return out.logits[:, -1, :].argmax(-1, keepdim=True)
+
+    def step(self, tok, pos, cache):
+        raise NotImplementedError
 
     def cache(self, batch: int, device):
         if batch not in self.caches:
@@ -196,6 +198,8 @@ class CompiledDecoder:
         """Returns (tokens [batch, new_tokens], seconds per decode step from CUDA events)."""
         cache = self.cache(ids.shape[0], ids.device)
         prompt_len = ids.shape[1]
+        if prompt_len + new_tokens > self.max_cache_len:
+            raise ValueError(f"{prompt_len}+{new_tokens} tokens exceed the static cache ({self.max_cache_len})")
         positions = torch.arange(prompt_len + new_tokens, device=ids.device)
         with torch.inference_mode():
             cache.reset()  # its tensors were made under inference mode: only there can they be zeroed
@@ -207,8 +211,7 @@ class CompiledDecoder:
             if first is not None:
                 first.record()
             for i in range(new_tokens - 1):
-                torch.compiler.cudagraph_mark_step_begin()
-                # clone: the graph's output buffer is overwritten by the next replay
+                # clone: a graph's output buffer is overwritten by the next replay
                 tok = self.step(tok, positions[prompt_len + i:prompt_len + i + 1], cache).clone()
                 tokens.append(tok)
             step_s = None
@@ -220,8 +223,63 @@ class CompiledDecoder:
         return torch.cat(tokens, dim=1), step_s
 
 
+class CompiledDecoder(StaticDecoder):
+    """The decode step torch.compile'd with mode="reduce-overhead": inductor fuses the small ops
+    and replays the result as CUDA graphs. Custom kernels torch cannot trace (GPTQModel's Marlin,
+    bitsandbytes int8) break the graph into pieces, each with its own guards."""
+
+    def __init__(self, model, max_cache_len: int):
+        super().__init__(model, max_cache_len)
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        self._compiled = torch.compile(self._step, mode="reduce-overhead", fullgraph=False, dynamic=False)
+
+    def step(self, tok, pos, cache):
+        torch.compiler.cudagraph_mark_step_begin()
+        return self._compiled(tok, pos, cache)
+
+
+class GraphDecoder(StaticDecoder):
+    """The eager decode step captured whole into one CUDA graph per batch size (torch.cuda.graph),
+    no compiler: every kernel the step launches (custom ones too) is replayed with no host work.
+    Capture fails on steps that synchronise with the host (bitsandbytes int8's outlier search);
+    the cell then records that error."""
+
+    def __init__(self, model, max_cache_len: int):
+        super().__init__(model, max_cache_len)
+        self.graphs: dict[int, tuple] = {}
+
+    def _capture(self, tok, pos, cache):
+        static_tok, static_pos = tok.clone(), pos.clone()
+        # Warm-up on a side stream before capture (lazy allocations, cuBLAS workspaces, Triton
+        # autotuning must not happen inside it). It writes this step's own K/V: the same values
+        # the replay writes again.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._step(static_tok, static_pos, cache)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self._step(static_tok, static_pos, cache)
+        return graph, static_tok, static_pos, static_out
+
+    def step(self, tok, pos, cache):
+        batch = tok.shape[0]
+        if batch not in self.graphs:
+            self.graphs[batch] = self._capture(tok, pos, cache)
+        graph, static_tok, static_pos, static_out = self.graphs[batch]
+        static_tok.copy_(tok)
+        static_pos.copy_(pos)
+        graph.replay()
+        return static_out
+
+
+DECODERS = {"compiled": CompiledDecoder, "graphs": GraphDecoder}
+
+
 def _generate_fn(model, mode, ids, mask, new_tokens, use_cache, pad_token_id, prompt_len, decoder):
-    if mode == "compiled":
+    if mode in DECODER_MODES:
         def fn():
             tokens, step_s = decoder.generate(ids, new_tokens)
             assert tokens.shape[1] == new_tokens
@@ -246,16 +304,31 @@ def _generate_fn(model, mode, ids, mask, new_tokens, use_cache, pad_token_id, pr
     return fn
 
 
+def cell_batch_sizes(spec: dict, mode: str, new_tokens: int) -> list[int]:
+    """Batch sizes of one mode at one length: `fast_batch_sizes` for the static-cache modes,
+    `batch_sizes` for eager, narrowed by a `batch_sizes_at` entry for that length if any (long
+    eager generations cost minutes per cell)."""
+    sizes = spec["batch_sizes"] if mode == "eager" else (spec.get("fast_batch_sizes") or spec["batch_sizes"])
+    for entry in spec.get("batch_sizes_at", []):
+        if entry["new_tokens"] == new_tokens:
+            return [b for b in sizes if b in entry["batch_sizes"]]
+    return list(sizes)
+
+
 def generate_grid(spec: dict, mode: str) -> list[tuple[int, int, bool]]:
     """(batch size, new tokens, use_cache) cells of one mode. use_cache=false runs only at
-    `no_cache_new_tokens` (the comparison measured it at 30 new tokens only); static and compiled
-    modes need the cache and run at `fast_batch_sizes`."""
-    no_cache_at = set(spec.get("no_cache_new_tokens") or spec["new_tokens"])
+    `no_cache_new_tokens` (the comparison measured it at 30 new tokens only); the static-cache modes
+    need the cache and run at `fast_new_tokens` (default: new_tokens)."""
     if mode == "eager":
-        grid = itertools.product(spec["batch_sizes"], spec["new_tokens"], spec.get("use_cache", [True]))
-        return [(b, n, c) for b, n, c in grid if c or n in no_cache_at]
-    fast = spec.get("fast_batch_sizes") or spec["batch_sizes"]
-    return [(b, n, True) for b, n in itertools.product(fast, spec["new_tokens"])]
+        no_cache_at = set(spec.get("no_cache_new_tokens") or spec["new_tokens"])
+        return [(b, n, c) for n in spec["new_tokens"] for b in cell_batch_sizes(spec, mode, n)
+                for c in spec.get("use_cache", [True]) if c or n in no_cache_at]
+    lengths = spec.get("fast_new_tokens") or spec["new_tokens"]
+    return [(b, n, True) for n in lengths for b in cell_batch_sizes(spec, mode, n)]
+
+
+def max_new_tokens(spec: dict) -> int:
+    return max(spec["new_tokens"] + list(spec.get("fast_new_tokens") or []))
 
 
 def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, pad_token_id,
@@ -267,16 +340,22 @@ def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, 
         raise ValueError(f"unknown generate mode {mode!r}; allowed: {', '.join(MODES)}")
     rows = []
     decoder = None
-    if mode == "compiled":
+    if mode in DECODER_MODES:
         if device != "cuda":
-            log.warning("compiled mode needs CUDA graphs; skipped on %s", device)
+            log.warning("%s mode needs CUDA graphs; skipped on %s", mode, device)
             return []
-        decoder = CompiledDecoder(model, spec["prompt_len"] + max(spec["new_tokens"]))
+        decoder = DECODERS[mode](model, spec["prompt_len"] + max_new_tokens(spec))
+    warm_tokens = spec.get("warmup_new_tokens")
     for bs, new_tokens, use_cache in tqdm(generate_grid(spec, mode), desc=f"generate ({mode})", mininterval=2):
         ids, mask = random_prompts(vocab_size, bs, spec["prompt_len"], device, seed, avoid)
-        fn = _generate_fn(model, mode, ids, mask, new_tokens, use_cache, pad_token_id, spec["prompt_len"], decoder)
-        # compiled: the first call compiles, the next ones record the CUDA graphs; none is timed
-        cell = _cell(fn, device, max(warmup, 2) if mode == "compiled" else warmup, repeats)
+        args = (model, mode, ids, mask)
+        rest = (use_cache, pad_token_id, spec["prompt_len"], decoder)
+        fn = _generate_fn(*args, new_tokens, *rest)
+        # A shorter warm-up launches every kernel a long call does (the decode step is the same).
+        warm = _generate_fn(*args, min(new_tokens, warm_tokens), *rest) if warm_tokens else fn
+        # compiled: the first call compiles, the next records the CUDA graphs; graphs: the first
+        # call captures. None of them is timed.
+        cell = _cell(fn, device, max(warmup, 2) if mode in DECODER_MODES else warmup, repeats, warm_fn=warm)
         row = {"scenario": "generate", "mode": mode, "batch_size": bs, "prompt_len": spec["prompt_len"],
                "new_tokens": new_tokens, "use_cache": use_cache, **cell}
         if cell["outcome"] == "ok":
@@ -293,12 +372,12 @@ def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, 
     return rows
 
 
-def compiled_matches_eager(model, vocab_size, device, prompt_len, new_tokens, seed, avoid, pad_token_id,
-                           decoder: CompiledDecoder | None = None) -> dict:
-    """Do the compiled loop and eager generate pick the same greedy tokens (batch 1)? Random weights
-    give near-tied logits, so a late divergence is fp16 rounding, an early one a bug."""
+def fast_matches_eager(model, mode, vocab_size, device, prompt_len, new_tokens, seed, avoid, pad_token_id,
+                       max_cache_len: int | None = None) -> dict:
+    """Does a static-cache decoder pick the same greedy tokens as eager generate (batch 1)? Random
+    weights give near-tied logits, so a late divergence is fp16 rounding, an early one a bug."""
     ids, mask = random_prompts(vocab_size, 1, prompt_len, device, seed + 1, avoid)
-    decoder = decoder or CompiledDecoder(model, prompt_len + new_tokens)
+    decoder = DECODERS[mode](model, max_cache_len or prompt_len + new_tokens)
     with torch.inference_mode():
         ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
                              min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_token_id)
@@ -306,18 +385,19 @@ def compiled_matches_eager(model, vocab_size, device, prompt_len, new_tokens, se
     ref = ref[:, prompt_len:]
     same = (ref == got)[0].tolist()
     first_diff = same.index(False) if False in same else None
-    return {"new_tokens": new_tokens, "identical": first_diff is None, "first_difference_at": first_diff}
+    return {"mode": mode, "new_tokens": new_tokens, "identical": first_diff is None,
+            "first_difference_at": first_diff}
 
 
 def profile_generate(model, mode, vocab_size, device, spec, seed, avoid, pad_token_id, new_tokens: int,
-                     decoder: CompiledDecoder | None = None, top: int = 12) -> dict:
+                     decoder: StaticDecoder | None = None, top: int = 12) -> dict:
     """Where a batch-1 generate call spends its time: CUDA kernel time against wall time, and the
     kernels that ran (the names show which matmul kernel the backend really used)."""
     from torch.profiler import ProfilerActivity, profile
 
     ids, mask = random_prompts(vocab_size, 1, spec["prompt_len"], device, seed, avoid)
-    if mode == "compiled":
-        decoder = decoder or CompiledDecoder(model, spec["prompt_len"] + max(spec["new_tokens"]))
+    if mode in DECODER_MODES:
+        decoder = decoder or DECODERS[mode](model, spec["prompt_len"] + max_new_tokens(spec))
     fn = _generate_fn(model, mode, ids, mask, new_tokens, True, pad_token_id, spec["prompt_len"], decoder)
     fn()  # warm: compilation and graph capture stay out of the profile
     timing._sync(device)

@@ -149,6 +149,21 @@ class Experiment:
     def references(self) -> list[str]:
         return sorted({self.reference(v) for v in self.variants})
 
+    def checkpoint_of(self, method: str) -> str:
+        """The method whose quantize job writes `method`'s checkpoint: the first runnable method of
+        the same backend whose parameters differ only in load-time choices (a GPTQ checkpoint
+        serves every kernel), else the method itself. One calibration run then serves them all."""
+        m = self.methods[method]
+        load_only = getattr(get_backend(m.backend), "LOAD_ONLY", set())
+
+        def stored(x: Method) -> dict:
+            return {k: v for k, v in x.params.items() if k not in load_only}
+        for name in self.runnable:
+            other = self.methods[name]
+            if other.backend == m.backend and stored(other) == stored(m):
+                return name
+        return method
+
     def serving_method(self, variant: Variant) -> Method:
         """The method whose backend loads the variant's model folder."""
         if variant.requant:

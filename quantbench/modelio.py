@@ -81,5 +81,25 @@ def load_model(folder: str, ctx: RunContext, adapter: str | None = None, trainab
     return model, load_tokenizer(folder), info
 
 
+def link_tree(src: str | Path, dst: str | Path, skip: tuple[str, ...] = (META_FILE,)) -> None:
+    """Fill dst with hard links to src's files (copies across file systems): a second name for a
+    checkpoint costs no disk, which matters for 13B-parameter folders."""
+    import os
+    import shutil
+
+    for path in sorted(Path(src).rglob("*")):
+        rel = path.relative_to(src)
+        if rel.as_posix() in skip:
+            continue
+        if path.is_dir():
+            (Path(dst) / rel).mkdir(parents=True, exist_ok=True)
+            continue
+        (Path(dst) / rel).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, Path(dst) / rel)
+        except OSError:
+            shutil.copy2(path, Path(dst) / rel)
+
+
 def folder_size_mb(folder: str | Path) -> float:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20

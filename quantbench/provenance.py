@@ -38,7 +38,8 @@ def git_commit() -> str:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        # A copy without .git (a GPU host given the working tree only) is told its commit.
+        return os.environ.get("QB_GIT_COMMIT") or "unknown"
 
 
 def device_description(device: str) -> dict:

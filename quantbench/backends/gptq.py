@@ -16,6 +16,8 @@ KERNELS = {
 }
 SPEC = {"bits": [2, 3, 4, 8], "group_size": int, "desc_act": [True, False], "sym": [True, False],
         "kernel": list(KERNELS), "damp_percent": float}
+# Chosen when the checkpoint is loaded, not stored in it: methods differing only here share one.
+LOAD_ONLY = {"kernel"}
 DEFAULTS = {"group_size": 128, "desc_act": False, "sym": True, "kernel": "torch", "damp_percent": 0.05}
 
 
@@ -48,12 +50,15 @@ def bits_per_weight(params: dict) -> float:
     return params["bits"] + (16 + params["bits"]) / g if g > 0 else float(params["bits"])
 
 
-def quantize_config(params: dict):
+def quantize_config(params: dict, device: str = "cpu"):
     from gptqmodel import QuantizeConfig
 
+    # On CUDA: pack on the GPU (the default packs on the CPU, single-threaded under the GIL) and
+    # keep finished layers in memory instead of offloading them to disk and back.
+    fast = {"pack_impl": "gpu", "offload_to_disk": False} if device == "cuda" else {}
     return QuantizeConfig(bits=params["bits"], group_size=params["group_size"],
                           desc_act=params["desc_act"], sym=params["sym"],
-                          damp_percent=params["damp_percent"])
+                          damp_percent=params["damp_percent"], **fast)
 
 
 def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
@@ -72,7 +77,7 @@ def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
 
     from gptqmodel.looper import loop_processor
 
-    model = GPTQModel.load(src, quantize_config(params), device=ctx.device, dtype=ctx.dtype)
+    model = GPTQModel.load(src, quantize_config(params, ctx.device), device=ctx.device, dtype=ctx.dtype)
     with tempfile.TemporaryDirectory() as logs:
         # GPTQModel writes per-layer logs to ./logs of whatever the working directory is.
         loop_processor._PROJECT_LOG_DIR = Path(logs)

@@ -22,8 +22,15 @@ def bits_per_weight(params: dict) -> float:
 
 
 def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
-    from quantbench.modelio import load_causal_lm, torch_dtype
+    from quantbench.modelio import link_tree, load_causal_lm, read_meta, torch_dtype
 
+    try:
+        same = read_meta(src)["params"].get("dtype") == params["dtype"]
+    except (FileNotFoundError, OSError, KeyError):  # a hub id or a folder quantbench did not write
+        same = False
+    if same:  # already in this dtype: the same bytes under a second name
+        link_tree(src, dst)
+        return {"linked_from": str(src)}
     model, tokenizer = load_causal_lm(src, ctx.device, dtype=torch_dtype(params["dtype"]))
     model.save_pretrained(dst)
     tokenizer.save_pretrained(dst)

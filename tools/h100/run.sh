@@ -1,52 +1,82 @@
 #!/usr/bin/env bash
 # Run quantbench's Snakemake workflow on the lent H100 (no package index there; see docs/h100.md).
+# One workflow run outlives the 10-minute limit of a device call: `start` launches it in its own
+# process session (it runs on while the machine is held) and `wait` follows it in later calls.
 # From the repo root, with .whl carried:
-#   bash tools/h100/run.sh smoke                          # installs, bandwidth, Marlin build, smoke DAG
-#   bash tools/h100/run.sh run CONFIG [TARGET ...]        # the workflow (or some of its targets)
-# MARLIN=1 builds the Marlin kernel in the background from the start (it takes ~4 min; the
-# benchmark job waits on its lock and records the wait as kernel_prebuild_s, outside the timings).
-# Everything worth keeping goes to $OUT (records, reports, logs; never model folders).
+#   bash tools/h100/run.sh start CONFIG [CONFIG ...]   # install, kernels, then each config in turn
+#   bash tools/h100/run.sh wait SECONDS                # follow it; collect what exists into $OUT
+# QB_GIT_COMMIT names the commit of the copied tree (it has no .git) in every record.
 set -uo pipefail
 stage=$1; shift
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-t_start=$(date +%s)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .whl/pypcre-*.tar.gz || exit 1
+RUN=/tmp/qb; mkdir -p "$RUN"
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# Kernel builds are cached here and reused by every job (Marlin takes ~4 min to build once).
 export GPTQMODEL_TORCH_EXTENSIONS_DIR=$PWD/.kcache/gptqmodel TORCH_CUDA_ARCH_LIST=9.0
 export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor
-mkdir -p "$GPTQMODEL_TORCH_EXTENSIONS_DIR"
-echo "install done in $(( $(date +%s) - t_start )) s"
-if [ "${MARLIN:-0}" = 1 ] || [ "$stage" = smoke ]; then
-  ( t0=$(date +%s); python3 -c "from gptqmodel import extension; print(extension.load('marlin_fp16'))" \
-      > "$OUT/marlin_build.log" 2>&1; echo "marlin build $(( $(date +%s) - t0 )) s" >> "$OUT/marlin_build.log" ) &
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv > "$OUT/gpu.csv"
-python3 - > "$OUT/versions.txt" 2>&1 <<'PY'
-import importlib.metadata as md, torch
+
+collect() {  # records, reports and logs of every results folder, small enough to come back
+  for d in results/*/; do
+    name=$(basename "$d"); [ -d "results/$name/records" ] || continue
+    tar czf "$OUT/$name.tgz" --exclude="results/$name/models" --exclude="results/$name/adapters" \
+        --exclude="results/$name/data" --exclude="results/$name/reference" "results/$name" 2>/dev/null
+  done
+  cp "$RUN"/*.log "$RUN"/*.txt "$RUN"/*.csv "$OUT"/ 2>/dev/null
+  gzip -f "$OUT"/snakemake-*.log 2>/dev/null
+  df -h . /tmp > "$OUT/disk.txt" 2>&1
+  ls -la "$OUT"
+}
+
+case $stage in
+start)
+  t_start=$(date +%s)
+  if [ ! -e /tmp/site/.installed ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .whl/pypcre-*.tar.gz || exit 1
+    touch /tmp/site/.installed
+  fi
+  mkdir -p "$GPTQMODEL_TORCH_EXTENSIONS_DIR"
+  echo "install done in $(( $(date +%s) - t_start )) s"; df -h . /tmp
+  # Build the JIT kernels in the background while the models are built and quantized.
+  for ext in marlin_fp16 exllamav2; do
+    ( t0=$(date +%s); python3 -c "from gptqmodel import extension; print(extension.load('$ext'))" \
+        > "$RUN/build-$ext.log" 2>&1; echo "$ext build $(( $(date +%s) - t0 )) s" >> "$RUN/build-$ext.log" ) &
+  done
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv > "$RUN/gpu.csv"
+  python3 - > "$RUN/versions.txt" 2>&1 <<'PY'
+import importlib.metadata as md, os, torch
 for n in ("torch", "transformers", "bitsandbytes", "gptqmodel", "peft", "optimum", "accelerate", "triton", "snakemake"):
     try: print(n, md.version(n))
     except Exception as e: print(n, "MISSING", e)
 print("cuda", torch.version.cuda, torch.cuda.get_device_name(0))
+print("git_commit", os.environ.get("QB_GIT_COMMIT"))
 from quantbench import timing
 print("copy_bandwidth_gb_per_s", [round(timing.measure_copy_bandwidth_gb_per_s("cuda", mb=1024, repeats=20)) for _ in range(3)])
 PY
-cat "$OUT/gpu.csv" "$OUT/versions.txt"
-# Output to a file, not a pipe: a job left running after the timeout must not hold the command open.
-smk() { timeout -k 20 "$1" python3 -m snakemake --cores "$(nproc)" --scheduler greedy --keep-going --rerun-incomplete "${@:2}"; }
-collect() {  # records, reports and logs of one results folder, in one archive
-  tar czf "$OUT/$1.tgz" --exclude="results/$1/models" --exclude="results/$1/adapters" \
-      --exclude="results/$1/data" --exclude="results/$1/reference" "results/$1" 2>/dev/null
-}
-case $stage in
-  smoke) config=tools/h100/smoke.yaml ;;
-  run) config=$1; shift ;;
+  cat "$RUN/gpu.csv" "$RUN/versions.txt"
+  rm -rf .snakemake/locks "$RUN/done"
+  # The whole run in its own session: it goes on between device calls.
+  setsid bash -c '
+    for config in "$@"; do
+      name=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))[\"model\"][\"name\"])" "$config")
+      echo "$(date +%T) start $config" >> '"$RUN"'/progress.txt
+      python3 -m snakemake --cores "$(nproc)" --scheduler greedy --keep-going --configfile "$config" \
+          > '"$RUN"'/snakemake-$name.log 2>&1
+      echo "$(date +%T) $config rc=$?" >> '"$RUN"'/progress.txt
+    done
+    touch '"$RUN"'/done' _ "$@" < /dev/null > "$RUN/runner.log" 2>&1 &
+  echo "workflow started: $*"
+  limit=${WAIT_S:-480} ;;
+wait) limit=$1 ;;
+*) echo "usage: run.sh start CONFIG... | wait SECONDS" >&2; exit 2 ;;
 esac
-name=$(python3 -c "import yaml; print(yaml.safe_load(open('$config'))['model']['name'])")
-# a run killed at its timeout leaves the working directory locked
-rm -rf .snakemake/locks
-smk "${RUN_TIMEOUT:-480}" "$@" --configfile "$config" > "$OUT/snakemake-$name.log" 2>&1
-echo "snakemake rc=$? after $(( $(date +%s) - t_start )) s"
-grep -E "^(localrule|rule) |Finished jobid|Error in rule|steps \(" "$OUT/snakemake-$name.log" | tail -40
-collect "$name"; ls -la "$OUT"
-echo "stage $stage done in $(( $(date +%s) - t_start )) s"
+
+t0=$(date +%s)
+while [ ! -e "$RUN/done" ] && [ $(( $(date +%s) - t0 )) -lt "$limit" ]; do sleep 10; done
+cat "$RUN/progress.txt" 2>/dev/null
+for f in "$RUN"/snakemake-*.log; do
+  [ -e "$f" ] && { echo "== $f"; grep -E "^(localrule|rule) |Finished jobid|Error in rule|steps \(|of [0-9]+ steps" "$f" | tail -25; }
+done
+tail -2 "$RUN"/build-*.log 2>/dev/null
+collect
+[ -e "$RUN/done" ] && echo "WORKFLOW DONE" || echo "still running"

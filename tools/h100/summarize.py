@@ -38,8 +38,8 @@ prof = [{"variant": r["subject"], **{k: p.get(k) for k in ("mode", "new_tokens",
          "top_kernels": "; ".join(f"{k['kernel'][:60]} {k['share_pct']:.0f}%" for k in p.get("top_kernels", [])[:3])}
         for r in recs for p in r.get("profiles", [])]
 out += ["## Profiles (batch 1, one generate call)\n", md(pd.DataFrame(prof), 1)]
-checks = [{"variant": r["subject"], **c} for r in recs for c in r.get("compiled_vs_eager", [])]
-out += ["## Compiled loop against eager generate (greedy tokens, batch 1)\n", md(pd.DataFrame(checks))]
+checks = [{"variant": r["subject"], **c} for r in recs for c in r.get("fast_vs_eager", r.get("compiled_vs_eager", []))]
+out += ["## Static-cache decoders against eager generate (greedy tokens, batch 1)\n", md(pd.DataFrame(checks))]
 ft = [json.load(open(f)) for f in sorted(glob.glob(f"{root}/records/finetune/*.json"))]
 out += ["## LoRA fine-tuning (batch 4 x 512 tokens)\n", md(pd.DataFrame([
     {"base": r["subject"].removesuffix("+lora"), "kernel": r.get("kernel"),

@@ -17,7 +17,19 @@ def calibration_arg(method):
     return f"--calibration {path}" if path and EXP.methods[method].backend == "gptq" else ""
 
 
+# Methods whose checkpoints would be identical (they differ only in a load-time choice such as
+# the GPTQ kernel) share one quantize job; the others link its output.
+OWNERS = [m for m in EXP.runnable if EXP.checkpoint_of(m) == m]
+SHARERS = [m for m in EXP.runnable if EXP.checkpoint_of(m) != m]
+
+
+localrules:
+    reuse_checkpoint,
+
+
 rule quantize:
+    wildcard_constraints:
+        method=alternation(OWNERS),
     output:
         model=directory(f"{R}/models/{{method}}"),
         record=f"{R}/records/quantize/{{method}}.json",
@@ -38,6 +50,29 @@ rule quantize:
     shell:
         "python {input.script} --params {params.spec:q} --src {params.src} {params.calibration}"
         " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"
+
+
+rule reuse_checkpoint:
+    wildcard_constraints:
+        method=alternation(SHARERS),
+    output:
+        model=directory(f"{R}/models/{{method}}"),
+        record=f"{R}/records/quantize/{{method}}.json",
+    input:
+        model=lambda w: f"{R}/models/{EXP.checkpoint_of(w.method)}",
+        record=lambda w: f"{R}/records/quantize/{EXP.checkpoint_of(w.method)}.json",
+        script=f"{SCRIPTS}/reuse_checkpoint.py",
+    params:
+        spec=lambda w: quantize_spec(w.method, w.method),
+    resources:
+        **job_resources("quantize", uses_model=False),
+    conda:
+        method_env
+    log:
+        f"{R}/logs/quantize/{{method}}.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --src {input.model} --src-record {input.record}"
+        " --out {output.model} --record {output.record} 2>&1 | tee {log}"
 
 
 rule requantize:
