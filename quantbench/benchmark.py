@@ -333,9 +333,10 @@ def max_new_tokens(spec: dict) -> int:
 
 def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, pad_token_id,
                  weights_mb: float, bandwidth_gb_per_s: float | None, kv_bytes: int,
-                 mode: str = "eager") -> list[dict]:
+                 mode: str = "eager", decoders: dict | None = None) -> list[dict]:
     """One mode's generate grid. `weights_mb` is what a decode step reads of the model
-    (decode_weights_mb)."""
+    (decode_weights_mb). A dict passed as `decoders` receives the static-cache decoder the cells
+    were timed with (its compiled step or captured graphs), for profiles and checks to reuse."""
     if mode not in MODES:
         raise ValueError(f"unknown generate mode {mode!r}; allowed: {', '.join(MODES)}")
     rows = []
@@ -369,15 +370,18 @@ def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, 
                 row["decode_bytes_per_step_mb"] = weights_mb + kv
                 row["decode_roofline_pct"] = 100 * (weights_mb + kv) * 2**20 / step_s / (bandwidth_gb_per_s * 1e9)
         rows.append(row)
+    if decoder is not None and decoders is not None:
+        decoders[mode] = decoder
     return rows
 
 
 def fast_matches_eager(model, mode, vocab_size, device, prompt_len, new_tokens, seed, avoid, pad_token_id,
-                       max_cache_len: int | None = None) -> dict:
+                       decoder: StaticDecoder | None = None) -> dict:
     """Does a static-cache decoder pick the same greedy tokens as eager generate (batch 1)? Random
-    weights give near-tied logits, so a late divergence is fp16 rounding, an early one a bug."""
+    weights give near-tied logits, so a late divergence is fp16 rounding, an early one a bug.
+    Pass the decoder the timed cells used, so the check covers the very graphs that were timed."""
     ids, mask = random_prompts(vocab_size, 1, prompt_len, device, seed + 1, avoid)
-    decoder = DECODERS[mode](model, max_cache_len or prompt_len + new_tokens)
+    decoder = decoder or DECODERS[mode](model, prompt_len + new_tokens)
     with torch.inference_mode():
         ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
                              min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_token_id)

@@ -30,6 +30,9 @@ def library_versions() -> dict[str, str | None]:
 def git_commit() -> str:
     """Commit of the quantbench checkout, with '+dirty' when its code has uncommitted changes
     (results/ is left out: a run rewrites the committed results it reproduces)."""
+    if os.environ.get("QB_GIT_COMMIT"):
+        # Told explicitly: a copy of the tree whose .git (if any) is not the one it came from.
+        return os.environ["QB_GIT_COMMIT"]
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
@@ -38,8 +41,7 @@ def git_commit() -> str:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        # A copy without .git (a GPU host given the working tree only) is told its commit.
-        return os.environ.get("QB_GIT_COMMIT") or "unknown"
+        return "unknown"
 
 
 def device_description(device: str) -> dict:

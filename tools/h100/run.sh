@@ -3,9 +3,13 @@
 # One workflow run outlives the 10-minute limit of a device call: `start` launches it in its own
 # process session (it runs on while the machine is held) and `wait` follows it in later calls.
 # From the repo root, with .whl carried:
-#   bash tools/h100/run.sh start CONFIG [CONFIG ...]   # install, kernels, then each config in turn
-#   bash tools/h100/run.sh wait SECONDS                # follow it; collect what exists into $OUT
-# QB_GIT_COMMIT names the commit of the copied tree (it has no .git) in every record.
+#   bash tools/h100/run.sh start CONFIG[:TARGET,...] ...  # install, kernels, then each config in turn
+#   bash tools/h100/run.sh wait SECONDS                   # follow it; collect what exists into $OUT
+# QB_GIT_COMMIT names the commit of the copied tree in every record (its .git, if any, is stale).
+# KERNELS: JIT kernels built in the background at the start (default: marlin_fp16 exllamav2).
+# CHECKS="CONFIG:VARIANT,..." runs tools/h100/check_decoders.py after the workflows.
+# The device tool re-syncs the working tree at every call and deletes files git does not ignore:
+# keep results/<run>/ and .kcache/ ignored (.git/info/exclude) or records vanish between calls.
 set -uo pipefail
 stage=$1; shift
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -18,10 +22,11 @@ export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor
 collect() {  # records, reports and logs of every results folder, small enough to come back
   for d in results/*/; do
     name=$(basename "$d"); [ -d "results/$name/records" ] || continue
+    case $name in toy-llama|reference) continue ;; esac  # committed results, not this run's
     tar czf "$OUT/$name.tgz" --exclude="results/$name/models" --exclude="results/$name/adapters" \
         --exclude="results/$name/data" --exclude="results/$name/reference" "results/$name" 2>/dev/null
   done
-  cp "$RUN"/*.log "$RUN"/*.txt "$RUN"/*.csv "$OUT"/ 2>/dev/null
+  cp "$RUN"/*.log "$RUN"/*.txt "$RUN"/*.csv "$OUT"/ 2>/dev/null; rm -f "$OUT/runner.log"
   gzip -f "$OUT"/snakemake-*.log 2>/dev/null
   df -h . /tmp > "$OUT/disk.txt" 2>&1
   ls -la "$OUT"
@@ -38,7 +43,7 @@ start)
   mkdir -p "$GPTQMODEL_TORCH_EXTENSIONS_DIR"
   echo "install done in $(( $(date +%s) - t_start )) s"; df -h . /tmp
   # Build the JIT kernels in the background while the models are built and quantized.
-  for ext in marlin_fp16 exllamav2; do
+  for ext in ${KERNELS-marlin_fp16 exllamav2}; do
     ( t0=$(date +%s); python3 -c "from gptqmodel import extension; print(extension.load('$ext'))" \
         > "$RUN/build-$ext.log" 2>&1; echo "$ext build $(( $(date +%s) - t0 )) s" >> "$RUN/build-$ext.log" ) &
   done
@@ -57,13 +62,20 @@ PY
   rm -rf .snakemake/locks "$RUN/done"
   # The whole run in its own session: it goes on between device calls.
   setsid bash -c '
-    for config in "$@"; do
+    for arg in "$@"; do
+      config=${arg%%:*}; targets=""; [ "$config" != "$arg" ] && targets=${arg#*:}
       name=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))[\"model\"][\"name\"])" "$config")
-      echo "$(date +%T) start $config" >> '"$RUN"'/progress.txt
-      python3 -m snakemake --cores "$(nproc)" --scheduler greedy --keep-going --configfile "$config" \
-          > '"$RUN"'/snakemake-$name.log 2>&1
+      echo "$(date +%T) start $arg" >> '"$RUN"'/progress.txt
+      python3 -m snakemake --cores "$(nproc)" --scheduler greedy --keep-going ${targets//,/ } --configfile "$config" \
+          >> '"$RUN"'/snakemake-$name.log 2>&1
       echo "$(date +%T) $config rc=$?" >> '"$RUN"'/progress.txt
     done
+    if [ -n "${CHECKS:-}" ]; then
+      echo "$(date +%T) checks $CHECKS" >> '"$RUN"'/progress.txt
+      PYTHONPATH=$PWD:$PYTHONPATH python3 tools/h100/check_decoders.py "${CHECKS%%:*}" $(echo "${CHECKS#*:}" | tr , " ") \
+          > '"$RUN"'/checks.txt 2> '"$RUN"'/checks-stderr.log
+      echo "$(date +%T) checks rc=$?" >> '"$RUN"'/progress.txt
+    fi
     touch '"$RUN"'/done' _ "$@" < /dev/null > "$RUN/runner.log" 2>&1 &
   echo "workflow started: $*"
   limit=${WAIT_S:-480} ;;

@@ -82,27 +82,30 @@ if args.adapter and gen.get("adapters"):
     # an unmerged adapter's speed is a side question: its own (usually smaller) grid
     gen = {**gen, **gen["adapters"]}
 modes = gen.get("modes", ["eager"])
+decoders = {}  # the static-cache decoders the cells were timed with: profiles and checks reuse them
 for mode in modes:
     rows += benchmark.run_generate(spec=gen, pad_token_id=tokenizer.pad_token_id,
                                    weights_mb=step_weights_mb, bandwidth_gb_per_s=bandwidth,
-                                   kv_bytes=kv_bytes, mode=mode, **common)
+                                   kv_bytes=kv_bytes, mode=mode, decoders=decoders, **common)
 
 profiles, checks = [], []
+n = min(gen["new_tokens"])
 if ctx.device == "cuda" and spec.get("profile", True):
-    n = min(gen["new_tokens"])
     for mode in modes:
         try:
             profiles.append(benchmark.profile_generate(model, mode, vocab, ctx.device, gen, ctx.seed, avoid,
-                                                       tokenizer.pad_token_id, new_tokens=n))
+                                                       tokenizer.pad_token_id, new_tokens=n,
+                                                       decoder=decoders.get(mode)))
         except Exception as exc:  # noqa: BLE001 - a profile is extra; its failure is recorded
             logging.exception("profile of mode %s failed", mode)
             profiles.append({"mode": mode, "error": f"{type(exc).__name__}: {exc}"[:300]})
-    for mode in (m for m in modes if m in benchmark.DECODER_MODES):
-        try:
-            checks.append(benchmark.fast_matches_eager(model, mode, vocab, ctx.device, gen["prompt_len"], n,
-                                                       ctx.seed, avoid, tokenizer.pad_token_id))
-        except Exception as exc:  # noqa: BLE001 - recorded: a mode that cannot run here says why
-            checks.append({"mode": mode, "error": f"{type(exc).__name__}: {exc}"[:300]})
+# Last: a failing check can leave the CUDA context unusable (a device-side assert).
+for mode, decoder in decoders.items():
+    try:
+        checks.append(benchmark.fast_matches_eager(model, mode, vocab, ctx.device, gen["prompt_len"], n, ctx.seed,
+                                                   avoid, tokenizer.pad_token_id, decoder=decoder))
+    except Exception as exc:  # noqa: BLE001 - recorded: a mode that cannot run here says why
+        checks.append({"mode": mode, "new_tokens": n, "error": f"{type(exc).__name__}: {exc}"[:300]})
 
 rec.record["kernel"] = info["kernel"]
 rec.record["load"] = {**info, **prebuilt}
