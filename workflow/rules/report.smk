@@ -2,14 +2,9 @@
 
 
 def report_params():
-    return json.dumps({
-        "title": EXP.model_name,
-        "baseline": EXP.baseline,
-        "skipped": EXP.skipped,
-        "recipes": config.get("recipes", []),
-        "generate": config["benchmark"]["generate"],
-        "bits_per_weight": {v.name: EXP.serving_method(v).bits_per_weight for v in EXP.variants},
-    }, sort_keys=True)
+    from quantbench.report.params import report_params as params
+
+    return json.dumps(params(EXP), sort_keys=True)
 
 
 def report_records(wildcards=None):
