@@ -33,6 +33,11 @@ cols = ["variant", "mode", "batch_size", "new_tokens", "use_cache", "decode_ms_p
         "decode_step_ms", "iqr_over_median", "decode_roofline_pct", "peak_memory_mb", "first_call_s"]
 out += ["## Generate (prompt 30)\n", md(gen[[c for c in cols if c in gen]].sort_values(
     ["mode", "use_cache", "new_tokens", "batch_size", "variant"]))]
+eager = gen[(gen["mode"] == "eager") & gen.variant.isin(sorted({r["subject"] for r in recs if "+" not in r["subject"]}))]
+if len(eager):
+    eager = eager.assign(cell=[f"{'cache' if c else 'no cache'}, {int(n)} tok" for c, n in zip(eager.use_cache, eager.new_tokens)])
+    pivot = eager.pivot_table(index=["cell", "batch_size"], columns="variant", values="decode_tokens_per_s").reset_index()
+    out += ["## Eager generate, tokens/s (the comparison's grid; prefill inside the latency)\n", md(pivot, 0)]
 prof = [{"variant": r["subject"], **{k: p.get(k) for k in ("mode", "new_tokens", "wall_ms", "kernel_ms", "gpu_busy_pct",
                                                              "launches_per_token", "error")},
          "top_kernels": "; ".join(f"{k['kernel'][:60]} {k['share_pct']:.0f}%" for k in p.get("top_kernels", [])[:3])}
