@@ -29,3 +29,30 @@ def test_pareto_front():
     df = pd.DataFrame({"variant": list("abcd"), "mb": [1, 2, 3, 4], "q": [50, 40, 70, 60]})
     front = pareto_front(df, "mb", "q", higher_is_better=True)
     assert list(front.variant) == ["a", "c"]
+
+
+def _bench_record(variant, checks):
+    cell = {"scenario": "generate", "batch_size": 1, "use_cache": True, "outcome": "ok",
+            "decode_step_ms": 1.0, "decode_roofline_pct": 50.0, "iqr_over_median": 0.01}
+    return {"stage": "benchmark", "subject": variant, "kernel": "k",
+            "cells": [{**cell, "mode": "eager", "new_tokens": 30}, {**cell, "mode": "eager", "new_tokens": 512},
+                      {**cell, "mode": "graphs", "new_tokens": 512}, {**cell, "mode": "compiled", "new_tokens": 512},
+                      {**cell, "mode": "graphs", "new_tokens": 30, "batch_size": 16}],
+            "fast_vs_eager": checks}
+
+
+def test_fast_decode_table_marks_token_checks():
+    rec = _bench_record("gptq", [{"mode": "graphs", "new_tokens": 30, "identical": False, "first_difference_at": 1},
+                                 {"mode": "compiled", "new_tokens": 30, "identical": True}])
+    fast = tables.fast_decode_table([rec])
+    assert list(fast["mode"]) == ["eager", "graphs", "compiled"]
+    assert (fast["new_tokens"] == 512).all()  # the longest generation of each mode, batch 1 only
+    checks = dict(zip(fast["mode"], fast["token_check"]))
+    assert checks["graphs"] == "differs from token 1 (invalid)"
+    assert checks["compiled"] == "identical over 30 tokens" and checks["eager"] is None
+    late = tables.token_check(_bench_record("fp16", [{"mode": "graphs", "new_tokens": 30, "identical": False,
+                                                       "first_difference_at": 15}]), "graphs")
+    assert late == "differs from token 15"
+    failed = tables.token_check(_bench_record("nf4", [{"mode": "graphs", "error": "AcceleratorError: x\nmore"}]),
+                                "graphs")
+    assert failed == "check failed: AcceleratorError: x"

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from quantbench.report import tables
+
 PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu", "seed")
 
 
@@ -87,6 +89,14 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
                                     values="decode_tokens_per_s", sort=False)
             pivot.columns = [f"{m} cache={'on' if c else 'off'} n={int(n)} bs={int(b)}" for m, c, n, b in pivot.columns]
             parts.append(fmt(pivot.reset_index()))
+        fast = tables.fast_decode_table(records)
+        if len(fast) and (fast["mode"] != "eager").any():
+            parts.append("## Decode modes at batch 1\n")
+            parts.append("Decode step time (CUDA events between the first and last decode step) and the share of "
+                         "the bandwidth roofline, per mode; `token_check`: the mode's greedy tokens against eager "
+                         "generate (random weights diverge late from rounding; a difference from token 1 on means "
+                         "the mode does not compute what eager does, and its timing is not a valid measurement).\n")
+            parts.append(fmt(fast))
         ooms = bench[bench.outcome == "oom"]
         if len(ooms):
             parts.append(f"{len(ooms)} cells ran out of memory: "

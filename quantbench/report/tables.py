@@ -10,7 +10,7 @@ KEEP_CELL = ["scenario", "mode", "batch_size", "prompt_len", "new_tokens", "use_
              "median_s", "p25_s", "p75_s", "iqr_over_median", "repeats", "peak_memory_mb",
              "peak_reserved_mb", "prefill_latency_ms", "prefill_ms_per_token", "prefill_tokens_per_s",
              "generate_latency_ms", "decode_ms_per_token", "decode_tokens_per_s",
-             "decode_bytes_per_step_mb", "decode_roofline_pct", "error"]
+             "decode_step_ms", "decode_bytes_per_step_mb", "decode_roofline_pct", "error"]
 
 
 def _by_stage(records: list[dict], stage: str) -> list[dict]:
@@ -51,6 +51,41 @@ def benchmark_table(records: list[dict]) -> pd.DataFrame:
                 "load_s": r["metrics"]["load_s"], "weights_memory_mb": r["metrics"]["weights_memory_mb"]}
         for cell in r["cells"]:
             rows.append({**head, **{k: cell.get(k) for k in KEEP_CELL}})
+    return pd.DataFrame(rows)
+
+
+def token_check(record: dict, mode: str) -> str | None:
+    """The verdict on a static-cache decoder's greedy tokens against eager generate (batch 1)."""
+    for c in record.get("fast_vs_eager", record.get("compiled_vs_eager", [])):
+        if c.get("mode", "compiled") != mode:
+            continue
+        if c.get("error"):
+            return "check failed: " + c["error"].splitlines()[0][:80]
+        if c.get("identical"):
+            return f"identical over {c['new_tokens']} tokens"
+        at = c.get("first_difference_at")
+        # The first decode step already differs: the fast loop does not compute what eager does.
+        return f"differs from token {at}" + (" (invalid)" if at is not None and at <= 1 else "")
+    return None
+
+
+def fast_decode_table(records: list[dict]) -> pd.DataFrame:
+    """Batch-1 decode in every mode at its longest generation: step time, roofline, spread, and
+    whether the fast loop's tokens match eager generate."""
+    rows = []
+    for r in _by_stage(records, "benchmark"):
+        cells = [c for c in r["cells"] if c["scenario"] == "generate" and c["batch_size"] == 1
+                 and c.get("use_cache", True)]
+        for mode in dict.fromkeys(c.get("mode", "eager") for c in cells):
+            mine = [c for c in cells if c.get("mode", "eager") == mode]
+            cell = max(mine, key=lambda c: c["new_tokens"])
+            rows.append({"variant": r["subject"], "kernel": r.get("kernel"), "mode": mode,
+                         "new_tokens": cell["new_tokens"], "outcome": cell["outcome"],
+                         "decode_step_ms": cell.get("decode_step_ms"),
+                         "decode_roofline_pct": cell.get("decode_roofline_pct"),
+                         "iqr_over_median": cell.get("iqr_over_median"),
+                         "token_check": token_check(r, mode) if mode != "eager" else None,
+                         "error": (cell.get("error") or "").splitlines()[0][:80] if cell.get("error") else None})
     return pd.DataFrame(rows)
 
 
