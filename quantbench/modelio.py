@@ -83,13 +83,15 @@ def load_model(folder: str, ctx: RunContext, adapter: str | None = None, trainab
 
 def link_tree(src: str | Path, dst: str | Path, skip: tuple[str, ...] = (META_FILE,)) -> None:
     """Fill dst with hard links to src's files (copies across file systems): a second name for a
-    checkpoint costs no disk, which matters for 13B-parameter folders."""
+    checkpoint costs no disk, which matters for 13B-parameter folders. Snakemake's own marker files
+    are left out: it touches `.snakemake_timestamp` in a finished output folder, and touching a
+    linked one would date the source folder too (and rerun everything downstream of it)."""
     import os
     import shutil
 
     for path in sorted(Path(src).rglob("*")):
         rel = path.relative_to(src)
-        if rel.as_posix() in skip:
+        if rel.as_posix() in skip or rel.name.startswith(".snakemake"):
             continue
         if path.is_dir():
             (Path(dst) / rel).mkdir(parents=True, exist_ok=True)

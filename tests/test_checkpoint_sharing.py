@@ -76,6 +76,11 @@ def test_shared_checkpoint_is_linked_and_loads_with_its_own_method(tmp_path):
         assert os.stat(p).st_ino == os.stat(fp32 / p.relative_to(base)).st_ino
     assert read_meta(fp32)["method"] == "fp32" and read_meta(base)["method"] == "base"
 
+    # Linking must not date the sources: nothing downstream of base or of the owner reruns.
+    assert not (base / ".snakemake_timestamp").samefile(fp32 / ".snakemake_timestamp")
+    dry = snakemake(work, *targets, "-n", "--configfile", "small.yaml", timeout=300)
+    assert "Nothing to be done" in dry.stdout, dry.stdout[-2000:]
+
     model, tok, info = load_model(str(sharer), RunContext(device="cpu", dtype_name="float32"))
     assert info["method"] == "gptq-4bit-g32-again" and "Linear" in info["kernel"]
     with torch.inference_mode():
