@@ -24,7 +24,6 @@ outcome "error" (and the message); the grid goes on.
 """
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 import traceback

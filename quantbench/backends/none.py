@@ -26,7 +26,7 @@ def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
 
     try:
         same = read_meta(src)["params"].get("dtype") == params["dtype"]
-    except (FileNotFoundError, OSError, KeyError):  # a hub id or a folder quantbench did not write
+    except (OSError, KeyError):  # a hub id or a folder quantbench did not write
         same = False
     if same:  # already in this dtype: the same bytes under a second name
         link_tree(src, dst)

@@ -1,7 +1,6 @@
 """Give a method the checkpoint another method's quantize job wrote (same stored parameters; they
 differ only in a load-time choice such as the GPTQ kernel): hard links, or copies across file
 systems, plus its own quantbench.json so the benchmark loads it with its own kernel."""
-import json
 import logging
 
 from quantbench import cli
@@ -28,4 +27,3 @@ rec = Recorder("quantize", params["variant"], params, params["device"], params["
 # The quantize time and size are the owner's: this job quantized nothing.
 rec.record["metrics"] = {**owner_record["metrics"], "checkpoint_of": owner["method"]}
 rec.write(args.record)
-print(json.dumps({"method": method["name"], "checkpoint_of": owner["method"]}))
