@@ -27,6 +27,16 @@ if config["model"]["source"] == "random":
     include: "workflow/rules/random_model.smk"
 
 
+if config["model"]["source"] == "gguf":
+
+    include: "workflow/rules/gguf_model.smk"
+
+
+if config.get("data", {}).get("source") == "wordnet":
+
+    include: "workflow/rules/wordnet_data.smk"
+
+
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/merge.smk"

@@ -21,31 +21,81 @@ def token_windows(tokenizer, texts: list[str], n_tokens: int, window: int) -> to
 
 
 @torch.inference_mode()
+def _batches(model, windows: torch.Tensor, device: str, batch_size: int, desc: str):
+    """log p(next token) per batch of windows, at every position but the last, float32 on the CPU."""
+    for i in tqdm(range(0, len(windows), batch_size), desc=desc, mininterval=2):
+        ids = windows[i:i + batch_size]
+        logits = model(input_ids=ids.to(device), use_cache=False).logits[:, :-1].float()
+        yield ids, torch.log_softmax(logits, dim=-1).cpu()
+
+
 def next_token_logprobs(model, windows: torch.Tensor, device: str, batch_size: int) -> torch.Tensor:
     """log p(next token) at every position but the last: [n_windows, window-1, vocab], float32."""
-    out = []
-    for i in tqdm(range(0, len(windows), batch_size), desc="log-probs", mininterval=2):
-        ids = windows[i:i + batch_size].to(device)
-        logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
-        out.append(torch.log_softmax(logits, dim=-1).cpu())
-    return torch.cat(out)
+    return torch.cat([lp for _, lp in _batches(model, windows, device, batch_size, "log-probs")])
 
 
-def compare(ref: torch.Tensor, test: torch.Tensor, windows: torch.Tensor) -> dict:
-    """Metrics of `test` against `ref` log-probs on the targets windows[:, 1:]."""
-    if ref.shape != test.shape:
-        raise ValueError(f"log-prob shapes differ: reference {tuple(ref.shape)}, test {tuple(test.shape)}")
-    ref, test = ref.float(), test.float()
-    kl = (ref.exp() * (ref - test)).sum(-1).flatten().clamp_min(0)  # KL(ref || test) per token
-    targets = windows[:, 1:].unsqueeze(-1)
-    nll_ref = -ref.gather(-1, targets).mean()
-    nll_test = -test.gather(-1, targets).mean()
+def summarize(logprobs: torch.Tensor, windows: torch.Tensor, top_k: int | None = None) -> dict:
+    """What KL, agreement and perplexity need of a reference: its top-k log-probs per position, the
+    log of the probability mass outside them, and the log-prob of the actual next token. A real
+    vocabulary (49 152 entries) over 50 000 tokens is 10 GB of full log-probs; the top 256 with the
+    rest as one bucket is 100 MB, and KL over that coarser partition is a lower bound of the full KL
+    (exact when top_k covers the vocabulary)."""
+    k = logprobs.shape[-1] if top_k is None else min(top_k, logprobs.shape[-1])
+    top, ids = logprobs.topk(k, dim=-1)
+    covered = torch.logsumexp(top, dim=-1)
+    rest = torch.log1p(-covered.exp().clamp(max=1.0)).clamp_min(-1e4) if k < logprobs.shape[-1] \
+        else torch.full_like(covered, float("-inf"))
+    return {"topk_ids": ids.int(), "topk_logprobs": top, "rest_logprob": rest,
+            "target_logprob": logprobs.gather(-1, windows[:, 1:].unsqueeze(-1)).squeeze(-1)}
+
+
+def reference_summary(model, windows: torch.Tensor, device: str, batch_size: int, top_k: int | None) -> dict:
+    parts = [summarize(lp, ids, top_k) for ids, lp in _batches(model, windows, device, batch_size, "reference")]
+    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+
+def _per_token(ref: dict, test: torch.Tensor, windows: torch.Tensor) -> dict:
+    p_top = ref["topk_logprobs"]
+    q_top = test.gather(-1, ref["topk_ids"].long())
+    kl = (p_top.exp() * (p_top - q_top)).sum(-1)
+    rest_p = ref["rest_logprob"]
+    if torch.isfinite(rest_p).any():
+        q_rest = torch.log1p(-torch.logsumexp(q_top, -1).exp().clamp(max=1.0)).clamp_min(-1e4)
+        kl = kl + torch.where(torch.isfinite(rest_p), rest_p.exp() * (rest_p - q_rest), torch.zeros_like(kl))
+    return {"kl": kl.flatten().clamp_min(0),
+            "agree": (ref["topk_ids"][..., 0].long() == test.argmax(-1)).flatten().float(),
+            "nll_ref": -ref["target_logprob"].flatten(),
+            "nll_test": -test.gather(-1, windows[:, 1:].unsqueeze(-1)).flatten()}
+
+
+def _metrics(tokens: dict) -> dict:
+    kl, nll_ref, nll_test = tokens["kl"], tokens["nll_ref"].mean(), tokens["nll_test"].mean()
     return {
         "kl_mean": kl.mean().item(),
         "kl_p99": torch.quantile(kl, 0.99).item(),
-        "top1_agreement": (ref.argmax(-1) == test.argmax(-1)).float().mean().item(),
+        "top1_agreement": tokens["agree"].mean().item(),
         "perplexity": nll_test.exp().item(),
         "reference_perplexity": nll_ref.exp().item(),
         "perplexity_ratio": (nll_test - nll_ref).exp().item(),
         "distribution_tokens": int(kl.numel()),
     }
+
+
+def compare(ref: torch.Tensor | dict, test: torch.Tensor, windows: torch.Tensor) -> dict:
+    """Metrics of `test` log-probs against the reference (full log-probs or a summary) on the
+    targets windows[:, 1:]."""
+    if not isinstance(ref, dict):
+        if ref.shape != test.shape:
+            raise ValueError(f"log-prob shapes differ: reference {tuple(ref.shape)}, test {tuple(test.shape)}")
+        ref = summarize(ref.float(), windows)
+    return _metrics(_per_token(ref, test.float(), windows))
+
+
+def compare_model(ref: dict, model, windows: torch.Tensor, device: str, batch_size: int) -> dict:
+    """compare() against a reference summary, streaming the model's log-probs batch by batch."""
+    parts, start = [], 0
+    for ids, lp in _batches(model, windows, device, batch_size, "log-probs"):
+        chunk = {k: v[start:start + len(ids)] for k, v in ref.items()}
+        parts.append(_per_token(chunk, lp, ids))
+        start += len(ids)
+    return _metrics({k: torch.cat([p[k] for p in parts]) for k in parts[0]})

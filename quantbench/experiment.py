@@ -360,6 +360,7 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
         needs = {"calibration": uses_gptq, "finetune": bool(ft.get("bases") or recipes),
                  "heldout": bool(config.get("evaluate"))}
         errors += _file_errors(config, needs, workdir, basedir or workdir, notes)
+        errors += _packaged_source_errors(config, workdir)
     if errors:
         raise ConfigError(errors)
     return Experiment(config, methods, skipped, notes)
@@ -370,6 +371,8 @@ def _model_errors(config: dict) -> list[str]:
     source, errors = model.get("source"), []
     if source == "pretrained" and not model.get("path"):
         errors.append("model.path: missing; source 'pretrained' needs a hub id (org/name) or a local model folder")
+    if source == "gguf" and not model.get("path"):
+        errors.append("model.path: missing; source 'gguf' needs a .gguf file (or pkg:<package>/<file>.gguf)")
     if source == "random" and not model.get("architecture"):
         errors.append("model.architecture: missing; source 'random' needs a config.json of a real architecture "
                       "(e.g. config/architectures/llama-2-7b.json)")
@@ -546,6 +549,8 @@ def model_dims(config: dict, basedir: str = ".", workdir: str | None = None) -> 
         toy = model.get("toy") or {}
         dims = [toy.get("hidden_size"), toy.get("intermediate_size")]
         return [d for d in dims if isinstance(d, int)] or None
+    if model.get("source") == "gguf":
+        return _gguf_info(model.get("path"), workdir).layer_widths if _gguf_info(model.get("path"), workdir) else None
     path = model.get("architecture") if model.get("source") == "random" else model.get("path")
     if not isinstance(path, str) or not path:
         return None
@@ -565,3 +570,63 @@ def model_dims(config: dict, basedir: str = ".", workdir: str | None = None) -> 
     except (OSError, json.JSONDecodeError):
         return None
     return [d for d in (arch.get("hidden_size"), arch.get("intermediate_size")) if isinstance(d, int)] or None
+
+
+# --- sources that come from files or installed packages: a GGUF base, WordNet data ---------------
+
+WORDNET_DEFAULT = "pkg:wn/data/wordnet-3.3"
+_GGUF_CACHE: dict = {}
+
+
+def _gguf_info(path, workdir: str | None):
+    """The GGUF file's header (cached: the check and model_dims both need it), or the GGUFError."""
+    from quantbench import gguf_source, package_paths
+
+    if not isinstance(path, str) or not path:
+        return None
+    if path not in _GGUF_CACHE:
+        try:
+            real = package_paths.resolve(path)
+            if not Path(real).is_absolute() and workdir:
+                real = str(Path(workdir) / real)
+            _GGUF_CACHE[path] = gguf_source.check(real)
+        except (gguf_source.GGUFError, FileNotFoundError) as err:
+            _GGUF_CACHE[path] = err
+    found = _GGUF_CACHE[path]
+    return None if isinstance(found, Exception) else found
+
+
+def _packaged_source_errors(config: dict, workdir: str) -> list[str]:
+    from quantbench import package_paths
+
+    errors: list[str] = []
+    model = config.get("model") or {}
+    if model.get("source") == "gguf" and model.get("path"):
+        _gguf_info(model["path"], workdir)
+        found = _GGUF_CACHE.get(model["path"])
+        if isinstance(found, Exception):
+            errors.append(f"model.path: {found}; allowed: a GGUF file of one of the architectures transformers "
+                          "loads (source gguf)")
+        else:
+            ctx = found.context_length
+            for key, value in (("data.calibration_seq_len", (config.get("data") or {}).get("calibration_seq_len")),
+                               ("evaluate.distribution_window", (config.get("evaluate") or {}).get("distribution_window"))):
+                if isinstance(ctx, int) and isinstance(value, int) and value > ctx:
+                    errors.append(f"{key}: {value} is longer than the model's context ({ctx} tokens, from "
+                                  f"{model['path']}); allowed: at most {ctx}")
+    data = config.get("data") or {}
+    if data.get("source") == "wordnet":
+        where = (data.get("wordnet") or {}).get("path", WORDNET_DEFAULT)
+        try:
+            folder = Path(package_paths.resolve(where))
+        except FileNotFoundError as err:
+            return errors + [f"data.wordnet.path: {err}"]
+        missing = [n for n in ("data.noun", "data.verb", "data.adj", "data.adv") if not (folder / n).is_file()]
+        if missing:
+            errors.append(f"data.wordnet.path: {where!r} ({folder}) lacks WordNet's {', '.join(missing)}; allowed: "
+                          "a WordNet database folder (default pkg:wn/data/wordnet-3.3)")
+        for kind in ("calibration", "finetune", "heldout"):
+            if data.get(kind) is not None:
+                errors.append(f"data.{kind}: given while data.source is 'wordnet', which writes its own; "
+                              "remove it, or set data.source: files")
+    return errors

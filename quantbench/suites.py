@@ -32,6 +32,12 @@ SUITES: dict[str, list[dict]] = {
         {"task": "toy_heldout", "num_fewshot": 0, "metric": "word_perplexity,none", "local": "heldout",
          "higher_is_better": False},
     ],
+    # Real English offline (data.source: wordnet): WordNet definitions -> word, and example sentences'
+    # prefixes -> their next word; four single-token choices each (quantbench/wordnet.py).
+    "wordnet": [
+        {"task": "wordnet_define", "num_fewshot": 3, "metric": "acc,none", "local": "define"},
+        {"task": "wordnet_cloze", "num_fewshot": 3, "metric": "acc,none", "local": "cloze"},
+    ],
 }
 
 
@@ -47,7 +53,7 @@ def fewshot(entry: dict, override: int | None) -> int:
 
 
 def task_label(entry: dict) -> str:
-    return entry["task"].removeprefix("toy_")
+    return entry["task"].removeprefix("toy_").removeprefix("wordnet_")
 
 
 def local_task_yaml(entry: dict, data_dir: str) -> str:

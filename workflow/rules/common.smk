@@ -18,7 +18,7 @@ if config.get("offline", True):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from quantbench import experiment  # noqa: E402
+from quantbench import experiment, package_paths  # noqa: E402
 
 
 def _cuda_visible():
@@ -117,9 +117,16 @@ def method_entry(name):
 def base_model():
     """The full-precision model every method starts from: a local folder, or a hub id (no input)."""
     source = config["model"]["source"]
-    if source in ("toy", "random"):
+    if source in ("toy", "random", "gguf"):
         return f"{R}/models/base"
     return config["model"]["path"]
+
+
+# Files inside installed packages (pkg:<package>/<path>) are resolved here, once, to real paths.
+GGUF_FILE = package_paths.resolve(config["model"]["path"]) if config["model"]["source"] == "gguf" else None
+DATA_SOURCE = config.get("data", {}).get("source", "toy")
+WORDNET_DIR = (package_paths.resolve(config["data"].get("wordnet", {}).get("path", experiment.WORDNET_DEFAULT))
+               if DATA_SOURCE == "wordnet" else None)
 
 
 def base_model_input(wildcards=None):
@@ -129,7 +136,7 @@ def base_model_input(wildcards=None):
 
 def data_file(kind):
     """A toy data file, or the configured dataset spec (passed to the job as a parameter)."""
-    if config.get("data", {}).get("source", "toy") == "toy":
+    if DATA_SOURCE in ("toy", "wordnet"):  # written by build_toy_data / build_wordnet_data
         return f"{R}/data/{kind}.jsonl"
     return None
 

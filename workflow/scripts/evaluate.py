@@ -21,8 +21,8 @@ rec = Recorder("evaluate", params["variant"], params, ctx.device, ctx.seed)
 model, tokenizer, info = load_model(args.model, ctx, adapter=args.adapter)
 
 ref = torch.load(args.reference)
-test = distribution.next_token_logprobs(model, ref["windows"], ctx.device, ev["batch_size"])
-dist = distribution.compare(ref["logprobs"], test, ref["windows"])
+dist = distribution.compare_model(ref["summary"], model, ref["windows"], ctx.device, ev["batch_size"])
+dist["distribution_top_k"] = ref.get("top_k")
 tasks, raw = lmeval.evaluate(model, tokenizer, ev["suite"], {**ev, "seed": ctx.seed}, data_dir=args.data)
 write_json(args.lm_eval_out, raw)
 rec.record["kernel"] = info["kernel"]

@@ -1,4 +1,4 @@
-"""Next-token log-probs of a reference variant on fixed held-out tokens, for KL and agreement."""
+"""Next-token log-probs (top-k summary) of a reference variant on fixed held-out tokens, for KL and agreement."""
 import torch
 
 from quantbench import cli, distribution
@@ -18,6 +18,7 @@ model, tokenizer, _ = load_model(args.model, ctx, adapter=args.adapter)
 ev = params["evaluate"]
 texts = load_texts(params.get("heldout_dataset") or args.heldout)
 windows = distribution.token_windows(tokenizer, texts, ev["distribution_tokens"], ev["distribution_window"])
-logprobs = distribution.next_token_logprobs(model, windows, ctx.device, ev["batch_size"])
+summary = distribution.reference_summary(model, windows, ctx.device, ev["batch_size"], ev.get("distribution_top_k"))
 with atomic_file(args.out) as tmp:
-    torch.save({"windows": windows, "logprobs": logprobs, "variant": params["variant"]}, tmp)
+    torch.save({"windows": windows, "summary": summary, "variant": params["variant"],
+                "top_k": ev.get("distribution_top_k")}, tmp)

@@ -1,0 +1,180 @@
+"""A GGUF file as the base model: checked before any job runs, then turned into a full-precision
+transformers folder that every method starts from.
+
+The check reads only the file's header and tensor table (GGUF v2/v3 layout, with the `gguf` package's
+own type tables), so a config naming a 100 MB file validates in milliseconds; the conversion itself
+goes through transformers' GGUF loader, which dequantizes every tensor."""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Architectures the causal-LM workflow can load: transformers' GGUF mapping without its non-model
+# sections and its encoder-decoders (those are not AutoModelForCausalLM).
+_NOT_CAUSAL = {"general", "tokenizer", "t5", "umt5"}
+
+
+def supported_architectures() -> list[str]:
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    return sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - _NOT_CAUSAL)
+
+
+class GGUFError(ValueError):
+    """A GGUF file that cannot become a base model; the message is one line naming the file."""
+
+
+@dataclass
+class GGUFInfo:
+    path: str
+    version: int
+    metadata: dict = field(default_factory=dict)   # scalar keys only; arrays are skipped
+    tensor_types: dict = field(default_factory=dict)  # ggml type name -> count
+    size_bytes: int = 0
+
+    @property
+    def architecture(self) -> str | None:
+        return self.metadata.get("general.architecture")
+
+    def arch_key(self, name: str):
+        return self.metadata.get(f"{self.architecture}.{name}")
+
+    @property
+    def layer_widths(self) -> list[int]:
+        """Input widths of the linear layers: what a GPTQ group size must divide."""
+        dims = [self.arch_key("embedding_length"), self.arch_key("feed_forward_length")]
+        return [d for d in dims if isinstance(d, int)]
+
+    @property
+    def context_length(self) -> int | None:
+        return self.arch_key("context_length")
+
+
+class _Cursor:
+    def __init__(self, f, path: str):
+        self.f, self.path = f, path
+
+    def read(self, n: int) -> bytes:
+        data = self.f.read(n)
+        if len(data) != n:
+            raise GGUFError(f"{self.path}: truncated GGUF file (header ends early at byte {self.f.tell()})")
+        return data
+
+    def unpack(self, fmt: str):
+        return struct.unpack("<" + fmt, self.read(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        return self.read(self.unpack("Q")).decode("utf-8", errors="replace")
+
+
+def _scalar_formats():
+    from gguf import GGUFValueType as T
+
+    return {T.UINT8: "B", T.INT8: "b", T.UINT16: "H", T.INT16: "h", T.UINT32: "I", T.INT32: "i",
+            T.FLOAT32: "f", T.BOOL: "?", T.UINT64: "Q", T.INT64: "q", T.FLOAT64: "d"}
+
+
+def _value(cur: _Cursor, vtype: int, formats: dict, keep: bool):
+    from gguf import GGUFValueType as T
+
+    vtype = T(vtype)
+    if vtype == T.STRING:
+        return cur.string()
+    if vtype == T.ARRAY:
+        item_type, n = T(cur.unpack("I")), cur.unpack("Q")
+        if item_type in formats:  # fixed width: skip in one seek
+            size = struct.calcsize("<" + formats[item_type])
+            cur.f.seek(n * size, 1)
+        else:
+            for _ in range(n):
+                _value(cur, item_type, formats, keep=False)
+        return None
+    return cur.unpack(formats[vtype])
+
+
+def inspect(path: str | Path) -> GGUFInfo:
+    """Header, metadata and tensor table of a GGUF file; raises GGUFError (one line) when it is missing,
+    not GGUF, or shorter than its own tensor table says."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    path = Path(path)
+    shown = str(path)
+    if not path.is_file():
+        raise GGUFError(f"{shown}: no such GGUF file" + (" (it is a folder)" if path.is_dir() else ""))
+    size = path.stat().st_size
+    formats = _scalar_formats()
+    with open(path, "rb") as f:
+        cur = _Cursor(f, shown)
+        if f.read(4) != b"GGUF":
+            raise GGUFError(f"{shown}: not a GGUF file (it does not start with the GGUF magic bytes)")
+        version = cur.unpack("I")
+        if version not in (2, 3):
+            raise GGUFError(f"{shown}: GGUF version {version} is not supported; allowed: 2, 3")
+        n_tensors, n_kv = cur.unpack("Q"), cur.unpack("Q")
+        info = GGUFInfo(path=shown, version=version, size_bytes=size)
+        try:
+            for _ in range(n_kv):
+                key = cur.string()
+                value = _value(cur, cur.unpack("I"), formats, keep=True)
+                if value is not None:
+                    info.metadata[key] = value
+            end = 0
+            for _ in range(n_tensors):
+                cur.string()
+                dims = [cur.unpack("Q") for _ in range(cur.unpack("I"))]
+                qtype = GGMLQuantizationType(cur.unpack("I"))
+                offset = cur.unpack("Q")
+                block, type_bytes = GGML_QUANT_SIZES[qtype]
+                n = 1
+                for d in dims:
+                    n *= d
+                end = max(end, offset + n // block * type_bytes)
+                info.tensor_types[qtype.name] = info.tensor_types.get(qtype.name, 0) + 1
+        except (ValueError, KeyError) as err:  # an unknown enum value: garbage where a type should be
+            raise GGUFError(f"{shown}: corrupt GGUF header ({err})") from None
+        alignment = info.metadata.get("general.alignment", 32)
+        data_start = -(-f.tell() // alignment) * alignment
+    if data_start + end > size:
+        raise GGUFError(f"{shown}: truncated GGUF file ({size} bytes; its tensor table needs "
+                        f"{data_start + end})")
+    return info
+
+
+def check(path: str | Path) -> GGUFInfo:
+    """inspect() plus what the conversion needs: an architecture transformers can load as a causal LM."""
+    info = inspect(path)
+    allowed = supported_architectures()
+    if info.architecture not in allowed:
+        raise GGUFError(f"{path}: GGUF architecture {info.architecture!r} cannot be loaded as a causal LM by "
+                        f"transformers; allowed: {', '.join(allowed)}")
+    return info
+
+
+def to_base_folder(path: str | Path, out: Path, dtype_name: str = "float32") -> dict:
+    """Dequantize the GGUF file into a transformers folder (weights, config, tokenizer) at `out`.
+    Returns what the build record keeps about the source."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from quantbench.modelio import torch_dtype
+
+    info = check(path)
+    path = Path(path)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                 dtype=torch_dtype(dtype_name))
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    # The loaded model keeps the GGUF "quantizer" although its weights are plain tensors now;
+    # save_pretrained refuses to write a model that looks quantized.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    n_params = sum(p.numel() for p in model.parameters())
+    del model
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return {"gguf_file": str(path), "gguf_version": info.version, "architecture": info.architecture,
+            "gguf_name": info.metadata.get("general.name"), "gguf_file_type": info.metadata.get("general.file_type"),
+            "gguf_tensor_types": info.tensor_types, "gguf_size_bytes": info.size_bytes,
+            "n_parameters": n_params, "dtype": dtype_name}
