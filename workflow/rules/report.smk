@@ -13,7 +13,9 @@ def report_records(wildcards=None):
     return (expand(f"{R}/records/benchmark/{{v}}.json", v=variants)
             + (expand(f"{R}/records/evaluate/{{v}}.json", v=variants) if EVALUATE else [])
             + expand(f"{R}/records/finetune/{{b}}.json", b=EXP.finetune_bases)
-            + expand(f"{R}/records/quantize/{{m}}.json", m=quantized))
+            + expand(f"{R}/records/quantize/{{m}}.json", m=quantized)
+            # where the base came from (the report says what a GGUF-derived base means)
+            + ([f"{R}/records/build/base.json"] if config["model"]["source"] == "gguf" else []))
 
 
 REPORT = f"{R}/report"

@@ -16,7 +16,7 @@ rule build_wordnet_data:
     resources:
         **job_resources("build_wordnet_data", uses_model=False),
     conda:
-        conda_env("report")
+        conda_env("bnb")
     log:
         f"{R}/logs/build_wordnet_data.log",
     shell:
