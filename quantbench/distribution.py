@@ -68,9 +68,28 @@ def _per_token(ref: dict, test: torch.Tensor, windows: torch.Tensor) -> dict:
             "nll_test": -test.gather(-1, windows[:, 1:].unsqueeze(-1)).flatten()}
 
 
-def _metrics(tokens: dict) -> dict:
+Z95 = 1.959964
+
+
+def _interval(per_chunk: torch.Tensor) -> float:
+    """Half-width of a 95% interval of the mean over chunks (normal approximation)."""
+    n = per_chunk.numel()
+    return float(Z95 * per_chunk.std() / n ** 0.5) if n > 1 else float("nan")
+
+
+def _metrics(tokens: dict, n_chunks: int = 1) -> dict:
+    """The metrics, each with a 95% interval over `n_chunks` equal chunks of the tokens (the held-out
+    windows): tokens within a window are not independent, windows nearly are."""
     kl, nll_ref, nll_test = tokens["kl"], tokens["nll_ref"].mean(), tokens["nll_test"].mean()
+    chunk = lambda x: x.view(n_chunks, -1).mean(-1)  # noqa: E731
+    log_ratio = chunk(tokens["nll_test"] - tokens["nll_ref"])
+    half = _interval(log_ratio)
+    ratio = (nll_test - nll_ref).exp().item()
     return {
+        "kl_mean_ci95": _interval(chunk(kl)),
+        "top1_agreement_ci95": _interval(chunk(tokens["agree"])),
+        "perplexity_ratio_ci95": [ratio * float(torch.tensor(-half).exp()), ratio * float(torch.tensor(half).exp())],
+        "distribution_chunks": n_chunks,
         "kl_mean": kl.mean().item(),
         "kl_p99": torch.quantile(kl, 0.99).item(),
         "top1_agreement": tokens["agree"].mean().item(),
@@ -88,7 +107,7 @@ def compare(ref: torch.Tensor | dict, test: torch.Tensor, windows: torch.Tensor)
         if ref.shape != test.shape:
             raise ValueError(f"log-prob shapes differ: reference {tuple(ref.shape)}, test {tuple(test.shape)}")
         ref = summarize(ref.float(), windows)
-    return _metrics(_per_token(ref, test.float(), windows))
+    return _metrics(_per_token(ref, test.float(), windows), n_chunks=len(windows))
 
 
 def compare_model(ref: dict, model, windows: torch.Tensor, device: str, batch_size: int) -> dict:
@@ -98,4 +117,4 @@ def compare_model(ref: dict, model, windows: torch.Tensor, device: str, batch_si
         chunk = {k: v[start:start + len(ids)] for k, v in ref.items()}
         parts.append(_per_token(chunk, lp, ids))
         start += len(ids)
-    return _metrics({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
+    return _metrics({k: torch.cat([p[k] for p in parts]) for k in parts[0]}, n_chunks=len(windows))

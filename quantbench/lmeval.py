@@ -34,6 +34,16 @@ def scores(results: dict, entry: dict) -> float | None:
     return sum(subs) / len(subs) if subs else None
 
 
+def stderr(results: dict, entry: dict) -> float | None:
+    """lm-eval's standard error of the entry's metric (`acc,none` -> `acc_stderr,none`), if it has one."""
+    name, _, filt = entry["metric"].partition(",")
+    value = results.get(entry["task"], {}).get(f"{name}_stderr,{filt}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # lm-eval writes "N/A" where it has none
+        return None
+
+
 def evaluate(model, tokenizer, suite_name: str, params: dict, data_dir: str | None = None) -> tuple[dict, dict]:
     """Returns (per-task scores, lm-eval's raw results)."""
     import lm_eval
@@ -58,4 +68,5 @@ def evaluate(model, tokenizer, suite_name: str, params: dict, data_dir: str | No
             for key in raw:
                 raw[key].update(out.get(key, {}))
     per_task = {e["task"]: scores(raw["results"], e) for e in entries}
+    raw["quantbench_stderr"] = {e["task"]: stderr(raw["results"], e) for e in entries}
     return per_task, raw

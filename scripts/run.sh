@@ -3,4 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/snakemake --cores all "$@"
+.venv/bin/snakemake --cores all "$@"
+# The real model is one flag away; say so when the default has run (not after a dry run or another setup).
+case " $* " in
+  *" --configfile "*|*" -n "*|*" --dry-run "*|*" --dryrun "*) ;;
+  *) echo
+     echo "Done: results/toy-llama/report/report.md (the toy model: it exercises the workflow in minutes)."
+     echo "The same DAG on a real model, offline (SmolLM2-135M from its GGUF, WordNet text and tasks):"
+     echo "    bash scripts/run.sh --configfile config/smollm2.yaml" ;;
+esac

@@ -102,24 +102,38 @@ def quality_table(records: list[dict], baseline: str) -> pd.DataFrame:
     for r in _by_stage(records, "evaluate"):
         m = r["metrics"]
         row = {"variant": r["subject"], "reference": r.get("reference")}
+        errs = m.get("tasks_stderr") or {}
         for e in scored:
-            value = m["tasks"].get(e["task"])
+            value, se = m["tasks"].get(e["task"]), errs.get(e["task"])
             row[task_label(e)] = None if value is None else 100 * value
+            row[f"{task_label(e)}_se"] = None if se is None else 100 * se
         present = [row[task_label(e)] for e in scored if row[task_label(e)] is not None]
         row["Average"] = sum(present) / len(present) if present else None
+        ses = [row[f"{task_label(e)}_se"] for e in scored]
+        # tasks are independent samples: the mean's standard error adds their variances
+        row["Average_se"] = (sum(x * x for x in ses) ** 0.5 / len(ses)) if ses and None not in ses else None
         for e in entries:
             if not e.get("higher_is_better", True):
                 row[f"{task_label(e)}_{e['metric'].split(',')[0]}"] = m["tasks"].get(e["task"])
-        for k in ("kl_mean", "kl_p99", "top1_agreement", "perplexity", "perplexity_ratio"):
+        for k in ("kl_mean", "kl_mean_ci95", "kl_p99", "top1_agreement", "top1_agreement_ci95", "perplexity",
+                  "perplexity_ratio"):
             row[k] = m.get(k)
+        ci = m.get("perplexity_ratio_ci95")
+        row["perplexity_ratio_ci95"] = f"{ci[0]:.4f}–{ci[1]:.4f}" if ci else None
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     cols = ["variant", "Average"] + [task_label(e) for e in scored]
     df = df[cols + [c for c in df.columns if c not in cols]]
-    base = df.loc[df.variant == baseline, "Average"]
-    df.insert(2, "delta_average_points", df["Average"] - base.iloc[0] if len(base) else None)
+    base = df.loc[df.variant == baseline, ["Average", "Average_se"]]
+    df.insert(2, "delta_average_points", df["Average"] - base["Average"].iloc[0] if len(base) else None)
+    if len(base) and base["Average_se"].notna().all():
+        # 95% half-width of a difference of two independent means; a delta inside it is no finding
+        noise = 1.959964 * (df["Average_se"] ** 2 + base["Average_se"].iloc[0] ** 2) ** 0.5
+        df.insert(3, "delta_noise_points", noise.where(df.variant != baseline))
+        df.insert(4, "within_noise", [None if v == baseline else bool(abs(d) <= n)
+                                      for v, d, n in zip(df.variant, df.delta_average_points, noise)])
     return df
 
 

@@ -27,5 +27,5 @@ tasks, raw = lmeval.evaluate(model, tokenizer, ev["suite"], {**ev, "seed": ctx.s
 write_json(args.lm_eval_out, raw)
 rec.record["kernel"] = info["kernel"]
 rec.record["reference"] = ref["variant"]
-rec.record["metrics"] = {**dist, "tasks": tasks}
+rec.record["metrics"] = {**dist, "tasks": tasks, "tasks_stderr": raw.pop("quantbench_stderr")}
 rec.write(args.record)
