@@ -23,6 +23,10 @@ def token_windows(tokenizer, texts: list[str], n_tokens: int, window: int) -> to
 @torch.inference_mode()
 def _batches(model, windows: torch.Tensor, device: str, batch_size: int, desc: str):
     """log p(next token) per batch of windows, at every position but the last, float32 on the CPU."""
+    # Full-vocabulary logits are batch x window x vocab floats (a 49 152-token vocabulary: 3 GB for 32
+    # windows of 512), and log_softmax doubles that: cap each batch's logits at about 256 MB.
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 1
+    batch_size = max(1, min(batch_size, (256 << 20) // (4 * windows.shape[1] * vocab)))
     for i in tqdm(range(0, len(windows), batch_size), desc=desc, mininterval=2):
         ids = windows[i:i + batch_size]
         logits = model(input_ids=ids.to(device), use_cache=False).logits[:, :-1].float()
