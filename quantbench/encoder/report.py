@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-COLUMNS = ["method", "backend", "outcome", "kernel", "cosine_mean", "cosine_mean_stderr", "cosine_p5",
+COLUMNS = ["method", "backend", "outcome", "kernel", "sentences", "cosine_mean", "cosine_mean_stderr", "cosine_p5",
            "cosine_min", "nn_agreement", "nn_agreement_stderr", "embed_ms_per_batch", "embed_iqr_over_median",
            "sentences_per_s", "weights_memory_mb", "peak_memory_mb", "quantize_s", "reason"]
 CLAIMS = {
@@ -59,6 +59,11 @@ def verdicts(df: pd.DataFrame, min_cosine: float) -> list[dict]:
     return out
 
 
+def _sentences(df: pd.DataFrame) -> str:
+    counts = sorted({int(n) for n in df.sentences.dropna()})
+    return "/".join(map(str, counts)) or "no"
+
+
 def _cell(v) -> str:
     if v is None or (isinstance(v, float) and pd.isna(v)):
         return "–"
@@ -70,7 +75,7 @@ def _cell(v) -> str:
 def markdown(title: str, df: pd.DataFrame, claims: list[dict], setup: dict, skipped: dict) -> str:
     shown = [c for c in COLUMNS if c != "reason"]
     lines = [f"# {title}: quantizing a sentence encoder", "",
-             f"Model `{setup['model']}` ({setup['model_type']}); {setup['sentences']} sentences from "
+             f"Model `{setup['model']}` ({setup['model_type']}); {_sentences(df)} sentences from "
              f"`{setup['sentences_file']}`, batch {setup['batch_size']}, max {setup['max_length']} tokens, "
              f"device {setup['device']}. Embeddings are the mean of the last hidden states over real tokens; "
              f"quality is against the unquantized baseline `{setup['baseline']}`: per-sentence cosine "

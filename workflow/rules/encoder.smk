@@ -38,6 +38,11 @@ for name, why in EXP.skipped.items():
 R = f"results/{EXP.model_name}"
 SCRIPTS = os.path.relpath(f"{workflow.basedir}/workflow/scripts")
 ENC = config["encoder"]
+# A WordNet data file is turned into {"text": ...} rows of its example sentences by a job.
+from quantbench.encoder.wordnet_examples import is_wordnet_data_file  # noqa: E402
+
+SENTENCES = f"{R}/data/sentences.jsonl" if is_wordnet_data_file(ENC["sentences"]) else ENC["sentences"]
+SENTENCES_INPUT = [SENTENCES] if SENTENCES != ENC["sentences"] else []
 DEVICE = config.get("device", "cpu")
 try:
     MAX_THREADS = min(workflow.cores, config.get("max_threads", 8))
@@ -50,8 +55,21 @@ def encoder_params(method):
     m = EXP.methods[method]
     return json.dumps({"method": {"name": m.name, "backend": m.backend, "params": m.params},
                        "model_path": config["model"]["path"], "device": DEVICE, "seed": config.get("seed", 0),
-                       **ENC},
+                       **ENC, "sentences": SENTENCES, "sentences_from": ENC["sentences"]},
                       sort_keys=True)
+
+
+rule encoder_sentences:
+    output:
+        f"{R}/data/sentences.jsonl",
+    input:
+        script=f"{SCRIPTS}/encoder_sentences.py",
+    params:
+        wordnet=ENC["sentences"],
+    log:
+        f"{R}/logs/encoder/sentences.log",
+    shell:
+        "python {input.script} --wordnet {params.wordnet:q} --out {output} 2>&1 | tee {log}"
 
 
 wildcard_constraints:
@@ -63,6 +81,7 @@ rule encoder_quantize:
         model=directory(f"{R}/models/{{method}}"),
         record=f"{R}/records/quantize/{{method}}.json",
     input:
+        sentences=SENTENCES_INPUT,
         script=f"{SCRIPTS}/encoder_quantize.py",
     params:
         spec=lambda w: encoder_params(w.method),
@@ -80,6 +99,7 @@ rule encoder_reference:
     input:
         model=f"{R}/models/{EXP.baseline}",
         record=f"{R}/records/quantize/{EXP.baseline}.json",
+        sentences=SENTENCES_INPUT,
         script=f"{SCRIPTS}/encoder_embed.py",
     params:
         spec=encoder_params(EXP.baseline),
@@ -98,6 +118,7 @@ rule encoder_evaluate:
         model=f"{R}/models/{{method}}",
         record=f"{R}/records/quantize/{{method}}.json",
         reference=rules.encoder_reference.output,
+        sentences=SENTENCES_INPUT,
         script=f"{SCRIPTS}/encoder_embed.py",
     params:
         spec=lambda w: encoder_params(w.method),
@@ -113,11 +134,8 @@ def encoder_setup():
     path = package_paths.resolve(config["model"]["path"])
     with open(os.path.join(path, "config.json")) as f:
         model_type = json.load(f).get("model_type")
-    from quantbench.encoder.sentences import read_sentences
-
-    n = len(read_sentences(ENC["sentences"], ENC["max_sentences"]))
-    return {"model": config["model"]["path"], "model_type": model_type, "sentences": n,
-            "sentences_file": ENC["sentences"], "batch_size": ENC["batch_size"], "max_length": ENC["max_length"],
+    return {"model": config["model"]["path"], "model_type": model_type, "sentences_file": ENC["sentences"],
+            "max_sentences": ENC["max_sentences"], "batch_size": ENC["batch_size"], "max_length": ENC["max_length"],
             "device": DEVICE, "baseline": EXP.baseline}
 
 
