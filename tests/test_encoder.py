@@ -122,6 +122,21 @@ def test_nearest_neighbour_agreement_sees_a_reordering():
     assert metrics["nn_agreement"] < 0.5 and metrics["cosine_mean"] < 0.9
 
 
+def test_wordnet_examples_are_the_quoted_sentences_after_the_gloss(tmp_path):
+    from quantbench.encoder.wordnet_examples import examples, is_wordnet_data_file
+
+    data = tmp_path / "data.noun"
+    data.write_text(
+        "  1 This software and database is being provided\n"
+        '02084071 05 n 02 dog 0 domestic_dog 0 001 @ 02083346 n 0000 | a member of the genus Canis; '
+        '"the dog barked all night"; "dogs are loyal"\n'
+        '02121808 05 n 01 cat 0 001 @ 02120997 n 0000 | feline mammal; "the cat purred on my lap"; '
+        '"the dog barked all night"\n')
+    # "dogs are loyal" is shorter than 15 characters; repeats are kept once
+    assert examples(data) == ["the dog barked all night", "the cat purred on my lap"]
+    assert is_wordnet_data_file(str(data)) and not is_wordnet_data_file(str(tmp_path / "s.jsonl"))
+
+
 def _rows(*rows):
     return pd.DataFrame([dict(zip(["method", "backend", "outcome", "cosine_mean", "reason"], r)) for r in rows])
 
