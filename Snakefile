@@ -16,36 +16,48 @@ if not workflow.overwrite_configfiles:
 report: "workflow/report/workflow.rst"
 
 
-include: "workflow/rules/common.smk"
-if config["model"]["source"] == "toy":
+# An encoder (model.kind: encoder) has its own small DAG; every other stage is for causal LMs.
+if (config.get("model") or {}).get("kind", "causal-lm") == "encoder":
 
-    include: "workflow/rules/toy.smk"
+    include: "workflow/rules/encoder.smk"
 
+    rule all:
+        input:
+            f"{R}/report/encoder.md",
+        default_target: True
 
-if config["model"]["source"] == "random":
+else:
 
-    include: "workflow/rules/random_model.smk"
+    include: "workflow/rules/common.smk"
+    if config["model"]["source"] == "toy":
 
-
-if config["model"]["source"] == "gguf":
-
-    include: "workflow/rules/gguf_model.smk"
-
-
-if config.get("data", {}).get("source") == "wordnet":
-
-    include: "workflow/rules/wordnet_data.smk"
+        include: "workflow/rules/toy.smk"
 
 
-include: "workflow/rules/quantize.smk"
-include: "workflow/rules/finetune.smk"
-include: "workflow/rules/merge.smk"
-include: "workflow/rules/benchmark.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/report.smk"
+    if config["model"]["source"] == "random":
+
+        include: "workflow/rules/random_model.smk"
 
 
-rule all:
-    input:
-        get_final_output(),
-    default_target: True
+    if config["model"]["source"] == "gguf":
+
+        include: "workflow/rules/gguf_model.smk"
+
+
+    if config.get("data", {}).get("source") == "wordnet":
+
+        include: "workflow/rules/wordnet_data.smk"
+
+
+    include: "workflow/rules/quantize.smk"
+    include: "workflow/rules/finetune.smk"
+    include: "workflow/rules/merge.smk"
+    include: "workflow/rules/benchmark.smk"
+    include: "workflow/rules/evaluate.smk"
+    include: "workflow/rules/report.smk"
+
+
+    rule all:
+        input:
+            get_final_output(),
+        default_target: True

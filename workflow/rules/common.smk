@@ -19,6 +19,7 @@ if config.get("offline", True):
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from quantbench import experiment, package_paths  # noqa: E402
+from quantbench.encoder import checks as encoder_checks  # noqa: E402
 
 
 def _cuda_visible():
@@ -34,6 +35,9 @@ try:
         raise experiment.ConfigError(schema_problems)
     validate(config, "../schemas/config.schema.yaml")
     EXP = experiment.load(config, cuda_available=_cuda_visible(), workdir=os.getcwd(), basedir=workflow.basedir)
+    kind_problems = encoder_checks.kind_errors(config, os.getcwd())  # e.g. a BERT folder here
+    if kind_problems:
+        raise experiment.ConfigError(kind_problems)
 except experiment.ConfigError as err:
     raise WorkflowError(str(err)) from None
 for note in EXP.notes:

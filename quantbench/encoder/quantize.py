@@ -1,0 +1,99 @@
+"""Quantize an encoder folder with one method through the method's own library, or say why that
+library refused: each backend is tried for real on the encoder (AutoModel, not a causal-LM class)."""
+from __future__ import annotations
+
+import os
+import tempfile
+import traceback
+from pathlib import Path
+
+from quantbench.modelio import torch_dtype
+
+UNSUPPORTED_FILE = "unsupported.json"
+
+
+class Unsupported(Exception):
+    """The backend's library refused this encoder; carries its real error."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+        frames = traceback.extract_tb(error.__traceback__)
+        # Where the refusal came from (e.g. gptqmodel/models/auto.py), so a reader can tell a library's
+        # limitation from a bug of ours.
+        self.raised_in = frames[-1].filename.split("site-packages/")[-1] if frames else "?"
+        super().__init__(f"{type(error).__name__}: {error}")
+
+    def summary(self) -> dict:
+        text = str(self.error)
+        # GPTQModel appends the whole module tree to its message; the first line is the reason.
+        first = text.splitlines()[0].removesuffix("(") if text else ""
+        return {"error_type": type(self.error).__name__, "error": first[:400], "error_full": text[:2000],
+                "raised_in": self.raised_in}
+
+
+def _tokenizer(src: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(src)
+
+
+def _none(src: str, dst: Path, params: dict, device: str) -> dict:
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(src, dtype=torch_dtype(params["dtype"]), device_map=device)
+    model.save_pretrained(dst)
+    return {}
+
+
+def _bnb(src: str, dst: Path, params: dict, device: str) -> dict:
+    from transformers import AutoModel
+
+    from quantbench.backends.bnb import quantization_config
+
+    model = AutoModel.from_pretrained(src, quantization_config=quantization_config(params, device),
+                                      device_map=device)
+    # Saved before any forward pass (AVX512-BF16 CPUs corrupt 4-bit scales otherwise; PITFALLS).
+    model.save_pretrained(dst)
+    import bitsandbytes as bnb
+
+    quantized = sum(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in model.modules())
+    return {"quantized_linear_layers": quantized}
+
+
+def _gptq(src: str, dst: Path, params: dict, device: str, texts: list[str], seq_len: int) -> dict:
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+    from gptqmodel import GPTQModel
+    from gptqmodel.looper import loop_processor
+
+    from quantbench.backends.gptq import quantize_config
+
+    tok = _tokenizer(src)
+    calibration = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
+                   for ids in (tok(t, truncation=True, max_length=seq_len).input_ids for t in texts)]
+    model = GPTQModel.load(src, quantize_config(params, device), device=device)
+    with tempfile.TemporaryDirectory() as logs:
+        loop_processor._PROJECT_LOG_DIR = Path(logs)  # GPTQModel logs to ./logs otherwise
+        model.quantize(calibration, batch_size=1, calibration_data_min_length=min(10, seq_len))
+    model.save(str(dst))
+    return {"calibration_samples": len(calibration)}
+
+
+def quantize(src: str, dst: Path, method: dict, device: str, calibration: list[str], seq_len: int) -> dict:
+    """Write the quantized encoder (with its tokenizer) to dst; raise Unsupported when the backend's
+    library refuses the encoder. GPTQ calibrates on the configured sentences."""
+    backend, params = method["backend"], method["params"]
+    try:
+        if backend == "none":
+            extra = _none(src, dst, params, device)
+        elif backend == "bnb":
+            extra = _bnb(src, dst, params, device)
+        elif backend == "gptq":
+            extra = _gptq(src, dst, params, device, calibration, seq_len)
+        else:
+            raise ValueError(f"backend {backend!r} has no encoder path; allowed: none, bnb, gptq")
+    except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError, RuntimeError) as err:
+        if backend == "none":
+            raise  # the unquantized model must load: a failure there is ours, not a library's limit
+        raise Unsupported(err) from err
+    _tokenizer(src).save_pretrained(dst)
+    return extra

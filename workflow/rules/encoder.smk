@@ -1,0 +1,156 @@
+# The encoder workflow (model.kind: encoder): quantize a sentence encoder with every method (or record
+# the library's refusal), embed real sentences, compare with the unquantized embeddings, report.
+# Included instead of the causal-LM rules; it validates the config itself.
+import json
+import os
+import re
+import shutil
+import sys
+
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+if config.get("offline", True):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from quantbench import experiment, package_paths  # noqa: E402
+from quantbench.encoder import checks  # noqa: E402
+
+try:
+    problems = experiment.schema_errors(config)
+    if problems:
+        raise experiment.ConfigError(problems)
+    validate(config, "../schemas/config.schema.yaml")
+    # Methods and baseline as for a causal LM; the files an encoder needs are checked by checks.
+    EXP = experiment.build(config, cuda_available=bool(shutil.which("nvidia-smi")))
+    problems = checks.encoder_errors(config, os.getcwd())
+    if problems:
+        raise experiment.ConfigError(problems)
+except experiment.ConfigError as err:
+    raise WorkflowError(str(err)) from None
+for name, why in EXP.skipped.items():
+    logger.warning(f"config: skipping method {name}: {why} (the encoder report lists it)")
+
+R = f"results/{EXP.model_name}"
+SCRIPTS = os.path.relpath(f"{workflow.basedir}/workflow/scripts")
+ENC = config["encoder"]
+# A WordNet data file is turned into {"text": ...} rows of its example sentences by a job.
+from quantbench.encoder.wordnet_examples import is_wordnet_data_file  # noqa: E402
+
+SENTENCES = f"{R}/data/sentences.jsonl" if is_wordnet_data_file(ENC["sentences"]) else ENC["sentences"]
+SENTENCES_INPUT = [SENTENCES] if SENTENCES != ENC["sentences"] else []
+DEVICE = config.get("device", "cpu")
+try:
+    MAX_THREADS = min(workflow.cores, config.get("max_threads", 8))
+except WorkflowError:  # a cluster executor sets no --cores
+    MAX_THREADS = config.get("max_threads", 8)
+
+
+def encoder_params(method):
+    """What an encoder job's output depends on: params: changes rerun exactly those jobs."""
+    m = EXP.methods[method]
+    return json.dumps({"method": {"name": m.name, "backend": m.backend, "params": m.params},
+                       "model_path": config["model"]["path"], "device": DEVICE, "seed": config.get("seed", 0),
+                       **ENC, "sentences": SENTENCES, "sentences_from": ENC["sentences"]},
+                      sort_keys=True)
+
+
+rule encoder_sentences:
+    output:
+        f"{R}/data/sentences.jsonl",
+    input:
+        script=f"{SCRIPTS}/encoder_sentences.py",
+    params:
+        wordnet=ENC["sentences"],
+    log:
+        f"{R}/logs/encoder/sentences.log",
+    shell:
+        "python {input.script} --wordnet {params.wordnet:q} --out {output} 2>&1 | tee {log}"
+
+
+wildcard_constraints:
+    method="|".join(re.escape(m) for m in EXP.runnable),
+
+
+rule encoder_quantize:
+    output:
+        model=directory(f"{R}/models/{{method}}"),
+        record=f"{R}/records/quantize/{{method}}.json",
+    input:
+        sentences=SENTENCES_INPUT,
+        script=f"{SCRIPTS}/encoder_quantize.py",
+    params:
+        spec=lambda w: encoder_params(w.method),
+    threads: MAX_THREADS
+    log:
+        f"{R}/logs/quantize/{{method}}.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --out {output.model} --record {output.record}"
+        " --threads {threads} 2>&1 | tee {log}"
+
+
+rule encoder_reference:
+    output:
+        f"{R}/reference/encoder_embeddings.pt",
+    input:
+        model=f"{R}/models/{EXP.baseline}",
+        record=f"{R}/records/quantize/{EXP.baseline}.json",
+        sentences=SENTENCES_INPUT,
+        script=f"{SCRIPTS}/encoder_embed.py",
+    params:
+        spec=encoder_params(EXP.baseline),
+    threads: MAX_THREADS
+    log:
+        f"{R}/logs/encoder/reference.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --model {input.model} --quantize-record {input.record}"
+        " --embeddings {output} --threads {threads} 2>&1 | tee {log}"
+
+
+rule encoder_evaluate:
+    output:
+        f"{R}/records/encoder/{{method}}.json",
+    input:
+        model=f"{R}/models/{{method}}",
+        record=f"{R}/records/quantize/{{method}}.json",
+        reference=rules.encoder_reference.output,
+        sentences=SENTENCES_INPUT,
+        script=f"{SCRIPTS}/encoder_embed.py",
+    params:
+        spec=lambda w: encoder_params(w.method),
+    threads: MAX_THREADS
+    log:
+        f"{R}/logs/encoder/{{method}}.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --model {input.model} --quantize-record {input.record}"
+        " --reference {input.reference} --record {output} --threads {threads} 2>&1 | tee {log}"
+
+
+def encoder_setup():
+    path = package_paths.resolve(config["model"]["path"])
+    with open(os.path.join(path, "config.json")) as f:
+        model_type = json.load(f).get("model_type")
+    return {"model": config["model"]["path"], "model_type": model_type, "sentences_file": ENC["sentences"],
+            "max_sentences": ENC["max_sentences"], "batch_size": ENC["batch_size"], "max_length": ENC["max_length"],
+            "device": DEVICE, "baseline": EXP.baseline}
+
+
+rule encoder_report:
+    output:
+        md=report(f"{R}/report/encoder.md", category="Encoder", caption="../report/encoder.rst"),
+        csv=f"{R}/report/encoder.csv",
+        claims=f"{R}/report/encoder_claims.csv",
+    input:
+        records=expand(f"{R}/records/encoder/{{m}}.json", m=EXP.runnable),
+        script=f"{SCRIPTS}/encoder_report.py",
+    params:
+        spec=json.dumps({"title": EXP.model_name, "min_cosine": ENC["min_cosine"], "setup": encoder_setup(),
+                         "skipped": EXP.skipped}, sort_keys=True),
+    log:
+        f"{R}/logs/report/encoder.log",
+    shell:
+        "python {input.script} --params {params.spec:q} --records {input.records} --out {R}/report 2>&1 | tee {log}"
