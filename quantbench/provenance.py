@@ -27,9 +27,12 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
+CODE_PATHS = ("quantbench", "workflow", "Snakefile", "scripts", "envs", "requirements.txt", "requirements-data.txt")
+
+
 def git_commit() -> str:
-    """Commit of the quantbench checkout, with '+dirty' when its code has uncommitted changes
-    (results/ is left out: a run rewrites the committed results it reproduces)."""
+    """Commit of the quantbench checkout, with '+dirty' when its code has uncommitted changes. Code only:
+    configs are recorded by hash (config_hash), and results/, docs and tests do not change a number."""
     if os.environ.get("QB_GIT_COMMIT"):
         # Told explicitly: a copy of the tree whose .git (if any) is not the one it came from.
         return os.environ["QB_GIT_COMMIT"]
@@ -37,7 +40,7 @@ def git_commit() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=root,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

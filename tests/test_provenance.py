@@ -3,6 +3,7 @@ and the report warns when it mixes records of different provenance."""
 from __future__ import annotations
 
 import copy
+import os
 import json
 import sys
 
@@ -69,3 +70,28 @@ def test_report_shows_the_warning_and_skipped_methods():
     assert "## Skipped methods" in text and "| gptq-marlin | GPTQ kernel 'marlin' runs on CUDA only |" in text
     assert "mixed provenance" not in markdown.render("toy", empty, empty, empty, empty, empty, {}, [], _records(), {},
                                                      {"new_tokens": [8]})
+
+
+def test_dirty_means_code_not_config(tmp_path):
+    """Editing a config (recorded by hash) leaves the commit clean; editing library code marks it dirty."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import copy_project
+
+    work = copy_project(tmp_path / "proj")
+    run = lambda *a: subprocess.run(["git", *a], cwd=work, check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    probe = ("import sys; sys.path.insert(0, '.'); from quantbench.provenance import git_commit; print(git_commit())")
+    head = lambda: subprocess.run([sys.executable, "-c", probe], cwd=work, env={**os.environ, "QB_GIT_COMMIT": ""},  # noqa: E731
+                                  capture_output=True, text=True, check=True).stdout.strip()
+    assert not head().endswith("+dirty")
+    with open(work / "config/config.yaml", "a") as f:
+        f.write("\n# a comment\n")
+    assert not head().endswith("+dirty")
+    with open(work / "quantbench/timing.py", "a") as f:
+        f.write("\n# a comment\n")
+    assert head().endswith("+dirty")
+    shutil.rmtree(work)
