@@ -102,15 +102,27 @@ def test_bnb_quantizes_the_encoder(tiny_bert, reference, tmp_path):
     assert 0.8 < metrics["cosine_mean"] < 1 - 1e-6
 
 
-def test_gptq_refusal_is_recorded_with_the_library_message(tiny_bert, tmp_path):
+def test_gptqmodel_refuses_the_encoder_and_transformers_gptq_quantizes_it(tiny_bert, reference, tmp_path):
     dst = tmp_path / "gptq"
     dst.mkdir()
-    with pytest.raises(Unsupported) as refused:
-        quantize(str(tiny_bert), dst, GPTQ4, "cpu", SENTENCES, 32)
-    info = refused.value.summary()
-    assert info["raised_in"].startswith("gptqmodel/"), info
-    assert "bert" in info["error"] and info["error_type"] == "ValueError"
-    assert "\n" not in info["error"]
+    extra = quantize(str(tiny_bert), dst, GPTQ4, "cpu", SENTENCES, 32)
+    refusal = extra["gptqmodel_refusal"]
+    assert refusal["raised_in"].startswith("gptqmodel/"), refusal
+    assert "bert" in refusal["error"] and refusal["error_type"] == "ValueError" and "\n" not in refusal["error"]
+    assert extra["route"] == "transformers-gptqconfig" and extra["block_name_to_quantize"] == "encoder.layer"
+    emb, model, kernel = _embed_route(dst, GPTQ4, extra["route"])
+    from gptqmodel.nn_modules.qlinear import BaseQuantLinear
+
+    # the 6 linear layers of each of the 2 blocks; the pooler is outside the blocks
+    assert sum(isinstance(m, BaseQuantLinear) for m in model.modules()) == 12 and kernel
+    metrics = similarity.compare(emb, reference)
+    # on random weights the residual stream is mostly the embeddings, so the change is small, but real
+    assert 0.8 < metrics["cosine_mean"] < 1 - 1e-9
+
+
+def _embed_route(folder, method, route):
+    model, tok, kernel = embed.load(str(folder), method, "cpu", route)
+    return embed.embed(model, tok, SENTENCES, 8, 32, "cpu"), model, kernel
 
 
 def test_nearest_neighbour_agreement_sees_a_reordering():
@@ -138,7 +150,8 @@ def test_wordnet_examples_are_the_quoted_sentences_after_the_gloss(tmp_path):
 
 
 def _rows(*rows):
-    return pd.DataFrame([dict(zip(["method", "backend", "outcome", "cosine_mean", "reason"], r)) for r in rows])
+    cols = ["method", "backend", "outcome", "cosine_mean", "reason"]
+    return pd.DataFrame([{**dict(zip(cols, r)), "route": None} for r in rows])
 
 
 def test_verdicts_follow_the_data():
@@ -180,11 +193,12 @@ def test_encoder_dag_runs_and_reports(tiny_bert, sentences_file, tmp_path):
     table = pd.read_csv(out / "report/encoder.csv").set_index("method")
     assert table.loc["fp32", "cosine_mean"] == pytest.approx(1.0, abs=1e-6)
     assert table.loc["bnb-nf4", "outcome"] == "ok" and table.loc["bnb-nf4", "embed_ms_per_batch"] > 0
-    assert table.loc["gptq-4bit-g32", "outcome"] == "unsupported"
-    assert not (out / "models/gptq-4bit-g32/model.safetensors").exists()
+    # GPTQModel refuses BERT; transformers' GPTQConfig quantizes it once told the block name
+    gptq = table.loc["gptq-4bit-g32"]
+    assert gptq["outcome"] == "ok" and gptq["route"] == "transformers-gptqconfig" and "GPTQModel refused" in gptq["reason"]
     claims = pd.read_csv(out / "report/encoder_claims.csv").set_index("claim")["verdict"]
-    assert claims[report.CLAIMS["bnb"]] == "confirmed" and claims[report.CLAIMS["gptq"]] == "confirmed"
-    assert "**confirmed**" in (out / "report/encoder.md").read_text()
+    assert claims[report.CLAIMS["bnb"]] == "confirmed" and claims[report.CLAIMS["gptq"]] == "refuted"
+    assert "**refuted**" in (out / "report/encoder.md").read_text()
 
 
 @pytest.mark.parametrize("kind", ["causal-lm", "encoder"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def load(folder: str, method: dict, device: str):
+def load(folder: str, method: dict, device: str, route: str | None = None):
     """The encoder in `folder` as quantize() wrote it, with its tokenizer, and the kernel that runs."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -23,6 +23,11 @@ def load(folder: str, method: dict, device: str):
         if device == "cpu":
             disable_cpu_bf16_fast_path(model)
         kernel = f"bnb-{'int8' if params['bits'] == 8 else params['quant_type']}-{device}"
+    elif backend == "gptq" and route == "transformers-gptqconfig":
+        from quantbench.backends.gptq import kernel_names
+
+        model = AutoModel.from_pretrained(folder, device_map=device)
+        kernel = "+".join(kernel_names(model))
     elif backend == "gptq":
         from gptqmodel import GPTQModel
 

@@ -15,8 +15,8 @@ UNSUPPORTED_FILE = "unsupported.json"
 class Unsupported(Exception):
     """The backend's library refused this encoder; carries its real error."""
 
-    def __init__(self, error: BaseException):
-        self.error = error
+    def __init__(self, error: BaseException, earlier: dict | None = None):
+        self.error, self.earlier = error, earlier or {}
         frames = traceback.extract_tb(error.__traceback__)
         # Where the refusal came from (e.g. gptqmodel/models/auto.py), so a reader can tell a library's
         # limitation from a bug of ours.
@@ -28,7 +28,7 @@ class Unsupported(Exception):
         # GPTQModel appends the whole module tree to its message; the first line is the reason.
         first = text.splitlines()[0].removesuffix("(") if text else ""
         return {"error_type": type(self.error).__name__, "error": first[:400], "error_full": text[:2000],
-                "raised_in": self.raised_in}
+                "raised_in": self.raised_in, **({"earlier_refusals": self.earlier} if self.earlier else {})}
 
 
 def _tokenizer(src: str):
@@ -60,22 +60,70 @@ def _bnb(src: str, dst: Path, params: dict, device: str) -> dict:
     return {"quantized_linear_layers": quantized}
 
 
-def _gptq(src: str, dst: Path, params: dict, device: str, texts: list[str], seq_len: int) -> dict:
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+def _gptq_model(src: str, dst: Path, params: dict, device: str, calibration: list[dict], seq_len: int) -> dict:
+    """GPTQModel's own API, as the causal-LM workflow uses it."""
     from gptqmodel import GPTQModel
     from gptqmodel.looper import loop_processor
 
     from quantbench.backends.gptq import quantize_config
 
-    tok = _tokenizer(src)
-    calibration = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
-                   for ids in (tok(t, truncation=True, max_length=seq_len).input_ids for t in texts)]
     model = GPTQModel.load(src, quantize_config(params, device), device=device)
     with tempfile.TemporaryDirectory() as logs:
         loop_processor._PROJECT_LOG_DIR = Path(logs)  # GPTQModel logs to ./logs otherwise
         model.quantize(calibration, batch_size=1, calibration_data_min_length=min(10, seq_len))
     model.save(str(dst))
-    return {"calibration_samples": len(calibration)}
+    return {"route": "gptqmodel"}
+
+
+def block_name(model) -> str | None:
+    """The repeated transformer blocks (a ModuleList such as BERT's `encoder.layer`): what GPTQ
+    quantizes one at a time."""
+    import torch
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layer", "layers", "h", "blocks"):
+            return name
+    return None
+
+
+def _gptq_transformers(src: str, dst: Path, params: dict, device: str, texts: list[str], seq_len: int) -> dict:
+    """transformers' GPTQConfig (optimum's GPTQ quantizer, GPTQModel's kernels) on AutoModel. Its
+    block patterns are those of decoder LMs; an encoder needs block_name_to_quantize named."""
+    import json
+
+    from transformers import AutoModel, GPTQConfig
+
+    block = block_name(AutoModel.from_pretrained(src))
+    cfg = GPTQConfig(bits=params["bits"], group_size=params["group_size"], desc_act=params["desc_act"],
+                     sym=params["sym"], damp_percent=params["damp_percent"], dataset=texts,
+                     tokenizer=_tokenizer(src), model_seqlen=seq_len, block_name_to_quantize=block)
+    model = AutoModel.from_pretrained(src, quantization_config=cfg, device_map=device)
+    model.save_pretrained(dst)
+    # save_pretrained writes block_name_to_quantize as null (and the calibration texts in full), so
+    # the folder would not load again: store the block name, drop the texts.
+    config_file = dst / "config.json"
+    saved = json.loads(config_file.read_text())
+    saved["quantization_config"].update(block_name_to_quantize=block, dataset=None)
+    config_file.write_text(json.dumps(saved, indent=2))
+    return {"route": "transformers-gptqconfig", "block_name_to_quantize": block}
+
+
+def _gptq(src: str, dst: Path, params: dict, device: str, texts: list[str], seq_len: int) -> dict:
+    """GPTQModel first (the project's GPTQ backend); where it refuses the architecture, transformers'
+    GPTQConfig, which is how the comparison quantized with GPTQ. Both refusals are kept."""
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+    tok = _tokenizer(src)
+    calibration = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
+                   for ids in (tok(t, truncation=True, max_length=seq_len).input_ids for t in texts)]
+    try:
+        return _gptq_model(src, dst, params, device, calibration, seq_len)
+    except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError) as err:
+        first = Unsupported(err).summary()
+    try:
+        extra = _gptq_transformers(src, dst, params, device, texts, seq_len)
+    except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError, RuntimeError) as err:
+        raise Unsupported(err, earlier={"gptqmodel": first}) from err
+    return {**extra, "gptqmodel_refusal": first}
 
 
 def quantize(src: str, dst: Path, method: dict, device: str, calibration: list[str], seq_len: int) -> dict:

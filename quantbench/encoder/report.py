@@ -6,7 +6,7 @@ import pandas as pd
 
 COLUMNS = ["method", "backend", "outcome", "kernel", "sentences", "cosine_mean", "cosine_mean_stderr", "cosine_p5",
            "cosine_min", "nn_agreement", "nn_agreement_stderr", "embed_ms_per_batch", "embed_iqr_over_median",
-           "sentences_per_s", "weights_memory_mb", "peak_memory_mb", "quantize_s", "reason"]
+           "sentences_per_s", "weights_memory_mb", "peak_memory_mb", "quantize_s", "route", "reason"]
 CLAIMS = {
     "bnb": "bitsandbytes works out of the box for any modality",
     "gptq": "GPTQ has been designed to support only language models",
@@ -20,6 +20,9 @@ def table(records: list[dict]) -> pd.DataFrame:
         row = {"method": r["subject"], "backend": r["params"]["method"]["backend"], "outcome": r["outcome"],
                "reason": r.get("reason", "")}
         row.update({k: m.get(k) for k in COLUMNS if k in m})
+        refusal = m.get("gptqmodel_refusal")
+        if refusal:  # quantized by a second route after GPTQModel refused: keep its words
+            row["reason"] = f"GPTQModel refused ({refusal['error_type']}: {refusal['error']})"
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -43,8 +46,10 @@ def verdicts(df: pd.DataFrame, min_cosine: float) -> list[dict]:
             refused = sorted(set(rows[rows.outcome != "ok"].reason))
         else:
             verdict = "confirmed" if ok.empty else "refuted"
-            refused = sorted(set(rows[rows.outcome != "ok"].reason))
-            evidence = f"{len(rows) - len(ok)} of {len(rows)} GPTQ methods were refused"
+            refused = sorted(set(rows.reason.dropna()) - {""})
+            routes = sorted(set(ok.route.dropna()))
+            evidence = (f"{len(ok)} of {len(rows)} GPTQ methods quantized the encoder"
+                        + (f" (route: {', '.join(routes)})" if routes else ""))
         if refused:
             evidence += f"; the library said: {refused[0]}"
         out.append({"claim": claim, "verdict": verdict, "evidence": evidence})
@@ -86,10 +91,10 @@ def markdown(title: str, df: pd.DataFrame, claims: list[dict], setup: dict, skip
     lines += ["", "## Methods", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     for _, row in df.iterrows():
         lines.append("| " + " | ".join(_cell(row[c]) for c in shown) + " |")
-    refused = df[df.outcome != "ok"]
+    refused = df[df.reason.fillna("") != ""]
     if not refused.empty:
-        lines += ["", "## Refused by the library", ""]
-        lines += [f"- `{r.method}` ({r.backend}): {r.reason}" for r in refused.itertuples()]
+        lines += ["", "## Refused by a library", ""]
+        lines += [f"- `{r.method}` ({r.backend}, {r.outcome}): {r.reason}" for r in refused.itertuples()]
     if skipped:
         lines += ["", "## Skipped on this machine", ""] + [f"- `{m}`: {why}" for m, why in skipped.items()]
     return "\n".join(lines) + "\n"

@@ -33,7 +33,7 @@ if quantized["outcome"] != "ok":
     raise SystemExit(0)
 
 texts = read_sentences(params["sentences"], params["max_sentences"])
-model, tokenizer, kernel = embed.load(args.model, method, device)
+model, tokenizer, kernel = embed.load(args.model, method, device, quantized["metrics"].get("route"))
 bs, max_len = params["batch_size"], params["max_length"]
 with PeakMemory(device) as peak:
     emb = embed.embed(model, tokenizer, texts, bs, max_len, device)
@@ -50,6 +50,7 @@ if args.record:
                    embed_iqr_over_median=timing["iqr_over_median"], embed_timing_s=timing,
                    sentences_per_s=len(one_batch) / statistics.median(times),
                    weights_memory_mb=model_weights_mb(model), **peak.result,
-                   quantize_s=quantized["metrics"].get("quantize_s"))
+                   quantize_s=quantized["metrics"].get("quantize_s"), route=quantized["metrics"].get("route"),
+                   gptqmodel_refusal=quantized["metrics"].get("gptqmodel_refusal"))
     rec.record["metrics"] = metrics
     rec.write(args.record)

@@ -17,7 +17,15 @@ args = p.parse_args()
 params = cli.setup(args)
 method = params["method"]
 src = package_paths.resolve(params["model_path"])
-calibration = read_sentences(params["sentences"], params["calibration_samples"]) if method["backend"] == "gptq" else []
+calibration, overlap = [], False
+if method["backend"] == "gptq":
+    # Calibrate on the sentences after the evaluated ones, so GPTQ is not scored on its own calibration
+    # set; a file too short for that reuses the first ones and says so in the record.
+    wanted, evaluated = params["calibration_samples"], params["max_sentences"]
+    texts = read_sentences(params["sentences"], evaluated + wanted)
+    calibration = texts[evaluated:]
+    if len(calibration) < min(8, wanted):
+        calibration, overlap = texts[:wanted], True
 rec = Recorder("quantize", method["name"], params, params["device"], params["seed"])
 rec.record["outcome"] = "ok"
 with atomic_dir(args.out) as tmp:
@@ -25,7 +33,7 @@ with atomic_dir(args.out) as tmp:
     try:
         extra = quantize(src, tmp, method, params["device"], calibration, params["max_length"])
         rec.record["metrics"] = {"quantize_s": time.perf_counter() - t0, "size_on_disk_mb": folder_size_mb(tmp),
-                                 **extra}
+                                 **extra, **({"calibration_overlaps_evaluation": overlap} if calibration else {})}
     except Unsupported as refusal:
         logging.warning("%s refused the encoder: %s", method["backend"], refusal)
         info = refusal.summary()
