@@ -53,7 +53,10 @@ def recipe_section(summary: pd.DataFrame, quality: pd.DataFrame, recipes: list[d
                    f"KL and top-1 agreement are against `{trained}` (the trained model, served unmerged), "
                    "so they measure what merging and re-quantizing lose of the fine-tune.\n")
         out.append(fmt(rows[[c for c in cols + ["reference"] if c in rows.columns]]))
-    return "\n".join(out) or "_(no recipe configured)_\n"
+    if out:
+        return "\n".join(out)
+    return ("_(recipe configured, but none of its variants has records here)_\n" if recipes
+            else "_(no recipe configured)_\n")
 
 
 def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[str, str],
