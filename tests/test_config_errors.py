@@ -123,7 +123,7 @@ CASES = {
     "empty prefill grid": (_set("benchmark.prefill.batch_sizes", []), ["benchmark.prefill.batch_sizes", "at least 1"]),
     "device enum": (_set("device", "gpu"), ["device", '"gpu"', "allowed: cpu, cuda"]),
     "policy enum": (_set("unsupported_methods", "ignore"), ["unsupported_methods", '"ignore"', "allowed: skip, error"]),
-    "suite enum": (_set("evaluate.suite", "mmlu"), ["evaluate.suite", '"mmlu"', "allowed: toy, leaderboard-v1"]),
+    "suite enum": (_set("evaluate.suite", "mmlu"), ["evaluate.suite", '"mmlu"', "allowed: toy, wordnet, leaderboard-v1"]),
     "seed type": (_set("seed", "abc"), ["seed", '"abc"', "must be an integer"]),
     "learning rate zero": (_set("finetune.learning_rate", 0), ["finetune.learning_rate", "0", "allowed: > 0"]),
     "model name pattern": (_set("model.name", "my model"), ["model.name", '"my model"', "letters, digits"]),
