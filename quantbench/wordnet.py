@@ -84,36 +84,43 @@ def _single_token(tokenizer, word: str) -> bool:
     return len(tokenizer.encode(" " + word, add_special_tokens=False)) == 1
 
 
+def _task_words(synsets: list[Synset], tokenizer) -> tuple[dict[str, list[str]], list[list[str]]]:
+    """Single-token words (lower case, three letters or more): all of them per part of speech (the
+    distractor pool), and each synset's own."""
+    vocab: dict[str, list[str]] = {}
+    own = []
+    for s in synsets:
+        words = [w for w in s.lemmas if WORD_RE.match(w) and _single_token(tokenizer, w)]
+        vocab.setdefault(s.pos, []).extend(words)
+        own.append(words)
+    return vocab, own
+
+
+def _item(s: Synset, context: str, answer: str, vocab: dict[str, list[str]], rng: random.Random) -> dict:
+    """Four choices: the answer and three words of the same part of speech from other synsets."""
+    others = sorted(set(vocab[s.pos]) - set(s.lemmas))
+    choices = rng.sample(others, 3) + [answer]
+    rng.shuffle(choices)
+    return {"context": context, "choices": choices, "gold": choices.index(answer), "synset": f"{s.pos}{s.offset}"}
+
+
 def define_items(synsets: list[Synset], tokenizer, rng: random.Random, n: int) -> list[dict]:
     """Definition -> the word. The answer and its three distractors are single-token words of the same
     part of speech, so lm-eval scores the four choices from one forward pass; definitions that
     contain the answer are left out."""
-    vocab: dict[str, list[str]] = {}
-    candidates = []
-    for s in synsets:
-        words = [w for w in s.lemmas if WORD_RE.match(w) and _single_token(tokenizer, w)]
-        vocab.setdefault(s.pos, []).extend(words)
-        if words and words[0] not in s.definition.lower() and len(s.definition.split()) >= 4:
-            candidates.append((s, words[0]))
+    vocab, own = _task_words(synsets, tokenizer)
+    candidates = [(s, words[0]) for s, words in zip(synsets, own)
+                  if words and words[0] not in s.definition.lower() and len(s.definition.split()) >= 4]
     rng.shuffle(candidates)
-    items = []
-    for s, answer in candidates[:n]:
-        others = sorted(set(vocab[s.pos]) - set(s.lemmas))
-        choices = rng.sample(others, 3) + [answer]
-        rng.shuffle(choices)
-        items.append({"context": f"Definition: {s.definition}.\nWord:", "choices": choices,
-                      "gold": choices.index(answer), "synset": f"{s.pos}{s.offset}"})
-    return items
+    return [_item(s, f"Definition: {s.definition}.\nWord:", answer, vocab, rng) for s, answer in candidates[:n]]
 
 
 def cloze_items(synsets: list[Synset], tokenizer, rng: random.Random, n: int) -> list[dict]:
     """An example sentence up to one of its synset's words -> that word, among single-token words of
     the same part of speech."""
-    vocab: dict[str, list[str]] = {}
+    vocab, own = _task_words(synsets, tokenizer)
     candidates = []
-    for s in synsets:
-        words = [w for w in s.lemmas if WORD_RE.match(w) and _single_token(tokenizer, w)]
-        vocab.setdefault(s.pos, []).extend(words)
+    for s, words in zip(synsets, own):
         for example in s.examples:
             tokens = example.split()
             for i, tok in enumerate(tokens):
@@ -121,14 +128,7 @@ def cloze_items(synsets: list[Synset], tokenizer, rng: random.Random, n: int) ->
                     candidates.append((s, " ".join(tokens[:i]), tok.lower()))
                     break
     rng.shuffle(candidates)
-    items = []
-    for s, prefix, answer in candidates[:n]:
-        others = sorted(set(vocab[s.pos]) - set(s.lemmas))
-        choices = rng.sample(others, 3) + [answer]
-        rng.shuffle(choices)
-        items.append({"context": prefix, "choices": choices, "gold": choices.index(answer),
-                      "synset": f"{s.pos}{s.offset}"})
-    return items
+    return [_item(s, prefix, answer, vocab, rng) for s, prefix, answer in candidates[:n]]
 
 
 def finetune_pairs(synsets: list[Synset]) -> list[dict]:
