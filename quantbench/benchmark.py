@@ -31,7 +31,7 @@ import traceback
 import torch
 from tqdm import tqdm
 
-from quantbench import memory, timing
+from quantbench import energy, memory, timing
 
 log = logging.getLogger(__name__)
 MODES = ("eager", "static", "compiled", "graphs")
@@ -110,10 +110,11 @@ class StepClock:
         return self.events[0].elapsed_time(self.events[-1]) / 1e3 / (len(self.events) - 1)
 
 
-def _timed_runs(fn, device: str, warmup: int, repeats: int, warm_fn=None) -> tuple[list[float], list[float], float]:
+def _timed_runs(fn, device: str, warmup: int, repeats: int, warm_fn=None, meter=None):
     """Latencies of `repeats` calls of fn after `warmup` calls of warm_fn (default fn); fn returns
     its per-step decode seconds or None. Also returns the first call's seconds (compilation and
-    lazy initialisation show there)."""
+    lazy initialisation show there) and the energy the timed calls drew (joules or None) with
+    their wall seconds."""
     t0 = time.perf_counter()
     for i in range(warmup):
         (warm_fn or fn)()
@@ -123,34 +124,61 @@ def _timed_runs(fn, device: str, warmup: int, repeats: int, warm_fn=None) -> tup
     if warmup == 0:
         first = float("nan")
     timing._sync(device)
+    joules_before = meter.read_j() if meter else None
+    t_timed = time.perf_counter()
     lat, steps = [], []
     for _ in range(repeats):
         box = {}
         lat.append(timing.time_call(lambda: box.setdefault("step", fn()), device))
         if box.get("step") is not None:
             steps.append(box["step"])
-    return lat, steps, first
+    elapsed = time.perf_counter() - t_timed
+    joules = meter.read_j() - joules_before if joules_before is not None else None
+    return lat, steps, first, joules, elapsed
 
 
-def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None) -> dict:
-    # PeakMemory resets (gc, CUDA cache, peak statistics) on entry: once per cell is enough.
-    try:
-        with memory.PeakMemory(device) as peak:
-            samples, steps, first = _timed_runs(fn, device, warmup, repeats, warm_fn)
-    except Exception as exc:  # noqa: BLE001 - one failing cell must not end the grid
-        memory.reset(device)
-        if _is_oom(exc):
-            return {"outcome": "oom", "error": str(exc).splitlines()[0][:300]}
-        log.error("cell failed:\n%s", traceback.format_exc())
-        return {"outcome": "error", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
-    cell = {"outcome": "ok", **timing.summarize(samples), **peak.result, "first_call_s": first}
+_METERS: dict[str, energy.EnergyMeter] = {}
+
+
+def _meter(device: str) -> energy.EnergyMeter:
+    if device not in _METERS:
+        _METERS[device] = energy.EnergyMeter(device)
+    return _METERS[device]
+
+
+def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None, retries: int = 0,
+          spread_limit: float = 0.05) -> dict:
+    """One timed cell. A cell whose spread (IQR/median of the decode steps, else of the calls)
+    exceeds `spread_limit` is measured again, up to `retries` more times; the last attempt is kept
+    and, if still above, marked `spread_above_limit`."""
+    meter = _meter(device)
+    for attempt in range(1 + retries):
+        # PeakMemory resets (gc, CUDA cache, peak statistics) on entry: once per attempt is enough.
+        try:
+            with memory.PeakMemory(device) as peak:
+                samples, steps, first, joules, elapsed = _timed_runs(fn, device, warmup, repeats, warm_fn, meter)
+        except Exception as exc:  # noqa: BLE001 - one failing cell must not end the grid
+            memory.reset(device)
+            if _is_oom(exc):
+                return {"outcome": "oom", "error": str(exc).splitlines()[0][:300]}
+            log.error("cell failed:\n%s", traceback.format_exc())
+            return {"outcome": "error", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+        spread = timing.summarize(steps or samples)["iqr_over_median"]
+        if spread <= spread_limit:
+            break
+        if attempt < retries:
+            log.info("spread %.1f%% above %.1f%%: measuring the cell again", 100 * spread, 100 * spread_limit)
+    cell = {"outcome": "ok", **timing.summarize(samples), **peak.result, "first_call_s": first,
+            "attempts": attempt + 1, "spread_above_limit": spread > spread_limit,
+            **meter.cell_fields(joules, elapsed, repeats)}
     if steps:
         s = timing.summarize(steps)
         cell.update(decode_step_ms=s["median_s"] * 1e3, decode_step_iqr_over_median=s["iqr_over_median"])
     return cell
 
 
-def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid) -> list[dict]:
+def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid, retries: int = 0,
+                spread_limit: float = 0.05) -> list[dict]:
     rows = []
     for bs in tqdm(spec["batch_sizes"], desc="prefill", mininterval=2):
         ids, mask = random_prompts(vocab_size, bs, spec["prompt_len"], device, seed, avoid)
@@ -159,12 +187,14 @@ def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid) -
             with torch.inference_mode():
                 model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
 
-        cell = _cell(fn, device, warmup, repeats)
+        cell = _cell(fn, device, warmup, repeats, retries=retries, spread_limit=spread_limit)
         row = {"scenario": "prefill", "batch_size": bs, "prompt_len": spec["prompt_len"], **cell}
         if cell["outcome"] == "ok":
             lat = cell["median_s"]
             row.update(prefill_latency_ms=lat * 1e3, prefill_ms_per_token=lat * 1e3 / spec["prompt_len"],
                        prefill_tokens_per_s=bs * spec["prompt_len"] / lat)
+            if "energy_j_per_call" in cell:
+                row["energy_j_per_prompt_token"] = cell["energy_j_per_call"] / (bs * spec["prompt_len"])
         rows.append(row)
     return rows
 
@@ -179,6 +209,7 @@ class StaticDecoder:
 
         self.model, self.max_cache_len, self.caches = model, max_cache_len, {}
         self._StaticCache = StaticCache
+        self.info: dict = {}  # what the decoder did to the model to make it fast; goes into each row
 
     def _step(self, tok, pos, cache):
         out = self.model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True)
@@ -224,11 +255,16 @@ class StaticDecoder:
 
 class CompiledDecoder(StaticDecoder):
     """The decode step torch.compile'd with mode="reduce-overhead": inductor fuses the small ops
-    and replays the result as CUDA graphs. Custom kernels torch cannot trace (GPTQModel's Marlin,
-    bitsandbytes int8) break the graph into pieces, each with its own guards."""
+    and replays the result as CUDA graphs. GPTQModel's Marlin GEMM is declared a custom op first
+    (quantbench.traceable_marlin) so it no longer breaks the graph; kernels still opaque to dynamo
+    (bitsandbytes int8's outlier search, exllama_v2's handle) break it into pieces, each with its
+    own guards."""
 
     def __init__(self, model, max_cache_len: int):
+        from quantbench import traceable_marlin
+
         super().__init__(model, max_cache_len)
+        self.info = traceable_marlin.patch(model, model.dtype)
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         self._compiled = torch.compile(self._step, mode="reduce-overhead", fullgraph=False, dynamic=False)
 
@@ -332,7 +368,8 @@ def max_new_tokens(spec: dict) -> int:
 
 def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, pad_token_id,
                  weights_mb: float, bandwidth_gb_per_s: float | None, kv_bytes: int,
-                 mode: str = "eager", decoders: dict | None = None) -> list[dict]:
+                 mode: str = "eager", decoders: dict | None = None, retries: int = 0,
+                 spread_limit: float = 0.05) -> list[dict]:
     """One mode's generate grid. `weights_mb` is what a decode step reads of the model
     (decode_weights_mb). A dict passed as `decoders` receives the static-cache decoder the cells
     were timed with (its compiled step or captured graphs), for profiles and checks to reuse."""
@@ -355,13 +392,17 @@ def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, 
         warm = _generate_fn(*args, min(new_tokens, warm_tokens), *rest) if warm_tokens else fn
         # compiled: the first call compiles, the next records the CUDA graphs; graphs: the first
         # call captures. None of them is timed.
-        cell = _cell(fn, device, max(warmup, 2) if mode in DECODER_MODES else warmup, repeats, warm_fn=warm)
+        cell = _cell(fn, device, max(warmup, 2) if mode in DECODER_MODES else warmup, repeats, warm_fn=warm,
+                     retries=retries, spread_limit=spread_limit)
         row = {"scenario": "generate", "mode": mode, "batch_size": bs, "prompt_len": spec["prompt_len"],
-               "new_tokens": new_tokens, "use_cache": use_cache, **cell}
+               "new_tokens": new_tokens, "use_cache": use_cache, **(decoder.info if decoder else {}), **cell}
         if cell["outcome"] == "ok":
             lat = cell["median_s"]
             row.update(generate_latency_ms=lat * 1e3, decode_ms_per_token=lat * 1e3 / new_tokens,
                        decode_tokens_per_s=bs * new_tokens / lat)
+            if "energy_j_per_call" in cell:
+                # the whole call (prefill of the prompt included) over the tokens it generated
+                row["energy_j_per_token"] = cell["energy_j_per_call"] / (bs * new_tokens)
             if bandwidth_gb_per_s and use_cache:
                 # the KV cache at its mean length over the decode steps
                 kv = kv_cache_mb(model.config, bs, spec["prompt_len"] + new_tokens // 2, kv_bytes)
@@ -374,22 +415,34 @@ def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, 
     return rows
 
 
-def fast_matches_eager(model, mode, vocab_size, device, prompt_len, new_tokens, seed, avoid, pad_token_id,
-                       decoder: StaticDecoder | None = None) -> dict:
-    """Does a static-cache decoder pick the same greedy tokens as eager generate (batch 1)? Random
-    weights give near-tied logits, so a late divergence is fp16 rounding, an early one a bug.
-    Pass the decoder the timed cells used, so the check covers the very graphs that were timed."""
-    ids, mask = random_prompts(vocab_size, 1, prompt_len, device, seed + 1, avoid)
-    decoder = decoder or DECODERS[mode](model, prompt_len + new_tokens)
+def eager_reference(model, vocab_size, device, prompt_len, new_tokens, batch, seed, avoid, pad_token_id):
+    """Prompts and the greedy tokens eager generate picks for them: what every fast decoder of
+    this batch size is checked against (computed once, shared by the modes)."""
+    ids, mask = random_prompts(vocab_size, batch, prompt_len, device, seed + 1, avoid)
     with torch.inference_mode():
         ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
                              min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_token_id)
+    return ids, ref[:, prompt_len:]
+
+
+def fast_matches_eager(model, mode, vocab_size, device, prompt_len, new_tokens, seed, avoid, pad_token_id,
+                       decoder: StaticDecoder | None = None, batch: int = 1, reference=None) -> dict:
+    """Does a static-cache decoder pick the same greedy tokens as eager generate? Random weights
+    give near-tied logits, so a late divergence is fp16 rounding, an early one a bug. Pass the
+    decoder the timed cells used, so the check covers the very graphs that were timed, and the
+    eager_reference of this batch size if one was already computed."""
+    ids, ref = reference or eager_reference(model, vocab_size, device, prompt_len, new_tokens, batch, seed,
+                                            avoid, pad_token_id)
+    decoder = decoder or DECODERS[mode](model, prompt_len + new_tokens)
     got, _ = decoder.generate(ids, new_tokens)
-    ref = ref[:, prompt_len:]
-    same = (ref == got)[0].tolist()
-    first_diff = same.index(False) if False in same else None
-    return {"mode": mode, "new_tokens": new_tokens, "identical": first_diff is None,
-            "first_difference_at": first_diff}
+    # per sequence: the first step where it differs (None: identical)
+    firsts = []
+    for row in (ref == got).tolist():
+        firsts.append(row.index(False) if False in row else None)
+    diverged = [f for f in firsts if f is not None]
+    return {"mode": mode, "batch_size": ids.shape[0], "new_tokens": new_tokens, "identical": not diverged,
+            "first_difference_at": min(diverged) if diverged else None,
+            "sequences_identical": firsts.count(None)}
 
 
 def profile_generate(model, mode, vocab_size, device, spec, seed, avoid, pad_token_id, new_tokens: int,

@@ -43,13 +43,17 @@ def _bench_record(variant, checks):
 
 def test_fast_decode_table_marks_token_checks():
     rec = _bench_record("gptq", [{"mode": "graphs", "new_tokens": 30, "identical": False, "first_difference_at": 1},
-                                 {"mode": "compiled", "new_tokens": 30, "identical": True}])
+                                 {"mode": "compiled", "new_tokens": 30, "identical": True},
+                                 {"mode": "graphs", "batch_size": 16, "new_tokens": 30, "identical": True}])
     fast = tables.fast_decode_table([rec])
-    assert list(fast["mode"]) == ["eager", "graphs", "compiled"]
-    assert (fast["new_tokens"] == 512).all()  # the longest generation of each mode, batch 1 only
-    checks = dict(zip(fast["mode"], fast["token_check"]))
-    assert checks["graphs"] == "differs from token 1 (invalid)"
-    assert checks["compiled"] == "identical over 30 tokens" and checks["eager"] is None
+    assert list(zip(fast["mode"], fast["batch_size"])) == [("eager", 1), ("graphs", 1), ("compiled", 1), ("graphs", 16)]
+    assert list(fast["new_tokens"]) == [512, 512, 512, 30]  # the longest generation of each mode and batch size
+    checks = dict(zip(zip(fast["mode"], fast["batch_size"]), fast["token_check"]))
+    assert checks[("graphs", 1)] == "differs from token 1 (invalid)"
+    assert checks[("compiled", 1)] == "identical over 30 tokens" and checks[("eager", 1)] is None
+    assert checks[("graphs", 16)] == "identical over 30 tokens"  # each batch size has its own check
+    unchecked = tables.fast_decode_table([_bench_record("fp16", [])])
+    assert set(unchecked.loc[unchecked["mode"] != "eager", "token_check"]) == {"not checked"}
     late = tables.token_check(_bench_record("fp16", [{"mode": "graphs", "new_tokens": 30, "identical": False,
                                                        "first_difference_at": 15}]), "graphs")
     assert late == "differs from token 15"

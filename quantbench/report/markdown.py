@@ -97,9 +97,10 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
             parts.append(fmt(pivot.reset_index()))
         fast = tables.fast_decode_table(records)
         if len(fast) and (fast["mode"] != "eager").any():
-            parts.append("## Decode modes at batch 1\n")
-            parts.append("Decode step time (CUDA events between the first and last decode step) and the share of "
-                         "the bandwidth roofline, per mode; `token_check`: the mode's greedy tokens against eager "
+            parts.append("## Decode modes\n")
+            parts.append("Decode step time (CUDA events between the first and last decode step), the share of "
+                         "the bandwidth roofline and the GPU energy per generated token (NVML, the whole call "
+                         "over its new tokens), per mode and batch size; `token_check`: the mode's greedy tokens against eager "
                          "generate (random weights diverge late from rounding; a difference from token 1 on means "
                          "the mode does not compute what eager does, and its timing is not a valid measurement).\n")
             parts.append(fmt(fast))

@@ -10,7 +10,9 @@ KEEP_CELL = ["scenario", "mode", "batch_size", "prompt_len", "new_tokens", "use_
              "median_s", "p25_s", "p75_s", "iqr_over_median", "repeats", "peak_memory_mb",
              "peak_reserved_mb", "prefill_latency_ms", "prefill_ms_per_token", "prefill_tokens_per_s",
              "generate_latency_ms", "decode_ms_per_token", "decode_tokens_per_s",
-             "decode_step_ms", "decode_bytes_per_step_mb", "decode_roofline_pct", "error"]
+             "decode_step_ms", "decode_bytes_per_step_mb", "decode_roofline_pct", "attempts",
+             "spread_above_limit", "energy_j_per_call", "avg_power_w", "energy_j_per_token",
+             "energy_j_per_prompt_token", "energy_error", "error"]
 
 
 def _by_stage(records: list[dict], stage: str) -> list[dict]:
@@ -54,10 +56,11 @@ def benchmark_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def token_check(record: dict, mode: str) -> str | None:
-    """The verdict on a static-cache decoder's greedy tokens against eager generate (batch 1)."""
+def token_check(record: dict, mode: str, batch_size: int = 1) -> str | None:
+    """The verdict on a static-cache decoder's greedy tokens against eager generate at one batch
+    size (records made before checks covered every batch size hold batch 1 only)."""
     for c in record.get("fast_vs_eager", record.get("compiled_vs_eager", [])):
-        if c.get("mode", "compiled") != mode:
+        if c.get("mode", "compiled") != mode or c.get("batch_size", 1) != batch_size:
             continue
         if c.get("error"):
             return "check failed: " + c["error"].splitlines()[0][:80]
@@ -66,26 +69,31 @@ def token_check(record: dict, mode: str) -> str | None:
         at = c.get("first_difference_at")
         # The first decode step already differs: the fast loop does not compute what eager does.
         return f"differs from token {at}" + (" (invalid)" if at is not None and at <= 1 else "")
-    return None
+    return "not checked"
 
 
 def fast_decode_table(records: list[dict]) -> pd.DataFrame:
-    """Batch-1 decode in every mode at its longest generation: step time, roofline, spread, and
-    whether the fast loop's tokens match eager generate."""
+    """Decode in every mode and batch size at its longest generation: step time, roofline, spread,
+    energy, and whether the fast loop's tokens match eager generate."""
     rows = []
     for r in _by_stage(records, "benchmark"):
-        cells = [c for c in r["cells"] if c["scenario"] == "generate" and c["batch_size"] == 1
-                 and c.get("use_cache", True)]
-        for mode in dict.fromkeys(c.get("mode", "eager") for c in cells):
-            mine = [c for c in cells if c.get("mode", "eager") == mode]
+        cells = [c for c in r["cells"] if c["scenario"] == "generate" and c.get("use_cache", True)]
+        for mode, bs in dict.fromkeys((c.get("mode", "eager"), c["batch_size"]) for c in cells):
+            if mode == "eager" and bs != 1:
+                continue  # eager beyond batch 1 is the comparison's grid, in its own table
+            mine = [c for c in cells if c.get("mode", "eager") == mode and c["batch_size"] == bs]
             cell = max(mine, key=lambda c: c["new_tokens"])
-            rows.append({"variant": r["subject"], "kernel": r.get("kernel"), "mode": mode,
+            rows.append({"variant": r["subject"], "kernel": r.get("kernel"), "mode": mode, "batch_size": bs,
                          "new_tokens": cell["new_tokens"], "outcome": cell["outcome"],
                          "decode_step_ms": cell.get("decode_step_ms"),
+                         "decode_tokens_per_s": cell.get("decode_tokens_per_s"),
                          "decode_roofline_pct": cell.get("decode_roofline_pct"),
-                         "iqr_over_median": cell.get("iqr_over_median"),
-                         "token_check": token_check(r, mode) if mode != "eager" else None,
-                         "error": (cell.get("error") or "").splitlines()[0][:80] if cell.get("error") else None})
+                         "iqr_over_median": cell.get("decode_step_iqr_over_median", cell.get("iqr_over_median")),
+                         "energy_j_per_token": cell.get("energy_j_per_token"),
+                         "avg_power_w": cell.get("avg_power_w"),
+                         "token_check": token_check(r, mode, bs) if mode != "eager" else None,
+                         "error": (cell.get("error") or cell.get("energy_error") or "").splitlines()[0][:80]
+                         if cell.get("error") or cell.get("energy_error") else None})
     return pd.DataFrame(rows)
 
 

@@ -30,7 +30,8 @@ out += ["## Prefill (prompt 512)\n",
                 "peak_memory_mb", "peak_reserved_mb"]].sort_values(["batch_size", "variant"]))]
 gen = cells[cells.scenario == "generate"].copy()
 cols = ["variant", "mode", "batch_size", "new_tokens", "use_cache", "decode_ms_per_token", "decode_tokens_per_s",
-        "decode_step_ms", "iqr_over_median", "decode_roofline_pct", "peak_memory_mb", "first_call_s"]
+        "decode_step_ms", "iqr_over_median", "decode_roofline_pct", "energy_j_per_token", "avg_power_w",
+        "attempts", "peak_memory_mb", "first_call_s"]
 out += ["## Generate (prompt 30)\n", md(gen[[c for c in cols if c in gen]].sort_values(
     ["mode", "use_cache", "new_tokens", "batch_size", "variant"]))]
 eager = gen[(gen["mode"] == "eager") & gen.variant.isin(sorted({r["subject"] for r in recs if "+" not in r["subject"]}))]
@@ -44,7 +45,7 @@ prof = [{"variant": r["subject"], **{k: p.get(k) for k in ("mode", "new_tokens",
         for r in recs for p in r.get("profiles", [])]
 out += ["## Profiles (batch 1, one generate call)\n", md(pd.DataFrame(prof), 1)]
 checks = [{"variant": r["subject"], **c} for r in recs for c in r.get("fast_vs_eager", r.get("compiled_vs_eager", []))]
-out += ["## Static-cache decoders against eager generate (greedy tokens, batch 1)\n", md(pd.DataFrame(checks))]
+out += ["## Static-cache decoders against eager generate (greedy tokens, each fast batch size)\n", md(pd.DataFrame(checks))]
 ft = [json.load(open(f)) for f in sorted(glob.glob(f"{root}/records/finetune/*.json"))]
 out += ["## LoRA fine-tuning (batch 4 x 512 tokens)\n", md(pd.DataFrame([
     {"base": r["subject"].removesuffix("+lora"), "kernel": r.get("kernel"),

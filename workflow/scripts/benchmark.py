@@ -74,7 +74,8 @@ logging.info("loaded in %.2f s, weights %.1f MB (%.1f MB read per decode step), 
 vocab = model.config.vocab_size
 avoid = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id) if t is not None}
 common = dict(model=model, vocab_size=vocab, device=ctx.device, warmup=spec["warmup"],
-              repeats=spec["repeats"], seed=ctx.seed, avoid=avoid)
+              repeats=spec["repeats"], seed=ctx.seed, avoid=avoid,
+              retries=spec.get("spread_retries", 0), spread_limit=spec.get("spread_limit", 0.05))
 rows = benchmark.run_prefill(spec=spec["prefill"], **common)
 kv_bytes = 2 if ctx.dtype_name in ("float16", "bfloat16") else 4
 gen = spec["generate"]
@@ -100,12 +101,22 @@ if ctx.device == "cuda" and spec.get("profile", True):
             logging.exception("profile of mode %s failed", mode)
             profiles.append({"mode": mode, "error": f"{type(exc).__name__}: {exc}"[:300]})
 # Last: a failing check can leave the CUDA context unusable (a device-side assert).
+# Every fast cell's batch size is checked; `check_new_tokens` (default: the shortest generation)
+# bounds the cost: the step replayed is the same at any length of one static cache.
+check_n = min(n, gen.get("check_new_tokens") or n)
+references = {}
 for mode, decoder in decoders.items():
-    try:
-        checks.append(benchmark.fast_matches_eager(model, mode, vocab, ctx.device, gen["prompt_len"], n, ctx.seed,
-                                                   avoid, tokenizer.pad_token_id, decoder=decoder))
-    except Exception as exc:  # noqa: BLE001 - recorded: a mode that cannot run here says why
-        checks.append({"mode": mode, "new_tokens": n, "error": f"{type(exc).__name__}: {exc}"[:300]})
+    for bs in benchmark.cell_batch_sizes(gen, mode, max(gen.get("fast_new_tokens") or gen["new_tokens"])):
+        try:
+            if bs not in references:
+                references[bs] = benchmark.eager_reference(model, vocab, ctx.device, gen["prompt_len"], check_n, bs,
+                                                           ctx.seed, avoid, tokenizer.pad_token_id)
+            checks.append(benchmark.fast_matches_eager(model, mode, vocab, ctx.device, gen["prompt_len"], check_n,
+                                                       ctx.seed, avoid, tokenizer.pad_token_id, decoder=decoder,
+                                                       batch=bs, reference=references[bs]))
+        except Exception as exc:  # noqa: BLE001 - recorded: a mode that cannot run here says why
+            checks.append({"mode": mode, "batch_size": bs, "new_tokens": check_n,
+                           "error": f"{type(exc).__name__}: {exc}"[:300]})
 
 rec.record["kernel"] = info["kernel"]
 rec.record["load"] = {**info, **prebuilt}

@@ -1,0 +1,26 @@
+"""The Marlin custom op's schema and fake implementation: what torch.compile traces on the GPU.
+The kernel itself runs only on CUDA (exercised by the H100 runs, whose records carry the token
+check of every compiled cell); here the op must exist and give compile the right output shape."""
+from __future__ import annotations
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from quantbench import traceable_marlin
+
+
+def test_fake_implementation_gives_the_gemm_output_shape_and_dtype():
+    with FakeTensorMode():
+        x = torch.empty(4, 1, 576, dtype=torch.float16)
+        qweight = torch.empty(576 // 16, 1536 * 16 // 8, dtype=torch.int32)
+        none = torch.empty(0, dtype=torch.int32)
+        out = torch.ops.quantbench.gptq_marlin_gemm(x, qweight, torch.empty(9, 1536, dtype=torch.float16),
+                                                    none, none, none, none, None, 0, 1536, 576, True, True)
+    assert tuple(out.shape) == (4, 1, 1536) and out.dtype == torch.float16
+
+
+def test_patch_leaves_a_model_without_marlin_layers_alone():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8))
+    forward = model[0].forward
+    assert traceable_marlin.patch(model, torch.float16) == {"marlin_layers_traceable": 0}
+    assert model[0].forward == forward
