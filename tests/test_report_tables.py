@@ -2,7 +2,7 @@ import pytest
 import pandas as pd
 
 from quantbench.report import tables
-from quantbench.report.plots import pareto_front
+from quantbench.report.pareto import pareto_front
 
 
 def _eval_record(variant, tasks, kl):
@@ -60,3 +60,24 @@ def test_fast_decode_table_marks_token_checks():
     failed = tables.token_check(_bench_record("nf4", [{"mode": "graphs", "error": "AcceleratorError: x\nmore"}]),
                                 "graphs")
     assert failed == "check failed: AcceleratorError: x"
+
+
+def test_pareto_front_steps_only_beyond_the_noise():
+    # b beats a by less than their combined 95% noise, c beats a by more: only c joins the front
+    hw = 1.0
+    noise = (2 * hw * hw) ** 0.5
+    df = pd.DataFrame({"variant": list("abc"), "mb": [1, 2, 3], "hw": [hw] * 3,
+                       "q": [50, 50 + 0.9 * noise, 50 + 1.1 * noise]})
+    assert list(pareto_front(df, "mb", "q", True, "hw").variant) == ["a", "c"]
+    assert list(pareto_front(df, "mb", "q", True).variant) == ["a", "b", "c"]  # no noise: any gain counts
+
+
+def test_markdown_marks_a_delta_inside_the_noise():
+    from quantbench.report.markdown import noise_marked
+
+    q = pd.DataFrame({"variant": ["fp32", "near", "far"], "delta_average_points": [0.0, -0.5, -5.0],
+                      "delta_noise_points": [None, 2.0, 2.0], "within_noise": [None, True, False]})
+    shown = noise_marked(q).set_index("variant")
+    assert shown.loc["near", "delta_average_points"].endswith("≈")
+    assert "≈" not in shown.loc["far", "delta_average_points"]
+    assert shown.loc["fp32", "delta_noise_95"] == "baseline" and "within_noise" not in shown

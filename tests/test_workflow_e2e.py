@@ -36,8 +36,10 @@ def test_every_expected_result_exists(toy_run, exp):
             assert prov["libraries"]["torch"] and prov["seed"] == exp.config["seed"] and prov["started"]
     for base in exp.finetune_bases:
         assert (toy_run / R / "adapters" / f"{base}+lora" / "adapter_config.json").exists()
+    from quantbench.report.figures import FIGURES
+
     for name in ["report.md", "summary.csv", "benchmark.csv", "quality.csv", "quantize.csv", "finetune.csv",
-                 "latency_vs_batch.png", "memory.png", "quality_vs_memory.png", "finetune_loss.png"]:
+                 *(f"{f}.png" for f in FIGURES)]:
         path = toy_run / R / "report" / name
         assert path.exists() and path.stat().st_size > 0, name
     assert not list((toy_run / R).rglob(".tmp-*")), "temporary outputs left behind"

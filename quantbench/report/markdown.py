@@ -8,20 +8,34 @@ from quantbench.report import base_model, tables
 PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu", "seed")
 
 
+def fmt_value(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1e-2 or abs(v) >= 1e5 else f"{v:,.{digits if abs(v) < 10 else 1}f}"
+    return str(v)
+
+
 def fmt(df: pd.DataFrame, digits: int = 3) -> str:
     if df.empty:
         return "_(no rows)_\n"
-
-    def cell(v):
-        if v is None or (isinstance(v, float) and pd.isna(v)):
-            return "–"
-        if isinstance(v, float):
-            return f"{v:.{digits}g}" if abs(v) < 1e-2 or abs(v) >= 1e5 else f"{v:,.{digits if abs(v) < 10 else 1}f}"
-        return str(v)
-
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(fmt_value(v, digits) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+def noise_marked(quality: pd.DataFrame) -> pd.DataFrame:
+    """The quality table as the report shows it: a delta inside the noise of its difference to the
+    baseline carries `≈` (no finding), with the noise beside it; the CSV keeps the raw columns."""
+    # records older than the noise columns leave them empty: no column of dashes
+    shown = quality.dropna(axis=1, how="all")
+    if "within_noise" not in shown:
+        return shown
+    delta = [f"{fmt_value(d)} ≈" if inside is True else fmt_value(d)
+             for d, inside in zip(quality.delta_average_points, quality.within_noise)]
+    shown["delta_average_points"] = delta
+    shown["delta_noise_points"] = [fmt_value(n) if pd.notna(n) else "baseline" for n in quality.delta_noise_points]
+    return shown.drop(columns="within_noise").rename(columns={"delta_noise_points": "delta_noise_95"})
 
 
 def provenance_warnings(records: list[dict]) -> list[str]:
@@ -60,7 +74,7 @@ def recipe_section(summary: pd.DataFrame, quality: pd.DataFrame, recipes: list[d
 
 
 def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[str, str],
-           recipes: list[dict], records: list[dict], plots: dict[str, str], gen_spec: dict) -> str:
+           recipes: list[dict], records: list[dict], plots: list[tuple[str, str, str]], gen_spec: dict) -> str:
     warnings = provenance_warnings(records)
     prov = records[0]["provenance"] if records else {}
     parts = [f"# quantbench report: {title}\n"]
@@ -114,8 +128,10 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
     parts.append(fmt(finetune[[c for c in ft_cols if c in finetune.columns]]) if not finetune.empty else "_(none)_\n")
     parts.append("## Quality\n")
     parts.append("Task scores in points (0-100); `delta_average_points` against the baseline; KL(reference ‖ variant) "
-                 "in nats per token, top-1 agreement and perplexity ratio against each row's `reference`.\n")
-    parts.append(fmt(quality))
+                 "in nats per token, top-1 agreement and perplexity ratio against each row's `reference`."
+                 + (" `≈` marks a delta inside `delta_noise_95`, the 95% noise of its difference to the baseline: "
+                    "no finding." if "within_noise" in quality else "") + "\n")
+    parts.append(fmt(noise_marked(quality)))
     parts.append("## The recipe: QLoRA on bitsandbytes, merge, re-quantize with GPTQ\n")
     parts.append(recipe_section(summary, quality, recipes))
     if not quant.empty:
@@ -123,5 +139,5 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
         qcols = ["variant", "backend", "bits_per_weight", "quantize_s", "size_on_disk_mb"]
         parts.append(fmt(quant[[c for c in qcols if c in quant.columns]]))
     parts.append("## Figures\n")
-    parts += [f"![{name}]({path})\n" for name, path in plots.items()]
+    parts += [f"![{name}]({path})\n\n_{caption}_\n" for name, path, caption in plots]
     return "\n".join(parts)

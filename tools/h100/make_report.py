@@ -1,18 +1,19 @@
 """The workflow's report, rebuilt on any host from records collected off the GPU machine (models
-stay there): the same params the report rule passes, the same script.
+stay there): the same params and records the report rule passes (those that exist), the same script.
 Usage: python tools/h100/make_report.py CONFIG RESULTS_DIR   (RESULTS_DIR holds records/)"""
-import glob
 import json
+import os
 import subprocess
 import sys
 
 import yaml
 
 from quantbench import experiment
-from quantbench.report.params import report_params
+from quantbench.report.params import record_paths, report_params
 
 config_path, root = sys.argv[1], sys.argv[2]
 exp = experiment.build(yaml.safe_load(open(config_path)), cuda_available=True)
-records = sorted(glob.glob(f"{root}/records/*/*.json"))
+# a run cut short leaves some variants without records: report on those it has
+records = [p for p in record_paths(exp, root) if os.path.exists(p)]
 subprocess.run([sys.executable, "workflow/scripts/report.py", "--params", json.dumps(report_params(exp)),
                 "--records", *records, "--out", f"{root}/report"], check=True)

@@ -8,14 +8,15 @@ def report_params():
 
 
 def report_records(wildcards=None):
-    variants = [v.name for v in EXP.variants]
-    quantized = [m for m in EXP.runnable] + [v.name for v in EXP.variants if v.requant]
-    return (expand(f"{R}/records/benchmark/{{v}}.json", v=variants)
-            + (expand(f"{R}/records/evaluate/{{v}}.json", v=variants) if EVALUATE else [])
-            + expand(f"{R}/records/finetune/{{b}}.json", b=EXP.finetune_bases)
-            + expand(f"{R}/records/quantize/{{m}}.json", m=quantized)
-            # where the base came from (the report says what a GGUF-derived base means)
-            + ([f"{R}/records/build/base.json"] if config["model"]["source"] == "gguf" else []))
+    from quantbench.report.params import record_paths
+
+    return record_paths(EXP, R)
+
+
+def report_figures():
+    from quantbench.report.figures import FIGURES
+
+    return FIGURES
 
 
 REPORT = f"{R}/report"
@@ -30,7 +31,7 @@ rule report:
         quantize=f"{REPORT}/quantize.csv",
         finetune=f"{REPORT}/finetune.csv",
         plots=report(
-            expand(f"{REPORT}/{{p}}.png", p=["latency_vs_batch", "memory", "quality_vs_memory", "finetune_loss"]),
+            expand(f"{REPORT}/{{p}}.png", p=report_figures()),
             category="Figures", caption="../report/figure.rst"),
     input:
         records=report_records(),

@@ -1,0 +1,55 @@
+"""Every figure of the report, one question each. `FIGURES` names them (the report rule's outputs
+and report.py both read it); `draw` builds one from the report's tables and returns the figure with
+its caption, which says what is plotted and how its noise is shown."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from quantbench.report import style, tables, variants
+
+
+@dataclass
+class Inputs:
+    records: list[dict]
+    bench: pd.DataFrame
+    quality: pd.DataFrame
+    summary: pd.DataFrame
+    finetune: pd.DataFrame
+    params: dict
+    looks: dict[str, style.Look] = field(init=False)
+
+    def __post_init__(self):
+        self.variants = variants.variant_table(self.records)
+        self.looks = style.looks(self.variants)
+
+    def look(self, variant: str) -> style.Look:
+        return self.looks.get(variant) or style.look("other", None)
+
+
+def inputs(records: list[dict], params: dict) -> Inputs:
+    """The tables the report writes, built the same way report.py builds them."""
+    bench = tables.benchmark_table(records)
+    quality = tables.quality_table(records, params["baseline"])
+    summary = tables.summary_table(bench, quality, params["bits_per_weight"], params["generate"])
+    return Inputs(records, bench, quality, summary, tables.finetune_table(records), params)
+
+
+def _registry():
+    from quantbench.report.figures import finetune, quality, recipe, speed
+    return {"quality_vs_memory": quality.quality_vs_memory,
+            "decode_vs_memory": speed.decode_vs_memory,
+            "throughput_vs_batch": speed.throughput_vs_batch,
+            "memory": speed.memory_per_variant,
+            "finetune_step": finetune.step_time,
+            "finetune_loss": finetune.loss_curves,
+            "recipe_kl": recipe.recipe_kl}
+
+
+FIGURES = list(_registry())
+
+
+def draw(name: str, data: Inputs):
+    """(figure, caption) for one of FIGURES."""
+    return _registry()[name](data)

@@ -1,0 +1,144 @@
+"""Point labels that do not overlap: each label goes to the first of a ring of offsets around its
+point where its box, measured by the renderer, touches no other label, marker, legend or the axes'
+edge. A panel where some label finds no place numbers its points instead and names them in a key
+beside the panel. Call `place` last: it lays the figure out, and the offsets hold only for that
+layout."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from matplotlib.collections import LineCollection
+from matplotlib.legend import Legend
+from matplotlib.lines import Line2D
+from matplotlib.transforms import Bbox
+
+from quantbench.report import style
+
+RADII_PT = (3, 7, 12, 18, 26, 36)   # offsets tried, nearest first
+LEADER_FROM_PT = 12                 # from this offset on a thin line joins label and point
+ANGLES_DEG = (0, 180, 90, 270, 30, 150, 210, 330, 60, 120, 240, 300)
+MARKER_PAD_PX = 4                   # a marker's half-width when nothing else says it
+LINE_PAD_PX = 2                     # half-width of the strip kept free around a line
+
+
+@dataclass
+class Point:
+    x: float
+    y: float
+    name: str
+    look: style.Look
+
+
+def _boxes_overlap(a: Bbox, b: Bbox, pad: float = 1.0) -> bool:
+    return a.x0 < b.x1 + pad and b.x0 < a.x1 + pad and a.y0 < b.y1 + pad and b.y0 < a.y1 + pad
+
+
+def _inside(inner: Bbox, outer: Bbox) -> bool:
+    return inner.x0 >= outer.x0 and inner.x1 <= outer.x1 and inner.y0 >= outer.y0 and inner.y1 <= outer.y1
+
+
+def _marker_box(ax, p: Point) -> Bbox:
+    x, y = ax.transData.transform((p.x, p.y))
+    r = MARKER_PAD_PX * ax.figure.dpi / 72
+    return Bbox.from_extents(x - r, y - r, x + r, y + r)
+
+
+def _paths(ax) -> list:
+    """Every drawn line in display coordinates: lines (fronts, curves) and error bars."""
+    paths = [ax.transData.transform(line.get_xydata()) for line in ax.lines if line.get_visible()]
+    for coll in ax.collections:
+        if isinstance(coll, LineCollection) and coll.get_visible():
+            paths += [ax.transData.transform(seg) for seg in coll.get_segments()]
+    return paths
+
+
+def _line_boxes(ax) -> list[Bbox]:
+    """Small boxes along every drawn line, so that labels keep off them."""
+    boxes, r = [], LINE_PAD_PX
+    for xy in _paths(ax):
+        for (x0, y0), (x1, y1) in zip(xy[:-1], xy[1:]):
+            n = max(int(math.hypot(x1 - x0, y1 - y0) / r), 1)
+            boxes += [Bbox.from_extents(x - r, y - r, x + r, y + r)
+                      for x, y in ((x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(n + 1))]
+    return boxes
+
+
+def _legend_boxes(fig, renderer) -> list[Bbox]:
+    return [lg.get_window_extent(renderer) for lg in fig.findobj(Legend) if lg.get_visible()]
+
+
+def _try(ax, p: Point, text: str, taken: list[Bbox], renderer, lines: list[Bbox] = ()):
+    frame = ax.get_window_extent(renderer)
+    for radius in RADII_PT:
+        for angle in ANGLES_DEG:
+            dx, dy = radius * math.cos(math.radians(angle)), radius * math.sin(math.radians(angle))
+            ha = "left" if dx > 0.5 else "right" if dx < -0.5 else "center"
+            va = "bottom" if dy > 0.5 else "top" if dy < -0.5 else "center"
+            arrow = dict(arrowstyle="-", lw=0.5, color=style.NEUTRAL, shrinkA=0, shrinkB=3) \
+                if radius >= LEADER_FROM_PT else None
+            label = ax.annotate(text, (p.x, p.y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                                fontsize=style.FONT["point"], arrowprops=arrow)
+            label.set_gid("point-label")
+            box = label.get_window_extent(renderer)
+            if _inside(box, frame) and not any(_boxes_overlap(box, t) for t in [*taken, *lines]):
+                taken.append(box)
+                return label
+            label.remove()
+    return None
+
+
+def _place_panel(ax, points: list[Point], texts: list[str], renderer, fixed: list[Bbox]) -> bool:
+    taken = fixed + [_marker_box(ax, p) for p in points]
+    lines = _line_boxes(ax)
+    placed = True
+    for p, text in zip(points, texts):
+        # off the lines where possible; across a line rather than by number
+        if _try(ax, p, text, taken, renderer, lines) is None and _try(ax, p, text, taken, renderer) is None:
+            # no free place: still say which point it is (the overlap test reports it)
+            ax.annotate(text, (p.x, p.y), xytext=(RADII_PT[0], RADII_PT[0]), textcoords="offset points",
+                        fontsize=style.FONT["point"]).set_gid("point-label")
+            placed = False
+    return placed
+
+
+def _clear(ax) -> None:
+    for t in [t for t in ax.texts if t.get_gid() == "point-label"]:
+        t.remove()
+
+
+def _key(fig, numbers: dict[str, int], looks: dict[str, style.Look]) -> None:
+    handles = [Line2D([], [], ls="", marker=looks[name].marker, color=looks[name].color,
+                      markeredgecolor=looks[name].edge, label=f"{n}  {name}") for name, n in numbers.items()]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=style.FONT["legend"], frameon=False,
+               handletextpad=0.3)
+
+
+def _layout(fig):
+    """Lay the figure out once and keep it: offsets measured now must hold when it is saved."""
+    fig.set_layout_engine("constrained")
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    return fig.canvas.get_renderer()
+
+
+def place(fig, panels: list[tuple[object, list[Point]]]) -> None:
+    """Label every panel's points by name; where a name finds no place, number the points of every
+    panel instead (a variant keeps its number across panels) and name them in one key beside the
+    figure."""
+    renderer = _layout(fig)
+    fixed = _legend_boxes(fig, renderer)
+    if all(_place_panel(ax, points, [p.name for p in points], renderer, fixed) for ax, points in panels):
+        return
+    numbers, looks = {}, {}
+    for _, points in panels:
+        for p in points:
+            numbers.setdefault(p.name, len(numbers) + 1)
+            looks.setdefault(p.name, p.look)
+    for ax, _ in panels:
+        _clear(ax)
+    _key(fig, numbers, looks)
+    renderer = _layout(fig)
+    fixed = _legend_boxes(fig, renderer)
+    for ax, points in panels:
+        _place_panel(ax, points, [str(numbers[p.name]) for p in points], renderer, fixed)

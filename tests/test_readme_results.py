@@ -1,0 +1,113 @@
+"""The README's results tables quote committed reports: every number in them must be the number in
+the report's CSV it cites, as rounded for the README, so a README that drifts from its report fails."""
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CITED = re.compile(r"results/([\w.-]+)/report/report\.md")
+NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
+SPEED = re.compile(r"(prefill ms/token|decode tokens/s) bs(\d+)")
+# the README's own words for report columns
+HEADERS = {"bits/weight": "bits_per_weight", "weights (MB)": "weights_memory_mb", "load (s)": "load_s",
+           "peak memory (MB)": "peak_memory_mb", "Δ Average (95% noise)": "delta_average_points",
+           "KL mean (nats)": "kl_mean", "KL p99": "kl_p99", "top-1 agreement": "top1_agreement",
+           "perplexity ratio": "perplexity_ratio"}
+# a quoted number may carry its noise after it, from this column
+NOISE = {"delta_average_points": "delta_noise_points", "prefill_ms_per_token": "iqr_over_median",
+         "decode_tokens_per_s": "iqr_over_median"}
+
+
+def _quoted_tables():
+    """(report folder, header, rows) of every README table in a section that cites a report."""
+    out = []
+    for section in re.split(r"^## ", (ROOT / "README.md").read_text(), flags=re.M):
+        cited = CITED.search(section)
+        if not cited:
+            continue
+        lines = section.splitlines()
+        i = 0
+        while i < len(lines):
+            if lines[i].startswith("| variant |"):
+                block = []
+                while i < len(lines) and lines[i].startswith("|"):
+                    block.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                    i += 1
+                out.append((cited.group(1), block[0], block[2:]))
+            i += 1
+    return out
+
+
+TABLES = _quoted_tables()
+
+
+def _report(name):
+    folder = ROOT / "results" / name / "report"
+    return {t: pd.read_csv(folder / f"{t}.csv") for t in ("summary", "quality", "benchmark")}
+
+
+def _cell_values(report, header, variant):
+    """What the report holds for a README column: the value, then its noise where it has one."""
+    speed = SPEED.fullmatch(header.replace(" (IQR/median)", ""))
+    if speed:
+        b = report["benchmark"]
+        b = b[(b.variant == variant) & (b.batch_size == int(speed.group(2))) & (b.outcome == "ok")]
+        if speed.group(1).startswith("prefill"):
+            row, col = b[b.scenario == "prefill"], "prefill_ms_per_token"
+        else:
+            b = b[(b.scenario == "generate") & b.use_cache & (b["mode"].fillna("eager") == "eager")]
+            row, col = b[b.new_tokens == b.new_tokens.max()], "decode_tokens_per_s"
+        assert len(row) == 1, f"{header} {variant}: {len(row)} benchmark cells"
+        return [row[col].item(), row[NOISE[col]].item()]
+    col = HEADERS.get(header, header)
+    for table in ("quality", "summary"):  # quality first: it holds the noise columns
+        t = report[table]
+        if col in t and variant in set(t.variant):
+            row = t[t.variant == variant].iloc[0]
+            values = [row[col]]
+            noise = NOISE.get(col) or next((c for c in (f"{col}_se", f"{col}_ci95") if c in t), None)
+            if noise and noise in t:
+                noise_value = row[noise]
+                values += [float(x) for x in re.split("–", noise_value)] if isinstance(noise_value, str) \
+                    else [noise_value]
+            return values
+    raise AssertionError(f"README column {header!r} ({variant}) is in no report table")
+
+
+def _matches(quoted: str, value) -> bool:
+    """`quoted` is `value` rounded to the digits it shows."""
+    mantissa, _, exponent = quoted.replace(",", "").partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    tolerance = 0.5 * 10 ** (-decimals + (int(exponent) if exponent else 0))
+    return abs(float(quoted.replace(",", "")) - float(value)) <= tolerance * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("name,header,rows", TABLES, ids=[f"{t[0]}:{t[1][1]}" for t in TABLES])
+def test_readme_table_quotes_its_report(name, header, rows):
+    report = _report(name)
+    wrong = []
+    for row in rows:
+        variant = row[0]
+        for col, cell in zip(header[1:], row[1:]):
+            expected = _cell_values(report, col, variant)
+            numbers = NUMBER.findall(cell)
+            known = [e for e in expected if not (isinstance(e, float) and math.isnan(e))]
+            if not numbers:
+                if cell not in ("–", str(known[0]) if known else "–"):
+                    wrong.append(f"{variant} {col}: README {cell!r}, report {known[0] if known else None!r}")
+                continue
+            # the README may leave a value's noise out, never change a value
+            if len(numbers) > len(known) or not all(_matches(q, e) for q, e in zip(numbers, known)):
+                wrong.append(f"{variant} {col}: README {cell!r}, report {known}")
+            if HEADERS.get(col, col) == "delta_average_points" and "within_noise" in report["quality"]:
+                inside = str(report["quality"].set_index("variant").within_noise.get(variant)) == "True"
+                if inside != ("≈" in cell):
+                    wrong.append(f"{variant} {col}: README {cell!r} but within_noise is {inside}")
+    assert not wrong, "README differs from the report it cites:\n" + "\n".join(wrong)
+
+
+def test_the_readme_quotes_both_committed_reports():
+    assert {t[0] for t in TABLES} >= {"smollm2-135m", "toy-llama"}

@@ -1,0 +1,106 @@
+"""Every figure the report writes, drawn from the committed records: no text overlaps another or a
+legend, and every colour comes from the style module."""
+import itertools
+import shutil
+from pathlib import Path
+
+import matplotlib.colors as mcolors
+import pytest
+import yaml
+from matplotlib.legend import Legend
+from matplotlib.markers import MarkerStyle
+
+from quantbench import experiment
+from quantbench.records import load_records
+from quantbench.report import figures, style
+from quantbench.report.params import record_paths, report_params
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = {"smollm2-135m": "config/smollm2.yaml", "toy-llama": "config/config.yaml"}
+
+
+def _inputs(tmp_path, name):
+    shutil.copytree(ROOT / "results" / name / "records", tmp_path / "records")
+    exp = experiment.build(yaml.safe_load((ROOT / COMMITTED[name]).read_text()), cuda_available=True)
+    paths = [p for p in record_paths(exp, str(tmp_path)) if Path(p).exists()]
+    return figures.inputs(load_records(paths), report_params(exp))
+
+
+@pytest.fixture(scope="module", params=sorted(COMMITTED))
+def committed(request, tmp_path_factory):
+    return _inputs(tmp_path_factory.mktemp(request.param), request.param)
+
+
+def _tick_labels(axis):
+    """The tick labels drawn: those of ticks inside the view (others keep stale positions)."""
+    locs = axis.get_majorticklocs()
+    lo, hi = sorted(axis.get_view_interval())
+    span = (hi - lo) * 1e-9
+    return [label for loc, tick in zip(locs, axis.get_major_ticks(len(locs))) if lo - span <= loc <= hi + span
+            for label in (tick.label1, tick.label2) if label.get_visible()]
+
+
+def _texts(fig, renderer):
+    """(text, box) of every text drawn outside a legend: titles, axis and tick labels, point labels,
+    notes; and (name, box) of every legend."""
+    legends = [lg for lg in fig.findobj(Legend) if lg.get_visible()]
+    candidates = list(fig.texts)
+    for ax in fig.axes:
+        candidates += [ax.title, *ax.texts]
+        if ax.axison:  # an empty panel turns its axes off and says why in a text
+            candidates += [ax.xaxis.label, ax.yaxis.label, *_tick_labels(ax.xaxis), *_tick_labels(ax.yaxis)]
+    shown = [(repr(t.get_text()), t.get_window_extent(renderer)) for t in candidates
+             if t.get_visible() and t.get_text().strip()]
+    return shown, [(f"legend {i}", lg.get_window_extent(renderer)) for i, lg in enumerate(legends)]
+
+
+def _overlap(a, b):
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("name", figures.FIGURES)
+def test_no_text_overlaps_a_text_or_a_legend(committed, name, tmp_path):
+    fig, caption = figures.draw(name, committed)
+    fig.savefig(tmp_path / f"{name}.png", dpi=style.DPI)  # what the report writes, laid out as written
+    renderer = fig.canvas.get_renderer()
+    texts, legends = _texts(fig, renderer)
+    clashes = [(a, b) for (a, ba), (b, bb) in itertools.combinations(texts + legends, 2) if _overlap(ba, bb)]
+    assert not clashes, f"{name}: overlapping {clashes}"
+    assert caption.strip()
+
+
+def _data_colours(fig):
+    """Every colour the figure's data artists use (not the axes' frame, grid or legend)."""
+    seen = set()
+    for ax in fig.axes:
+        for line in ax.lines:
+            # only what is drawn: an error bar's caps are markers without a line, drawn by their edge
+            if line.get_linestyle() not in ("None", ""):
+                seen.add(line.get_color())
+            marker = MarkerStyle(line.get_marker())
+            if line.get_marker() not in ("None", "", None):
+                seen.add(line.get_markeredgecolor())
+                if marker.is_filled():
+                    seen.add(line.get_markerfacecolor())
+        for patch in ax.patches:
+            seen |= {tuple(patch.get_facecolor()), tuple(patch.get_edgecolor())}
+        for coll in ax.collections:
+            seen |= {tuple(c) for c in coll.get_edgecolor()} | {tuple(c) for c in coll.get_facecolor()}
+    return {mcolors.to_hex(c) for c in seen if c != "none" and mcolors.to_rgba(c)[3] > 0}
+
+
+def test_every_figure_takes_its_colours_from_the_style(committed, monkeypatch):
+    # replace the style's colours with ones no library default uses: any other colour in a figure
+    # was chosen outside the style module
+    fake = {f: (f"#{i + 1:02x}{i + 17:02x}{i + 33:02x}", marker, label)
+            for i, (f, (_, marker, label)) in enumerate(style.FAMILIES.items())}
+    monkeypatch.setattr(style, "FAMILIES", fake)
+    monkeypatch.setattr(style, "NEUTRAL", "#0a0b0c")
+    monkeypatch.setattr(style, "FRONT", "#0c0b0a")
+    monkeypatch.setattr(committed, "looks", style.looks(committed.variants))
+    allowed = {style.NEUTRAL, style.FRONT} | {mcolors.to_hex(c) for c, _, _ in fake.values()}
+    allowed |= {mcolors.to_hex(lk.color) for lk in committed.looks.values()}
+    for name in figures.FIGURES:
+        fig, _ = figures.draw(name, committed)
+        stray = _data_colours(fig) - allowed
+        assert not stray, f"{name} draws in colours the style module did not give it: {stray}"
