@@ -96,6 +96,20 @@ def job_resources(rule, uses_model=True):
     return res
 
 
+RESOURCE_SETTINGS = ("gpu_model", "slurm_partition", "slurm_account")
+
+
+def check_resource_keys():
+    """A `resources:` entry names a rule; a misspelt one (quantise) would leave its rule at the
+    defaults without a word. Called once every rule is defined."""
+    rules = sorted({r.name for r in workflow.rules} | {"default"})
+    bad = [f"resources.{k}: not a rule of this workflow;{experiment.did_you_mean(k, rules)} "
+           f"allowed: {', '.join(rules)} (or a setting: {', '.join(RESOURCE_SETTINGS)})"
+           for k in RESOURCES if k not in rules and k not in RESOURCE_SETTINGS]
+    if bad:
+        raise WorkflowError(str(experiment.ConfigError(bad)))
+
+
 def alternation(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
@@ -171,10 +185,7 @@ EVALUATE = bool(config.get("evaluate"))
 
 
 def get_final_output():
-    variants = [v.name for v in EXP.variants]
-    out = expand(f"{R}/records/benchmark/{{v}}.json", v=variants)
-    if EVALUATE:
-        out += expand(f"{R}/records/evaluate/{{v}}.json", v=variants)
-    out += expand(f"{R}/records/finetune/{{b}}.json", b=EXP.finetune_bases)
-    out += [f"{R}/report/report.md"]
-    return out
+    """Every record the report reads is a target of its own: Snakemake takes a missing file whose
+    consumers are up to date for a deleted intermediate and leaves it, so a deleted quantize record
+    would never be made again while the report kept showing it (report_records: report.smk)."""
+    return report_records() + [f"{R}/report/report.md"]
