@@ -18,7 +18,7 @@ if config.get("offline", True):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from quantbench import experiment, package_paths  # noqa: E402
+from quantbench import code_inputs, experiment, package_paths  # noqa: E402
 from quantbench.encoder import checks as encoder_checks  # noqa: E402
 
 
@@ -62,6 +62,19 @@ except WorkflowError:  # a cluster executor sets no --cores: each job has its ow
     CORES = config.get("max_threads", 8)
 MAX_THREADS = min(CORES, config.get("max_threads", 8))
 RESOURCES = config.get("resources") or {}
+
+
+def library(script, *backends):
+    """The quantbench files a job of workflow/scripts/<script> runs, and those of the backends it
+    loads by name: inputs, so that editing the library reruns exactly the jobs that run the edited
+    code (and what depends on them). Relative to the working directory, like SCRIPTS."""
+    files = code_inputs.modules(f"{workflow.basedir}/workflow/scripts/{script}", workflow.basedir,
+                                tuple(sorted(set(backends))))
+    return [os.path.relpath(f) for f in files]
+
+
+def serving_backend(variant):
+    return EXP.serving_method(experiment.parse_variant(variant)).backend
 
 
 def conda_env(backend):

@@ -35,6 +35,7 @@ rule report:
     input:
         records=report_records(),
         script=f"{SCRIPTS}/report.py",
+        lib=library("report.py"),
     params:
         spec=report_params(),
     resources:
