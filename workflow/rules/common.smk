@@ -116,7 +116,7 @@ def check_resource_keys():
     """A `resources:` entry names a rule; a misspelt one (quantise) would leave its rule at the
     defaults without a word. Called once every rule is defined."""
     rules = sorted({r.name for r in workflow.rules} | {"default"})
-    bad = [f"resources.{k}: not a rule of this workflow;{experiment.did_you_mean(k, rules)} "
+    bad = [f"resources.{k}: not one of the workflow's rules;{experiment.did_you_mean(k, rules)} "
            f"allowed: {', '.join(rules)} (or a setting: {', '.join(RESOURCE_SETTINGS)})"
            for k in RESOURCES if k not in rules and k not in RESOURCE_SETTINGS]
     if bad:
