@@ -1,8 +1,22 @@
 # quantbench: which quantization scheme, for inference and for adapter fine-tuning, measured.
 # Every box is a rule and every arrow a file; see README.md and workflow/rules/*.smk.
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+
+# A config file that Snakemake could read may still name a key twice (YAML keeps the last one);
+# the embedded default is read here, so its syntax is checked here too (run.sh checks --configfile
+# files before Snakemake parses them).
+sys.path.insert(0, workflow.basedir)
+from quantbench import config_file, experiment  # noqa: E402
+
+try:
+    config_file.check(workflow.overwrite_configfiles or ["config/config.yaml"])
+except experiment.ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 
 # The embedded default, unless --configfile names another setup (Snakemake would otherwise merge
@@ -55,6 +69,8 @@ else:
     include: "workflow/rules/benchmark.smk"
     include: "workflow/rules/evaluate.smk"
     include: "workflow/rules/report.smk"
+
+    check_resource_keys()
 
 
     rule all:

@@ -10,6 +10,7 @@ from that entry through this module. A *variant* is a model the workflow produce
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -24,6 +25,9 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / 
 # GPTQ solves for each layer from the Hessian of its calibration activations: with a handful of
 # texts that estimate is too poor to mean anything. Also the schema's minimum of calibration_samples.
 MIN_CALIBRATION_SAMPLES = 8
+# results/<model>/models/base is the full-precision model every method starts from: a method of that
+# name would be a second rule writing the same folder.
+RESERVED_METHOD_NAMES = ("base",)
 FINETUNE_REQUIRED = ("steps", "batch_size", "seq_len", "learning_rate", "lora")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 VARIANT_RE = re.compile(r"^(?P<base>[^+]+)(?P<lora>\+lora)?(?:\+merge-(?P<merge>fp|dequant))?(?:\+(?P<requant>[^+]+))?$")
@@ -178,7 +182,7 @@ def _check_params(key: str, backend: str, entry: dict, errors: list[str]) -> dic
     params = {**mod.DEFAULTS, **{k: v for k, v in entry.items() if k != "backend"}}
     for k, v in params.items():
         if k not in mod.SPEC:
-            errors.append(f"{key}.{k}: unknown parameter for backend {backend!r}; "
+            errors.append(f"{key}.{k}: unknown parameter for backend {backend!r};{did_you_mean(k, mod.SPEC)} "
                           f"allowed: {', '.join(mod.SPEC)}")
             continue
         allowed = mod.SPEC[k]
@@ -205,6 +209,15 @@ def _show(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def did_you_mean(name, allowed) -> str:
+    """' did you mean 'rank'?' for a near miss among allowed names, else ''."""
+    allowed = [str(a) for a in allowed]
+    # difflib misses abbreviations (`rank` for `r`): a name that starts with an allowed one is close too.
+    close = (difflib.get_close_matches(str(name), allowed, n=1)
+             or [a for a in allowed if str(name).startswith(a) or a.startswith(str(name))][:1])
+    return f" did you mean {close[0]!r}?" if close else ""
+
+
 def dotted(path) -> str:
     """A config location as the user writes it: `benchmark.prefill.batch_sizes[0]`."""
     out = ""
@@ -222,7 +235,7 @@ def _schema_message(err) -> list[str]:
         return [f"{join(key, k)}: missing; required in {where}" for k in val if isinstance(inst, dict) and k not in inst]
     if kind == "additionalProperties" and isinstance(inst, dict):
         allowed = list(schema.get("properties", {}))
-        return [f"{join(key, k)}: unknown key; allowed in {where}: {', '.join(allowed)}"
+        return [f"{join(key, k)}: unknown key;{did_you_mean(k, allowed)} allowed in {where}: {', '.join(allowed)}"
                 for k in inst if k not in allowed]
     if kind == "type":
         types = [val] if isinstance(val, str) else val
@@ -275,6 +288,14 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
         errors.append("methods: at least one method is required")
     for name, entry in entries.items():
         key = f"methods.{name}"
+        if not isinstance(name, str):  # YAML reads `8:` as a number
+            errors.append(f"{key}: {name!r} is a number, not a name; allowed: a name of lower-case letters, digits, "
+                          f"'-', '_' and '.' (quote it, '{name}', or start it with a letter)")
+            continue
+        if name in RESERVED_METHOD_NAMES:
+            errors.append(f"{key}: {name!r} is reserved (results/<model>/models/{name} is the unquantized model every "
+                          f"method starts from); allowed: any other name, e.g. {name}-fp32")
+            continue
         if not NAME_RE.match(name) or "+" in name:
             errors.append(f"{key}: method names use lower-case letters, digits, '-', '_' and '.'")
             continue
@@ -291,6 +312,10 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
                 allowed = get_backend("gptq").KERNELS[params["kernel"]][1]
                 errors.append(f"{key}.bits: {params['bits']} is not supported by GPTQ kernel {params['kernel']!r}; "
                               f"allowed: {', '.join(map(str, allowed))} (or another kernel)")
+            damp = params.get("damp_percent")
+            if isinstance(damp, float) and not 0 < damp < 1:  # GPTQModel's QuantizeConfig raises otherwise
+                errors.append(f"{key}.damp_percent: {damp} is out of range; allowed: 0 < damp_percent < 1 "
+                              "(a fraction of the Hessian's mean diagonal)")
             g = params["group_size"]
             if g != -1 and g <= 0:
                 errors.append(f"{key}.group_size: {g} must be a positive divisor of the layer widths or -1")
@@ -355,6 +380,13 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
                           "v_proj, o_proj, gate_proj, up_proj, down_proj] (PEFT's 'all-linear' misses GPTQ layers)")
 
     errors += _model_errors(config)
+    errors += _source_key_errors(config)
+    if not errors:
+        facts = model_facts(config, basedir or ".", workdir)
+        errors += _context_errors(config, facts)
+        errors += _lora_target_errors(config, methods, facts, notes)
+        errors += _suite_dataset_errors(config)
+        errors += _calibration_size_errors(config)
     if workdir is not None:
         uses_gptq = any(m.backend == "gptq" for n, m in methods.items() if n not in skipped)
         needs = {"calibration": uses_gptq, "finetune": bool(ft.get("bases") or recipes),
@@ -552,23 +584,8 @@ def model_dims(config: dict, basedir: str = ".", workdir: str | None = None) -> 
     if model.get("source") == "gguf":
         info = _gguf_info(model.get("path"), workdir)
         return info.layer_widths if info else None
-    path = model.get("architecture") if model.get("source") == "random" else model.get("path")
-    if not isinstance(path, str) or not path:
-        return None
-    found = _resolve(path, basedir, *([workdir] if workdir else []))
-    if found is None and model.get("source") == "pretrained" and HUB_ID_RE.match(path):
-        cached = _hub_cached(path)
-        found = Path(cached) if cached else None
-    if found is None:
-        return None
-    if found.is_dir():
-        found = found / "config.json"
-    if not found.is_file():
-        return None
-    try:
-        with open(found) as f:
-            arch = json.load(f)
-    except (OSError, json.JSONDecodeError):
+    arch, _ = _model_config_json(config, basedir, workdir)
+    if arch is None:
         return None
     return [d for d in (arch.get("hidden_size"), arch.get("intermediate_size")) if isinstance(d, int)] or None
 
@@ -612,13 +629,6 @@ def _packaged_source_errors(config: dict, workdir: str) -> list[str]:
         if isinstance(found, Exception):
             errors.append(f"model.path: {found}; allowed: a GGUF file of one of the architectures transformers "
                           "loads (source gguf)")
-        else:
-            ctx = found.context_length
-            for key, value in (("data.calibration_seq_len", (config.get("data") or {}).get("calibration_seq_len")),
-                               ("evaluate.distribution_window", (config.get("evaluate") or {}).get("distribution_window"))):
-                if isinstance(ctx, int) and isinstance(value, int) and value > ctx:
-                    errors.append(f"{key}: {value} is longer than the model's context ({ctx} tokens, from "
-                                  f"{model['path']}); allowed: at most {ctx}")
     data = config.get("data") or {}
     if data.get("source") == "wordnet":
         where = (data.get("wordnet") or {}).get("path", WORDNET_DEFAULT)
@@ -635,3 +645,196 @@ def _packaged_source_errors(config: dict, workdir: str) -> list[str]:
                 errors.append(f"data.{kind}: given while data.source is 'wordnet', which writes its own; "
                               "remove it, or set data.source: files")
     return errors
+
+
+# --- what the model and the data can hold: context length, LoRA layer names, datasets offline ------
+
+# Linear layers PEFT can wrap, by model_type, as `parent.name` inside one decoder layer (lm_head
+# sits at the top). Architectures not listed are noted, not checked.
+_LLAMA_LAYERS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                 "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+LORA_LAYERS = {"llama": _LLAMA_LAYERS, "mistral": _LLAMA_LAYERS, "qwen2": _LLAMA_LAYERS, "qwen3": _LLAMA_LAYERS}
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What validation reads about the model without loading it; None where unknown."""
+    model_type: str | None
+    context: int | None  # max_position_embeddings: positions the model was built for
+    where: str           # where these were read, for messages
+
+
+def _model_config_json(config: dict, basedir: str, workdir: str | None) -> tuple[dict | None, str]:
+    """The config.json of a random architecture or a pretrained model (local, or in the hub cache)."""
+    model = config.get("model") or {}
+    path = model.get("architecture") if model.get("source") == "random" else model.get("path")
+    if model.get("source") not in ("random", "pretrained") or not isinstance(path, str) or not path:
+        return None, ""
+    found = _resolve(path, basedir, *([workdir] if workdir else []))
+    if found is None and model.get("source") == "pretrained" and HUB_ID_RE.match(path):
+        cached = _hub_cached(path)
+        found = Path(cached) if cached else None
+    if found is not None and found.is_dir():
+        found = found / "config.json"
+    if found is None or not found.is_file():
+        return None, path
+    try:
+        with open(found) as f:
+            return json.load(f), path
+    except (OSError, json.JSONDecodeError):
+        return None, path
+
+
+def model_facts(config: dict, basedir: str = ".", workdir: str | None = None) -> ModelFacts:
+    model = config.get("model") or {}
+    source = model.get("source")
+    if source == "toy":  # quantbench/toy/model.py builds a LlamaForCausalLM from model.toy
+        return ModelFacts("llama", (model.get("toy") or {}).get("max_position_embeddings"), "model.toy")
+    if source == "gguf":
+        info = _gguf_info(model.get("path"), workdir)
+        return ModelFacts(info.architecture, info.context_length, model["path"]) if info else ModelFacts(None, None, "")
+    arch, where = _model_config_json(config, basedir, workdir)
+    if arch is None:
+        return ModelFacts(None, None, where)
+    ctx = next((arch[k] for k in ("max_position_embeddings", "n_positions", "max_sequence_length")
+                if isinstance(arch.get(k), int)), None)
+    return ModelFacts(arch.get("model_type"), ctx, where)
+
+
+def _source_key_errors(config: dict) -> list[str]:
+    """Keys the chosen source ignores (the user believes they are used), and sources that do not fit."""
+    model, data = config.get("model") or {}, config.get("data") or {}
+    errors = []
+    if model.get("source") == "toy":
+        for key, other in (("path", "pretrained or gguf"), ("architecture", "random")):
+            if key in model:
+                errors.append(f"model.{key}: given while model.source is 'toy', which builds its own model; "
+                              f"remove it, or set model.source: {other}")
+    data_source = data.get("source", "toy")
+    if data_source == "toy":
+        for kind in ("calibration", "finetune", "heldout"):
+            if data.get(kind) is not None:
+                errors.append(f"data.{kind}: given while data.source is 'toy', which writes its own; "
+                              "remove it, or set data.source: files")
+        if model.get("source") in ("pretrained", "gguf") and model.get("kind", "causal-lm") == "causal-lm":
+            errors.append(f"data.source: 'toy' is built only with a toy or random model (model.source is "
+                          f"{model['source']!r}); allowed with this model: files, wordnet")
+    return errors
+
+
+def _sequence_lengths(config: dict) -> list[tuple[str, int, str]]:
+    """(key, tokens in one sequence, how they add up) for every sequence a job feeds the model."""
+    data, ft, ev = config.get("data") or {}, config.get("finetune") or {}, config.get("evaluate") or {}
+    bench, toy = config.get("benchmark") or {}, (config.get("model") or {}).get("toy") or {}
+    out = [("data.calibration_seq_len", data.get("calibration_seq_len"), ""),
+           ("finetune.seq_len", ft.get("seq_len"), ""),
+           ("evaluate.distribution_window", ev.get("distribution_window"), ""),
+           ("evaluate.max_length", ev.get("max_length"), ""),
+           ("model.toy.train_seq_len", toy.get("train_seq_len"), ""),
+           ("benchmark.prefill.prompt_len", (bench.get("prefill") or {}).get("prompt_len"), "")]
+    gen = bench.get("generate") or {}
+    prompt = gen.get("prompt_len")
+    if isinstance(prompt, int):
+        lists = [("new_tokens", gen.get("new_tokens")), ("fast_new_tokens", gen.get("fast_new_tokens"))]
+        lists += [(f"batch_sizes_at[{i}].new_tokens", [b.get("new_tokens")])
+                  for i, b in enumerate(gen.get("batch_sizes_at") or [])]
+        for name, values in lists:
+            for i, n in enumerate(values or []):
+                if isinstance(n, int):
+                    key = f"benchmark.generate.{name}" + ("" if name.startswith("batch_sizes_at") else f"[{i}]")
+                    out.append((key, prompt + n, f" (prompt_len {prompt} + {n} new tokens)"))
+    return [(k, v, how) for k, v, how in out if isinstance(v, int) and not isinstance(v, bool)]
+
+
+def _context_errors(config: dict, facts: ModelFacts) -> list[str]:
+    ctx = facts.context
+    if not isinstance(ctx, int):
+        return []
+    return [f"{key}: {value}{how} is longer than the model's context ({ctx} tokens, max_position_embeddings "
+            f"from {facts.where}); allowed: at most {ctx}"
+            for key, value, how in _sequence_lengths(config) if value > ctx]
+
+
+def _lora_target_errors(config: dict, methods: dict[str, Method], facts: ModelFacts, notes: list[str]) -> list[str]:
+    """target_modules as PEFT matches them: a list entry names a module or a dotted suffix of its name;
+    a string is a regular expression over whole module names, or 'all-linear'."""
+    ft = config.get("finetune") or {}
+    targets = (ft.get("lora") or {}).get("target_modules")
+    bases = set(ft.get("bases") or []) | {r.get("finetune_on") for r in config.get("recipes") or []}
+    if targets is None or not bases:
+        return []
+    key = "finetune.lora.target_modules"
+    gptq = sorted(b for b in bases if b in methods and methods[b].backend == "gptq")
+    layers = LORA_LAYERS.get(facts.model_type)
+    example = f"[{', '.join(n.split('.')[-1] for n in layers or _LLAMA_LAYERS)}]"
+    if isinstance(targets, str) and targets.lower() == "all-linear":
+        if gptq:
+            return [f"{key}: 'all-linear' finds no layer to train on the GPTQ base(s) {', '.join(gptq)}: PEFT takes "
+                    "torch.nn.Linear layers only, GPTQ's quantized layers are not, and it leaves out lm_head; "
+                    f"allowed: the layer names, e.g. {example}"]
+        return []
+    if layers is None:
+        why = (f"model_type {facts.model_type!r} is not one of {', '.join(LORA_LAYERS)}" if facts.model_type
+               else "the model's config is not readable here")
+        notes.append(f"{key}: cannot be checked before the run ({why}); PEFT stops the fine-tune job "
+                     "if no module matches")
+        return []
+    # One decoder layer's full names stand for all of them.
+    names = [f"model.layers.0.{n}" for n in layers] + ["lm_head"]
+    short = [n.split(".")[-1] for n in layers] + ["lm_head"]
+    if isinstance(targets, str):
+        try:
+            hit = any(re.fullmatch(targets, n) for n in names)
+        except re.error as err:
+            return [f"{key}: {targets!r} is not a regular expression ({err}); allowed: a list of layer names, "
+                    f"e.g. {example}"]
+        return [] if hit else [f"{key}: {targets!r} matches no module name of the model (a string is a regular "
+                               f"expression over whole names such as {names[0]!r}); allowed: a list, e.g. {example}"]
+    errors = []
+    for i, t in enumerate(targets):
+        if not any(n == t or n.endswith(f".{t}") for n in names):
+            errors.append(f"{key}[{i}]: {t!r} is not a layer of this {facts.model_type} model;"
+                          f"{did_you_mean(t, short)} allowed: {', '.join(short)}")
+    return errors
+
+
+def _hf_cache_dirs() -> list[Path]:
+    """Where an offline run finds Hugging Face datasets: the hub's file cache and datasets' own."""
+    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    hub = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or home / "hub"
+    return [Path(hub), Path(os.environ.get("HF_DATASETS_CACHE") or home / "datasets")]
+
+
+def dataset_cached(repo_id: str) -> bool:
+    hub, processed = _hf_cache_dirs()
+    return ((hub / f"datasets--{repo_id.replace('/', '--')}").is_dir()
+            or (processed / repo_id.replace("/", "___")).is_dir())
+
+
+def _suite_dataset_errors(config: dict) -> list[str]:
+    from quantbench import suites
+
+    ev = config.get("evaluate") or {}
+    name = ev.get("suite", "toy")
+    if not ev or not config.get("offline", True) or name not in suites.SUITES:
+        return []
+    missing = [f"{e['dataset']} ({e['task']})" for e in suites.suite(name)
+               if e.get("dataset") and not dataset_cached(e["dataset"])]
+    if not missing:
+        return []
+    local = [s for s, es in suites.SUITES.items() if all(e.get("local") for e in es)]
+    return [f"evaluate.suite: {name!r} reads Hugging Face datasets that are not in this machine's cache "
+            f"({', '.join(str(d) for d in _hf_cache_dirs())}) while offline is true: {', '.join(missing)}; "
+            f"allowed offline: {', '.join(local)} (local data), or download them first, or set offline: false"]
+
+
+def _calibration_size_errors(config: dict) -> list[str]:
+    """calibration_samples beyond the texts the toy data holds (a file's rows are counted with the files)."""
+    from quantbench.toy.data import CALIBRATION_TEXTS
+
+    data = config.get("data") or {}
+    wanted = data.get("calibration_samples")
+    if data.get("source", "toy") != "toy" or not isinstance(wanted, int) or wanted <= CALIBRATION_TEXTS:
+        return []
+    return [f"data.calibration_samples: {wanted} is more than the {CALIBRATION_TEXTS} calibration texts the toy "
+            f"data holds; allowed: at most {CALIBRATION_TEXTS}"]

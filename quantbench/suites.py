@@ -2,26 +2,28 @@
 reports on the Open LLM Leaderboard (v1: Beeching et al. 2023; v2: Fourrier et al. 2024)."""
 from __future__ import annotations
 
-# task, few-shot count, metric key as lm-eval writes it (metric,filter), higher is better
+# task, few-shot count, metric key as lm-eval writes it (metric,filter), higher is better; `dataset`:
+# the Hugging Face dataset lm-eval reads it from (its task YAML's dataset_path), which an offline run
+# finds only in the local cache; `local`: built from the run's own data files instead.
 SUITES: dict[str, list[dict]] = {
     "leaderboard-v1": [
-        {"task": "arc_challenge", "num_fewshot": 25, "metric": "acc_norm,none"},
-        {"task": "hellaswag", "num_fewshot": 10, "metric": "acc_norm,none"},
-        {"task": "mmlu", "num_fewshot": 5, "metric": "acc,none"},
-        {"task": "truthfulqa_mc2", "num_fewshot": 0, "metric": "acc,none"},
-        {"task": "winogrande", "num_fewshot": 5, "metric": "acc,none"},
-        {"task": "gsm8k", "num_fewshot": 5, "metric": "exact_match,strict-match"},
+        {"task": "arc_challenge", "num_fewshot": 25, "metric": "acc_norm,none", "dataset": "allenai/ai2_arc"},
+        {"task": "hellaswag", "num_fewshot": 10, "metric": "acc_norm,none", "dataset": "Rowan/hellaswag"},
+        {"task": "mmlu", "num_fewshot": 5, "metric": "acc,none", "dataset": "cais/mmlu"},
+        {"task": "truthfulqa_mc2", "num_fewshot": 0, "metric": "acc,none", "dataset": "truthfulqa/truthful_qa"},
+        {"task": "winogrande", "num_fewshot": 5, "metric": "acc,none", "dataset": "allenai/winogrande"},
+        {"task": "gsm8k", "num_fewshot": 5, "metric": "exact_match,strict-match", "dataset": "openai/gsm8k"},
     ],
     "leaderboard-v2": [
-        {"task": "leaderboard_ifeval", "num_fewshot": 0, "metric": "prompt_level_strict_acc,none"},
-        {"task": "leaderboard_bbh", "num_fewshot": 3, "metric": "acc_norm,none"},
-        {"task": "leaderboard_math_hard", "num_fewshot": 4, "metric": "exact_match,none"},
-        {"task": "leaderboard_gpqa", "num_fewshot": 0, "metric": "acc_norm,none"},
-        {"task": "leaderboard_musr", "num_fewshot": 0, "metric": "acc_norm,none"},
-        {"task": "leaderboard_mmlu_pro", "num_fewshot": 5, "metric": "acc,none"},
+        {"task": "leaderboard_ifeval", "num_fewshot": 0, "metric": "prompt_level_strict_acc,none", "dataset": "wis-k/instruction-following-eval"},
+        {"task": "leaderboard_bbh", "num_fewshot": 3, "metric": "acc_norm,none", "dataset": "SaylorTwift/bbh"},
+        {"task": "leaderboard_math_hard", "num_fewshot": 4, "metric": "exact_match,none", "dataset": "DigitalLearningGmbH/MATH-lighteval"},
+        {"task": "leaderboard_gpqa", "num_fewshot": 0, "metric": "acc_norm,none", "dataset": "Idavidrein/gpqa"},
+        {"task": "leaderboard_musr", "num_fewshot": 0, "metric": "acc_norm,none", "dataset": "TAUR-Lab/MuSR"},
+        {"task": "leaderboard_mmlu_pro", "num_fewshot": 5, "metric": "acc,none", "dataset": "TIGER-Lab/MMLU-Pro"},
     ],
     "perplexity": [
-        {"task": "wikitext", "num_fewshot": 0, "metric": "word_perplexity,none", "higher_is_better": False},
+        {"task": "wikitext", "num_fewshot": 0, "metric": "word_perplexity,none", "dataset": "EleutherAI/wikitext_document_level", "higher_is_better": False},
     ],
     # The toy default's local tasks: the same code path as a real model (few-shot multiple choice
     # and a rolling perplexity task), on files the build_toy_data rule writes.

@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Snakemake parses --configfile files before the workflow starts, naming neither file nor line on a
+# syntax error: check them first, one line per problem.
+.venv/bin/python -m quantbench.config_file "$@"
 .venv/bin/snakemake --cores all "$@"
 # The real model is one flag away; say so when the default has run (not after a dry run or another setup).
 case " $* " in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -57,9 +58,11 @@ PAIRS = [{"instruction": f"q{i}", "response": f"a{i}"} for i in range(32)]
 
 
 def _pretrained(files: list[str] | None, path: str = "local-model"):
-    """model.source: pretrained with a local folder holding only `files` (None: no folder)."""
+    """model.source: pretrained with a local folder holding only `files` (None: no folder), and data
+    from files (the toy data is built only for toy and random models)."""
     def mutate(cfg, tmp):
         cfg["model"] = {"name": "local", "source": "pretrained", "path": path}
+        _files_source(calibration=TEXTS, finetune=PAIRS, heldout=TEXTS)(cfg, tmp)
         if files is not None:
             (tmp / path).mkdir()
             for f in files:
@@ -155,6 +158,38 @@ CASES = {
                                     ["data.finetune", "'finetune.jsonl'", "no rows with instruction/response pairs"]),
     "dataset without path": (_both(_files_source(calibration=TEXTS, finetune=PAIRS, heldout=TEXTS),
                                    _set("data.heldout", {"name": "wikitext-2-raw-v1"})), ["data.heldout.path", "missing"]),
+    # what a job would have failed on (issue 12)
+    "damp_percent above 1": (_set("methods.gptq-8bit-g32.damp_percent", 1.5),
+                             ["methods.gptq-8bit-g32.damp_percent", "1.5", "allowed: 0 < damp_percent < 1"]),
+    "damp_percent zero": (_set("methods.gptq-8bit-g32.damp_percent", 0.0),
+                          ["methods.gptq-8bit-g32.damp_percent", "0.0", "allowed: 0 < damp_percent < 1"]),
+    "lora target misspelt": (_set("finetune.lora.target_modules", ["qproj"]),
+                             ["finetune.lora.target_modules[0]", "'qproj'", "did you mean 'q_proj'", "allowed: q_proj"]),
+    "lora target regex matches nothing": (_set("finetune.lora.target_modules", ".*attn_q"),
+                                          ["finetune.lora.target_modules", "'.*attn_q'", "matches no module"]),
+    "all-linear on a GPTQ base": (_set("finetune.lora.target_modules", "all-linear"),
+                                  ["finetune.lora.target_modules", "'all-linear'", "gptq-4bit-g32", "allowed: the layer names"]),
+    "calibration longer than the context": (_set("data.calibration_seq_len", 4096),
+                                            ["data.calibration_seq_len", "4096", "max_position_embeddings", "at most"]),
+    "generation longer than the context": (_set("benchmark.generate.new_tokens[1]", 1000),
+                                           ["benchmark.generate.new_tokens[1]", "+ 1000 new tokens", "at most"]),
+    "more calibration samples than the toy data": (_set("data.calibration_samples", 10**12),
+                                                   ["data.calibration_samples", str(10**12), "at most"]),
+    "misspelt lora key": (_set("finetune.lora.rank", 4), ["finetune.lora.rank", "unknown key", "did you mean 'r'"]),
+    "misspelt generate key": (_set("benchmark.generate.use_cahce", [True]),
+                              ["benchmark.generate.use_cahce", "unknown key", "did you mean 'use_cache'"]),
+    "misspelt prefill key": (_set("benchmark.prefill.batch_size", 1),
+                             ["benchmark.prefill.batch_size", "unknown key", "did you mean 'batch_sizes'"]),
+    "model path with the toy source": (_set("model.path", "some/model"), ["model.path", "model.source is 'toy'", "remove it"]),
+    "calibration file with toy data": (_set("data.calibration", "calib.jsonl"),
+                                       ["data.calibration", "data.source is 'toy'", "data.source: files"]),
+    "method named base": (_set("methods.base", {"backend": "bnb", "bits": 8}), ["methods.base", "'base' is reserved"]),
+    # YAML reads an unquoted `8:` as the number 8
+    "numeric method name": (lambda cfg, tmp: cfg["methods"].update({8: {"backend": "bnb", "bits": 8}}),
+                            ["methods.8", "is a number", "quote it"]),
+    "toy data with a real model": (_both(_pretrained(["config.json", "model.safetensors", "tokenizer.json"]),
+                                         _set("data", {"source": "toy"})),
+                                   ["data.source", "'toy'", "'pretrained'", "allowed with this model: files, wordnet"]),
 }
 
 
@@ -274,3 +309,74 @@ def test_policy_error_from_a_command_line_override(tmp_path):
     proc = snakemake(work, "-n", "--configfile", "bad.yaml", "--config", "unsupported_methods=error",
                      check=False, timeout=300)
     _assert_stopped_before_any_job(proc, work, "methods.gptq-marlin: GPTQ kernel 'marlin' runs on CUDA only")
+
+
+# --- datasets an offline run cannot fetch, config files as files, rules named in resources ----------
+
+def test_offline_suite_needs_its_datasets_in_the_cache(tmp_path, monkeypatch):
+    from quantbench.suites import suite
+
+    hub, processed = tmp_path / "hub", tmp_path / "datasets"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(processed))
+    config = copy.deepcopy(DEFAULT)
+    config["evaluate"]["suite"] = "leaderboard-v1"
+    errors = _errors(config, tmp_path)
+    wanted = [e["dataset"] for e in suite("leaderboard-v1")]
+    assert len(errors) == 1 and errors[0].startswith("evaluate.suite: 'leaderboard-v1'"), errors
+    assert all(d in errors[0] for d in wanted) and "allowed offline: toy, wordnet" in errors[0]
+    # In either cache (the hub's files, or datasets' own processed copy) the suite is accepted.
+    for i, d in enumerate(wanted):
+        root, name = (hub, f"datasets--{d.replace('/', '--')}") if i % 2 else (processed, d.replace("/", "___"))
+        (root / name).mkdir(parents=True)
+    experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    experiment.load({**config, "offline": False}, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+
+
+FILE_CASES = {
+    "missing": (None, "does not exist"),
+    "yaml syntax": (b"model: {name: x\n  bad: [\n", ", line 2, column 6: not valid YAML"),
+    "not utf-8": (b"model:\n  name: caf\xe9\n", ", line 2: byte 0xe9 is not UTF-8"),
+    "not a mapping": (b"- a\n- b\n", "the file holds list"),
+    "duplicate method": (b"methods:\n  a: {backend: none}\n  b: {backend: none}\n  a: {backend: bnb}\n",
+                         ", line 4: key 'methods.a' is given twice (first at line 2)"),
+}
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_config_file_problem_names_file_and_line(case, tmp_path):
+    """What scripts/run.sh runs before Snakemake parses --configfile."""
+    import subprocess
+    import sys
+
+    content, expected = FILE_CASES[case]
+    if content is not None:
+        (tmp_path / "bad.yaml").write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "quantbench.config_file", "-n", "--configfile", "bad.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "invalid config:" and len(lines) == 2, proc.stderr
+    assert lines[1].startswith("  - bad.yaml") and expected in lines[1], lines[1]
+
+
+def test_run_sh_checks_config_files_before_snakemake():
+    script = (ROOT / "scripts/run.sh").read_text()
+    assert script.index("-m quantbench.config_file \"$@\"") < script.index(".venv/bin/snakemake")
+
+
+def test_duplicate_key_stops_a_dry_run(tmp_path):
+    work = _bad_project(tmp_path, lambda cfg, tmp: None)
+    text = (work / "bad.yaml").read_text()
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.strip().startswith("bnb-int8:"))
+    (work / "bad.yaml").write_text(text.replace("methods:\n", "methods:\n  bnb-int8: {backend: bnb, bits: 4}\n", 1))
+    proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False, timeout=300)
+    _assert_stopped_before_any_job(proc, work, f"{work / 'bad.yaml'}, line {line + 1}: key 'methods.bnb-int8' is "
+                                   "given twice (first at line")
+
+
+def test_misspelt_resources_rule_stops_a_dry_run(tmp_path):
+    work = _bad_project(tmp_path, _set("resources", {"quantise": {"mem_mb": 8000}}))
+    proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False, timeout=300)
+    _assert_stopped_before_any_job(proc, work, "resources.quantise: not one of the workflow's rules; did you mean "
+                                   "'quantize'? allowed: benchmark")

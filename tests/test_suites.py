@@ -46,3 +46,22 @@ def test_toy_tasks_load_from_local_files(tmp_path):
 def test_unknown_suite_names_the_allowed_ones():
     with pytest.raises(ValueError, match="allowed: leaderboard-v1"):
         suite("leaderboard-v3")
+
+
+def _dataset_paths(registry, name: str) -> set[str]:
+    """dataset_path of a task, or of every task under a group or tag."""
+    entry = registry._entry(name)
+    cfg = (entry.cfg if entry is not None else None) or {}
+    if not cfg.get("dataset_path") and not cfg.get("task"):  # a tag: the tasks that carry it
+        members = [n for n, e in registry.task_index.items() if name in (e.tags or ()) and n != name]
+        return set().union(*(_dataset_paths(registry, m) for m in members))
+    if cfg.get("dataset_path"):
+        return {cfg["dataset_path"]}
+    subtasks = [t for t in cfg.get("task", []) if isinstance(t, str)] if isinstance(cfg.get("task"), list) else []
+    return set().union(*(_dataset_paths(registry, t) for t in subtasks))
+
+
+@pytest.mark.parametrize("entry", [e for es in SUITES.values() for e in es if not e.get("local")],
+                         ids=lambda e: e["task"])
+def test_dataset_offline_validation_looks_for_is_the_one_lm_eval_reads(registry, entry):
+    assert _dataset_paths(registry, entry["task"]) == {entry["dataset"]}

@@ -124,3 +124,46 @@ def test_quality_table_reads_like_the_leaderboard(toy_run):
     for metric, worse in (("kl_mean", max), ("kl_p99", max), ("top1_agreement", min), ("perplexity_ratio", max)):
         values = {b: dist.loc[f"gptq-{b}bit-g32", metric] for b in (2, 4, 8)}
         assert worse(values.values()) == values[2], (metric, values)
+
+
+def _copy_of_run(toy_run, tmp_path) -> Path:
+    """A copy of the finished toy run (code, results, Snakemake's metadata) to change things in."""
+    work = copy_project(tmp_path)
+    shutil.copytree(toy_run / "results", work / "results", symlinks=True)
+    shutil.copytree(toy_run / ".snakemake", work / ".snakemake", symlinks=True,
+                    ignore=shutil.ignore_patterns("locks", "incomplete"))
+    return work
+
+
+def _rerun_wildcards(output: str) -> set[str]:
+    return set(re.findall(r"wildcards: (\S+)", output))
+
+
+def test_a_deleted_record_is_made_again(toy_run, tmp_path):
+    work = _copy_of_run(toy_run, tmp_path)
+    (work / R / "records/quantize/bnb-int8.json").unlink()
+    out = snakemake(work, "-n").stdout
+    # The quantize job writes the model with its record: that method's measurements follow, nothing else.
+    assert _jobs_in_dry_run(out) == {"quantize": 1, "benchmark": 1, "evaluate": 1, "report": 1, "all": 1}, out
+    assert _rerun_wildcards(out) == {"method=bnb-int8", "variant=bnb-int8"}, out
+
+
+def test_a_backend_edit_reruns_the_jobs_that_load_it(toy_run, tmp_path, exp):
+    work = _copy_of_run(toy_run, tmp_path)
+    with open(work / "quantbench/backends/gptq.py", "a") as f:
+        f.write("# edited\n")
+    out = snakemake(work, "-n").stdout
+    gptq = {m for m in exp.runnable if exp.methods[m].backend == "gptq"}
+    served = {v.name for v in exp.variants if exp.serving_method(v).backend == "gptq"}
+    assert _jobs_in_dry_run(out)["quantize"] == len(gptq), out
+    assert {f"method={m}" for m in gptq} <= _rerun_wildcards(out)
+    assert {w.removeprefix("variant=") for w in _rerun_wildcards(out) if w.startswith("variant=")} == served, out
+    assert "reference_logprobs" not in _jobs_in_dry_run(out)  # the references are not served by GPTQ
+
+
+def test_a_report_edit_reruns_only_the_report(toy_run, tmp_path):
+    work = _copy_of_run(toy_run, tmp_path)
+    with open(work / "quantbench/report/tables.py", "a") as f:
+        f.write("# edited\n")
+    out = snakemake(work, "-n").stdout
+    assert _jobs_in_dry_run(out) == {"report": 1, "all": 1}, out

@@ -21,6 +21,10 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+# GPTQ calibrates on at most this many texts of the toy data (validation checks data.calibration_samples).
+CALIBRATION_TEXTS = 256
+
+
 def build(out_dir: str | Path, seed: int, n_corpus_docs: int = 6000) -> None:
     countries = world.make_countries(seed)
     s = {name: seed * 100 + offset for name, offset in FILES.items()}
@@ -28,7 +32,7 @@ def build(out_dir: str | Path, seed: int, n_corpus_docs: int = 6000) -> None:
         _write_jsonl(tmp / "corpus.jsonl",
                      [{"text": t} for t in world.documents(countries, s["corpus"], n_corpus_docs)])
         _write_jsonl(tmp / "calibration.jsonl",
-                     [{"text": t} for t in world.documents(countries, s["calibration"], 256)])
+                     [{"text": t} for t in world.documents(countries, s["calibration"], CALIBRATION_TEXTS)])
         _write_jsonl(tmp / "heldout.jsonl",
                      [{"text": t} for t in world.documents(countries, s["heldout"], 128)])
         _write_jsonl(tmp / "finetune.jsonl", world.instruction_pairs(countries, s["finetune"], 400))

@@ -7,6 +7,7 @@ rule benchmark:
     input:
         unpack(variant_inputs),
         script=f"{SCRIPTS}/benchmark.py",
+        lib=lambda w: library("benchmark.py", serving_backend(w.variant)),
     params:
         spec=lambda w: job_params(w.variant, benchmark=config["benchmark"]),
         adapter=adapter_arg,

@@ -18,7 +18,7 @@ if config.get("offline", True):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from quantbench import experiment, package_paths  # noqa: E402
+from quantbench import code_inputs, experiment, package_paths  # noqa: E402
 from quantbench.encoder import checks as encoder_checks  # noqa: E402
 
 
@@ -64,6 +64,19 @@ MAX_THREADS = min(CORES, config.get("max_threads", 8))
 RESOURCES = config.get("resources") or {}
 
 
+def library(script, *backends):
+    """The quantbench files a job of workflow/scripts/<script> runs, and those of the backends it
+    loads by name: inputs, so that editing the library reruns exactly the jobs that run the edited
+    code (and what depends on them). Relative to the working directory, like SCRIPTS."""
+    files = code_inputs.modules(f"{workflow.basedir}/workflow/scripts/{script}", workflow.basedir,
+                                tuple(sorted(set(backends))))
+    return [os.path.relpath(f) for f in files]
+
+
+def serving_backend(variant):
+    return EXP.serving_method(experiment.parse_variant(variant)).backend
+
+
 def conda_env(backend):
     """One conda env per backend for --software-deployment-method conda (envs/*.yaml)."""
     return os.path.join(workflow.basedir, "envs", f"{backend}.yaml")
@@ -94,6 +107,20 @@ def job_resources(rule, uses_model=True):
         if value:
             res[key] = value
     return res
+
+
+RESOURCE_SETTINGS = ("gpu_model", "slurm_partition", "slurm_account")
+
+
+def check_resource_keys():
+    """A `resources:` entry names a rule; a misspelt one (quantise) would leave its rule at the
+    defaults without a word. Called once every rule is defined."""
+    rules = sorted({r.name for r in workflow.rules} | {"default"})
+    bad = [f"resources.{k}: not one of the workflow's rules;{experiment.did_you_mean(k, rules)} "
+           f"allowed: {', '.join(rules)} (or a setting: {', '.join(RESOURCE_SETTINGS)})"
+           for k in RESOURCES if k not in rules and k not in RESOURCE_SETTINGS]
+    if bad:
+        raise WorkflowError(str(experiment.ConfigError(bad)))
 
 
 def alternation(names):
@@ -171,10 +198,7 @@ EVALUATE = bool(config.get("evaluate"))
 
 
 def get_final_output():
-    variants = [v.name for v in EXP.variants]
-    out = expand(f"{R}/records/benchmark/{{v}}.json", v=variants)
-    if EVALUATE:
-        out += expand(f"{R}/records/evaluate/{{v}}.json", v=variants)
-    out += expand(f"{R}/records/finetune/{{b}}.json", b=EXP.finetune_bases)
-    out += [f"{R}/report/report.md"]
-    return out
+    """Every record the report reads is a target of its own: Snakemake takes a missing file whose
+    consumers are up to date for a deleted intermediate and leaves it, so a deleted quantize record
+    would never be made again while the report kept showing it (report_records: report.smk)."""
+    return report_records() + [f"{R}/report/report.md"]

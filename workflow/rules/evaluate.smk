@@ -18,6 +18,7 @@ rule reference_logprobs:
         unpack(variant_inputs),
         data=data_input("heldout"),
         script=f"{SCRIPTS}/reference_logprobs.py",
+        lib=lambda w: library("reference_logprobs.py", serving_backend(w.variant)),
     params:
         spec=lambda w: evaluate_params(w.variant),
         adapter=adapter_arg,
@@ -42,6 +43,7 @@ rule evaluate:
         reference=lambda w: f"{R}/reference/{EXP.reference(experiment.parse_variant(w.variant))}.pt",
         data=data_input("heldout"),
         script=f"{SCRIPTS}/evaluate.py",
+        lib=lambda w: library("evaluate.py", serving_backend(w.variant)),
     params:
         spec=lambda w: evaluate_params(w.variant),
         adapter=adapter_arg,

@@ -9,6 +9,7 @@ rule finetune:
         model=f"{R}/models/{{base}}",
         data=data_input("finetune"),
         script=f"{SCRIPTS}/finetune.py",
+        lib=lambda w: library("finetune.py", EXP.methods[w.base].backend),
     params:
         spec=lambda w: job_params(f"{w.base}+lora", finetune=config["finetune"],
                                   dataset=dataset_spec("finetune")),

@@ -10,6 +10,7 @@ rule build_gguf_base:
         # an installed package's file is named by package in the config; the job gets its real path
         gguf=GGUF_FILE,
         script=f"{SCRIPTS}/build_gguf_base.py",
+        lib=library("build_gguf_base.py"),
     params:
         spec=job_params("base", model={"source": "gguf", "path": config["model"]["path"]}),
     threads: MAX_THREADS

@@ -10,6 +10,7 @@ rule merge:
         fp_base=f"{R}/models/{EXP.baseline}",
         quantized_base=f"{R}/models/{{base}}",
         script=f"{SCRIPTS}/merge.py",
+        lib=lambda w: library("merge.py", EXP.methods[w.base].backend, BASELINE.backend),
     params:
         spec=lambda w: job_params(f"{w.base}+lora+merge-{w.kind}", kind=w.kind,
                                   baseline=method_entry(EXP.baseline)),

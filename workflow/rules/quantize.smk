@@ -37,6 +37,7 @@ rule quantize:
         base=base_model_input,
         data=data_input("calibration"),
         script=f"{SCRIPTS}/quantize.py",
+        lib=lambda w: library("quantize.py", EXP.methods[w.method].backend),
     params:
         spec=lambda w: quantize_spec(w.method, w.method),
         src=base_model(),
@@ -62,6 +63,7 @@ rule reuse_checkpoint:
         model=lambda w: f"{R}/models/{EXP.checkpoint_of(w.method)}",
         record=lambda w: f"{R}/records/quantize/{EXP.checkpoint_of(w.method)}.json",
         script=f"{SCRIPTS}/reuse_checkpoint.py",
+        lib=library("reuse_checkpoint.py"),
     params:
         spec=lambda w: quantize_spec(w.method, w.method),
     resources:
@@ -83,6 +85,7 @@ rule requantize:
         merged=f"{R}/models/{{base}}+lora+merge-{{kind}}",
         data=data_input("calibration"),
         script=f"{SCRIPTS}/quantize.py",
+        lib=lambda w: library("quantize.py", EXP.methods[w.method].backend),
     params:
         spec=lambda w: quantize_spec(f"{w.base}+lora+merge-{w.kind}+{w.method}", w.method),
         calibration=lambda w: calibration_arg(w.method),

@@ -8,6 +8,7 @@ rule build_corpus:
         directory(f"{R}/data"),
     input:
         script=f"{SCRIPTS}/build_toy_data.py",
+        lib=library("build_toy_data.py"),
     params:
         spec=job_params("data"),
     resources:
@@ -29,6 +30,7 @@ rule build_random_model:
         architecture=os.path.relpath(os.path.join(workflow.basedir, config["model"]["architecture"])),
         data=f"{R}/data",
         script=f"{SCRIPTS}/build_random_model.py",
+        lib=library("build_random_model.py"),
     params:
         spec=job_params("base", random_weights=True,
                         model={k: config["model"].get(k) for k in ("architecture", "num_hidden_layers")}),

@@ -36,6 +36,7 @@ rule report:
     input:
         records=report_records(),
         script=f"{SCRIPTS}/report.py",
+        lib=library("report.py"),
     params:
         spec=report_params(),
     resources:

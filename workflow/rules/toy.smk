@@ -6,6 +6,7 @@ rule build_toy_data:
         directory(f"{R}/data"),
     input:
         script=f"{SCRIPTS}/build_toy_data.py",
+        lib=library("build_toy_data.py"),
     params:
         spec=job_params("data"),
     resources:
@@ -25,6 +26,7 @@ rule build_toy_model:
     input:
         data=f"{R}/data",
         script=f"{SCRIPTS}/build_toy_model.py",
+        lib=library("build_toy_model.py"),
     params:
         spec=job_params("base", toy=config["model"].get("toy", {})),
     threads: MAX_THREADS

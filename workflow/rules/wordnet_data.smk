@@ -9,6 +9,7 @@ rule build_wordnet_data:
         # the tokenizer decides which words are single tokens (the tasks' choices)
         model=base_model_input(),
         script=f"{SCRIPTS}/build_wordnet_data.py",
+        lib=library("build_wordnet_data.py"),
     params:
         spec=job_params("data", wordnet=config["data"].get("wordnet", {})),
         wordnet=WORDNET_DIR,
