@@ -19,16 +19,14 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFL
 export GPTQMODEL_TORCH_EXTENSIONS_DIR=$PWD/.kcache/gptqmodel TORCH_CUDA_ARCH_LIST=9.0
 export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor
 
-collect() {  # records, reports and logs of every results folder, small enough to come back
-  for d in results/*/; do
-    name=$(basename "$d"); [ -d "results/$name/records" ] || continue
-    case $name in toy-llama|reference) continue ;; esac  # committed results, not this run's
+collect() {  # this run's records, reports and logs, small enough to come back (at most 8 files)
+  for name in $(cat "$RUN/names" 2>/dev/null); do
+    [ -d "results/$name/records" ] || continue
     tar czf "$OUT/$name.tgz" --exclude="results/$name/models" --exclude="results/$name/adapters" \
         --exclude="results/$name/data" --exclude="results/$name/reference" "results/$name" 2>/dev/null
   done
-  cp "$RUN"/*.log "$RUN"/*.txt "$RUN"/*.csv "$OUT"/ 2>/dev/null; rm -f "$OUT/runner.log"
-  gzip -f "$OUT"/snakemake-*.log 2>/dev/null
-  df -h . /tmp > "$OUT/disk.txt" 2>&1
+  df -h . /tmp > "$RUN/disk.txt" 2>&1
+  ( cd "$RUN" && tar czf "$OUT/logs.tgz" --exclude=runner.log *.log *.txt *.csv 2>/dev/null )
   ls -la "$OUT"
 }
 
@@ -64,6 +62,9 @@ PY
   cat "$RUN/gpu.csv" "$RUN/versions.txt"
   rm -rf .snakemake/locks "$RUN/done"
   export KERNELS_WAIT="${KERNELS-marlin_fp16 exllamav2}"
+  for arg in "$@"; do  # the runs whose results come back
+    python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "${arg%%:*}"
+  done > "$RUN/names"
   # The whole run in its own session: it goes on between device calls.
   setsid bash -c '
     # Phase 1, beside the kernel builds: base models and quantized checkpoints (no timing depends on them).
