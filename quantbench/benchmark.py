@@ -253,20 +253,50 @@ class StaticDecoder:
         return torch.cat(tokens, dim=1), step_s
 
 
+class _Messages(logging.Handler):
+    """Keeps the distinct first lines of the warnings a library logger emits."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        line = record.getMessage().splitlines()[0][:300]
+        if line not in self.lines:
+            self.lines.append(line)
+
+
 class CompiledDecoder(StaticDecoder):
     """The decode step torch.compile'd with mode="reduce-overhead": inductor fuses the small ops
     and replays the result as CUDA graphs. GPTQModel's Marlin GEMM is declared a custom op first
     (quantbench.traceable_marlin) so it no longer breaks the graph; kernels still opaque to dynamo
     (bitsandbytes int8's outlier search, exllama_v2's handle) break it into pieces, each with its
-    own guards."""
+    own guards. Why inductor left a step without CUDA graphs, and how often dynamo compiled, go
+    into every row: a compiled cell far slower than the captured one is otherwise unexplained."""
+
+    _SKIP_LOGGER = "torch._inductor.cudagraph_utils.__cudagraphs"
 
     def __init__(self, model, max_cache_len: int):
         from quantbench import traceable_marlin
 
         super().__init__(model, max_cache_len)
-        self.info = traceable_marlin.patch(model, model.dtype)
+        self._patched = traceable_marlin.patch(model, model.dtype)
+        self._skips = _Messages()
+        logging.getLogger(self._SKIP_LOGGER).addHandler(self._skips)
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         self._compiled = torch.compile(self._step, mode="reduce-overhead", fullgraph=False, dynamic=False)
+
+    @property
+    def info(self) -> dict:
+        from torch._dynamo.utils import counters
+
+        return {**self._patched, "cudagraph_skips": list(self._skips.lines),
+                "dynamo_unique_graphs": counters["stats"].get("unique_graphs", 0),
+                "dynamo_graph_breaks": sum(counters["graph_break"].values())}
+
+    @info.setter
+    def info(self, value):  # StaticDecoder's default; this decoder reports its own
+        pass
 
     def step(self, tok, pos, cache):
         torch.compiler.cudagraph_mark_step_begin()
