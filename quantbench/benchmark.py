@@ -13,8 +13,11 @@ Definitions (all per cell, medians over `repeats` timed runs after `warmup` unti
 - modes: eager (generate with its default dynamic KV cache), static (generate with a static KV
   cache, compilation off: what the cache alone changes), compiled (a greedy loop over a static
   cache whose decode step is torch.compile'd with mode="reduce-overhead", i.e. replayed as a CUDA
-  graph; torch.compiler.cudagraph_mark_step_begin() between steps). Static and compiled cells need
-  the KV cache and run at `fast_batch_sizes`.
+  graph; torch.compiler.cudagraph_mark_step_begin() between steps), graphs (the eager step captured
+  whole into one CUDA graph per batch size by us) and fused (inductor's fused step, compiled without
+  CUDA graphs of its own, captured into one CUDA graph per batch size by us: fusion and a single
+  replay with no cudagraph-tree rules in between). Static-cache cells need the KV cache and run at
+  `fast_batch_sizes`.
 - roofline: a decode step must read every weight once (not the input embedding table: a step
   gathers one row of it) and the KV cache once, so
   decode_roofline_pct = bytes_per_step / decode_step_s / copy_bandwidth, with the KV cache at its
@@ -34,8 +37,8 @@ from tqdm import tqdm
 from quantbench import energy, memory, timing
 
 log = logging.getLogger(__name__)
-MODES = ("eager", "static", "compiled", "graphs")
-DECODER_MODES = ("compiled", "graphs")  # our own loop over a static cache
+MODES = ("eager", "static", "compiled", "graphs", "fused")
+DECODER_MODES = ("compiled", "graphs", "fused")  # our own loop over a static cache
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -340,7 +343,26 @@ class GraphDecoder(StaticDecoder):
         return static_out
 
 
-DECODERS = {"compiled": CompiledDecoder, "graphs": GraphDecoder}
+class FusedDecoder(GraphDecoder):
+    """inductor's fused decode step (torch.compile, default mode: no CUDA graphs of its own)
+    captured into one CUDA graph per batch size by GraphDecoder: the fusion of the compiled mode
+    without depending on whether cudagraph trees accept the step. GPTQModel's Marlin GEMM is a
+    custom op (quantbench.traceable_marlin), so the compiled step has no break at it. The capture's
+    warm-up runs on a side stream and compiles there; capture starts once compilation is done."""
+
+    def __init__(self, model, max_cache_len: int):
+        from quantbench import traceable_marlin
+
+        super().__init__(model, max_cache_len)
+        self.info = traceable_marlin.patch(model, model.dtype)
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        self._fused = torch.compile(super()._step, mode="default", fullgraph=False, dynamic=False)
+
+    def _step(self, tok, pos, cache):
+        return self._fused(tok, pos, cache)
+
+
+DECODERS = {"compiled": CompiledDecoder, "graphs": GraphDecoder, "fused": FusedDecoder}
 
 
 def _generate_fn(model, mode, ids, mask, new_tokens, use_cache, pad_token_id, prompt_len, decoder):
