@@ -166,9 +166,16 @@ def test_hqq_spec_is_what_hqq_supports():
     assert set(get("hqq").STORED_BITS) == set(Quantizer.SUPPORTED_BITS)
 
 
-def test_hqq_dequantized_base_computes_what_the_quantized_one_does(tiny_model, tmp_path, prompt):
-    out, ctx = _saved("hqq-4bit-g32", tiny_model, tmp_path)
+@pytest.mark.parametrize("name", ["hqq-4bit-g32", "torchao-int8wo"])
+def test_dequantized_base_computes_what_the_quantized_one_does(name, tiny_model, tmp_path, prompt):
+    """merge_into: [dequant] starts from these weights: they must be the quantized model's own."""
+    from hqq.core.quantize import HQQLinear
+    from torchao.utils import TorchAOBaseTensor
+
+    out, ctx = _saved(name, tiny_model, tmp_path)
     quantized = _log_probs(load_model(str(out), ctx)[0], prompt)
-    plain = get("hqq").dequantize(str(out), ctx)
-    assert not any("HQQ" in type(m).__name__ for m in plain.modules())
+    plain = get(CASES[name][0]).dequantize(str(out), ctx)
+    assert not any(isinstance(m, HQQLinear) for m in plain.modules())
+    assert not any(isinstance(p, TorchAOBaseTensor) for p in plain.parameters())
+    # The same weights in float32; only the order of the matmul's rounding differs.
     assert torch.allclose(_log_probs(plain, prompt), quantized, atol=1e-5)
