@@ -177,6 +177,12 @@ class Experiment:
         return self.methods[variant.base]
 
 
+def _untrainable(method: Method) -> str | None:
+    """Why PEFT cannot train LoRA on this method's layers, or None."""
+    why = getattr(get_backend(method.backend), "untrainable", None)
+    return why(method.params) if why else None
+
+
 def _check_params(key: str, backend: str, entry: dict, errors: list[str]) -> dict:
     mod = get_backend(backend)
     params = {**mod.DEFAULTS, **{k: v for k, v in entry.items() if k != "backend"}}
@@ -307,23 +313,11 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
             errors.append(f"{key}.backend: {backend!r} is not a backend; allowed: {', '.join(BACKENDS)}")
             continue
         params = _check_params(key, backend, entry, errors)
-        if backend == "gptq" and not any(e.startswith(key) for e in errors):
-            if get_backend("gptq").kernel_supports(params):
-                allowed = get_backend("gptq").KERNELS[params["kernel"]][1]
-                errors.append(f"{key}.bits: {params['bits']} is not supported by GPTQ kernel {params['kernel']!r}; "
-                              f"allowed: {', '.join(map(str, allowed))} (or another kernel)")
-            damp = params.get("damp_percent")
-            if isinstance(damp, float) and not 0 < damp < 1:  # GPTQModel's QuantizeConfig raises otherwise
-                errors.append(f"{key}.damp_percent: {damp} is out of range; allowed: 0 < damp_percent < 1 "
-                              "(a fraction of the Hessian's mean diagonal)")
-            g = params["group_size"]
-            if g != -1 and g <= 0:
-                errors.append(f"{key}.group_size: {g} must be a positive divisor of the layer widths or -1")
-            elif g > 0 and model_dims:
-                bad = sorted({d for d in model_dims if d % g})
-                if bad:
-                    errors.append(f"{key}.group_size: {g} does not divide the layer width(s) {bad}; "
-                                  f"choose a divisor of {', '.join(map(str, sorted(set(model_dims))))} or -1")
+        # What one parameter alone cannot say (a kernel's bits, a group size against the model's
+        # layer widths): each backend's own rules, once its parameters are individually valid.
+        problems = getattr(get_backend(backend), "problems", None)
+        if problems and not any(e.startswith(key) for e in errors):
+            errors += [f"{key}.{p}" for p in problems(params, model_dims)]
         methods[name] = Method(name, backend, params)
 
     baseline = config.get("baseline")
@@ -344,8 +338,9 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
         why = method.needs_cuda()
         if why:
             if policy == "error":
+                instead = getattr(get_backend(method.backend), "CPU_ALTERNATIVE", "another method")
                 errors.append(f"methods.{name}: {why}, and device is {device!r}; allowed with device cpu: "
-                              f"kernel torch (or set unsupported_methods: skip to record it as skipped)")
+                              f"{instead} (or set unsupported_methods: skip to record it as skipped)")
             else:
                 skipped[name] = why
 
@@ -353,6 +348,9 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
     for i, b in enumerate(ft.get("bases", [])):
         if b not in methods:
             errors.append(f"finetune.bases[{i}]: {b!r} is not a method; allowed: {', '.join(methods)}")
+        elif _untrainable(methods[b]):
+            errors.append(f"finetune.bases[{i}]: {b!r} cannot be fine-tuned: {_untrainable(methods[b])}; allowed: "
+                          f"{', '.join(n for n, m in methods.items() if not _untrainable(m))}")
     recipes = config.get("recipes") or []
     for i, r in enumerate(recipes):
         key = f"recipes[{i}]"
@@ -360,12 +358,16 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
             errors.append(f"{key}.finetune_on: {r.get('finetune_on')!r} is not a method; "
                           f"allowed: {', '.join(methods)}")
             continue
+        if _untrainable(methods[r["finetune_on"]]):
+            errors.append(f"{key}.finetune_on: {r['finetune_on']!r} cannot be fine-tuned: "
+                          f"{_untrainable(methods[r['finetune_on']])}")
         for kind in r.get("merge_into", []):
             if kind not in MERGE_KINDS:
                 errors.append(f"{key}.merge_into: {kind!r}; allowed: {', '.join(MERGE_KINDS)}")
-            elif kind == "dequant" and methods[r["finetune_on"]].backend != "bnb":
-                errors.append(f"{key}.merge_into: 'dequant' needs a bitsandbytes base; "
-                              f"{r['finetune_on']!r} uses backend {methods[r['finetune_on']].backend!r}")
+            elif kind == "dequant" and not hasattr(get_backend(methods[r["finetune_on"]].backend), "dequantize"):
+                able = [b for b in BACKENDS if b != "none" and hasattr(get_backend(b), "dequantize")]
+                errors.append(f"{key}.merge_into: 'dequant' needs a base whose backend can dequantize "
+                              f"({', '.join(able)}); {r['finetune_on']!r} uses backend {methods[r['finetune_on']].backend!r}")
         rq = r.get("requantize")
         if rq is not None and (rq not in methods or methods[rq].backend != "gptq"):
             allowed = [m for m, x in methods.items() if x.backend == "gptq"]

@@ -77,12 +77,38 @@ class PeakMemory:
         return False
 
 
+def storage_tensors(t: torch.Tensor):
+    """The plain tensors that hold a tensor's bytes. A quantized tensor subclass (torchao's
+    Int8Tensor, Int4TilePackedTo4dTensor) reports its logical dtype and no storage of its own
+    (data_ptr 0); its bytes are in the inner tensors it flattens into."""
+    flatten = getattr(t, "__tensor_flatten__", None)
+    if flatten is None:
+        yield t
+        return
+    names, _ = flatten()
+    for name in names:
+        yield from storage_tensors(getattr(t, name))
+
+
+def _weight_tensors(model):
+    yield from model.parameters()
+    yield from model.buffers()
+    for module in model.modules():
+        # HQQ's layers keep each group's scale and zero point in a plain dict, outside
+        # parameters and buffers.
+        meta = getattr(module, "meta", None)
+        if isinstance(meta, dict):
+            yield from (v for v in meta.values() if isinstance(v, torch.Tensor))
+
+
 def model_weights_mb(model) -> float:
-    """Bytes of the model's parameters and buffers: what a decode step reads at least once."""
+    """Bytes of the model's weights (parameters, buffers, quantization scales and zero points):
+    what a decode step reads at least once."""
     seen, total = set(), 0
-    for t in list(model.parameters()) + list(model.buffers()):
-        if t.data_ptr() in seen:
-            continue
-        seen.add(t.data_ptr())
-        total += t.numel() * t.element_size()
+    for outer in _weight_tensors(model):
+        for t in storage_tensors(outer):
+            if t.data_ptr() in seen:
+                continue
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
     return total / 2**20

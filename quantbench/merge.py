@@ -7,15 +7,15 @@ import copy
 
 from peft import PeftModel
 
-from quantbench.backends import bnb
-from quantbench.modelio import RunContext, load_causal_lm
+from quantbench.backends import get as get_backend
+from quantbench.modelio import RunContext, load_causal_lm, read_meta
 
 
 def merged_model(kind: str, adapter: str, fp_base: str, quantized_base: str, ctx: RunContext):
     if kind == "fp":
         base, _ = load_causal_lm(fp_base, ctx.device, ctx.dtype)
     elif kind == "dequant":
-        base = bnb.dequantize(quantized_base, ctx)
+        base = get_backend(read_meta(quantized_base)["backend"]).dequantize(quantized_base, ctx)
     else:
         raise ValueError(f"unknown merge kind {kind!r}; allowed: fp, dequant")
     merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()

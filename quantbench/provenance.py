@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-LIBRARIES = ("torch", "transformers", "bitsandbytes", "gptqmodel", "peft", "accelerate",
+LIBRARIES = ("torch", "transformers", "bitsandbytes", "gptqmodel", "torchao", "hqq", "peft", "accelerate",
              "lm_eval", "datasets", "optimum", "snakemake")
 
 

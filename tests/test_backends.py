@@ -16,7 +16,16 @@ CASES = {
     "bnb-int8": {"bits": 8, "quant_type": "nf4", "double_quant": True, "compute_dtype": "auto"},
     "gptq-4bit": {"bits": 4, "group_size": 32, "desc_act": False, "sym": True, "kernel": "torch",
                   "damp_percent": 0.05},
+    "torchao-int8wo": {"scheme": "int8-weight-only", "group_size": -1},
+    "torchao-int8dyn": {"scheme": "int8-dynamic", "group_size": -1},
+    "hqq-4bit": {"bits": 4, "group_size": 32},
 }
+KERNELS = {"none": "torch-float32", "bnb-nf4": "bnb-nf4-cpu", "bnb-int8": "bnb-int8-cpu", "gptq-4bit": "TorchLinear",
+           "torchao-int8wo": "torchao-int8-weight-only-cpu", "torchao-int8dyn": "torchao-int8-dynamic-cpu",
+           "hqq-4bit": "hqq-pytorch-cpu"}
+# Backends that save through save_pretrained, so config.json names the quantization; hqq writes
+# its own format (config.json + qmodel.pt) and is loaded by its own API.
+SAVES_QUANTIZATION_CONFIG = {"bnb", "gptq", "torchao"}
 
 
 def _quantize(name, params, src, tmp_path):
@@ -38,23 +47,22 @@ def test_quantize_and_load(name, tiny_model, tmp_path):
     with torch.inference_mode():
         logits = model(ids).logits
     assert torch.isfinite(logits).all()
-    expected = {"none": "torch-float32", "bnb-nf4": "bnb-nf4-cpu", "bnb-int8": "bnb-int8-cpu",
-                "gptq-4bit": "TorchLinear"}[name]
-    assert info["kernel"] == expected
+    assert info["kernel"] == KERNELS[name]
     if name != "none":
         base, _, _ = load_model(str(tiny_model), ctx)
         assert model_weights_mb(model) < model_weights_mb(base)
+    if name.split("-")[0] in SAVES_QUANTIZATION_CONFIG:
         assert json.loads((out / "config.json").read_text())["quantization_config"]
 
 
-def test_lora_trains_on_gptq_and_bnb(tiny_model, tmp_path):
+def test_lora_trains_on_every_trainable_backend(tiny_model, tmp_path):
     from quantbench import finetune
 
     params = {"steps": 6, "batch_size": 4, "seq_len": 32, "learning_rate": 5e-3,
               "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
                        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}}
     texts = [f"### Instruction:\nName {i}.\n### Response:\nIt is {i}." for i in range(16)]
-    for name in ("bnb-nf4", "gptq-4bit"):
+    for name in ("bnb-nf4", "gptq-4bit", "torchao-int8wo", "hqq-4bit"):
         out, ctx = _quantize(name, CASES[name], tiny_model, tmp_path)
         model, tokenizer, info = load_model(str(out), ctx, trainable=True)
         peft_model, stats = finetune.train(model, tokenizer, texts, info["backend"], params, "cpu", 0)

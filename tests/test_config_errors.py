@@ -78,6 +78,7 @@ def _both(*mutations):
 
 
 MARLIN = {"backend": "gptq", "bits": 4, "group_size": 32, "kernel": "marlin"}
+TORCHAO_INT4 = {"backend": "torchao", "scheme": "int4-weight-only", "group_size": 64}
 
 # id -> (mutation of the default config, substrings the one message must contain: key, value, allowed)
 CASES = {
@@ -97,6 +98,20 @@ CASES = {
     "group size does not divide": (_set("methods.gptq-8bit-g32.group_size", 48),
                                    ["methods.gptq-8bit-g32.group_size", "48", "[512]", "divisor of 192, 512 or -1"]),
     "group size zero": (_set("methods.gptq-8bit-g32.group_size", 0), ["methods.gptq-8bit-g32.group_size", "0", "or -1"]),
+    "hqq bits": (_set("methods.hqq", {"backend": "hqq", "bits": 7, "group_size": 64}),
+                 ["methods.hqq.bits", "7", "allowed: 1, 1.58, 2, 3, 4, 5, 6, 8"]),
+    "hqq group size does not divide": (_set("methods.hqq", {"backend": "hqq", "bits": 4, "group_size": 96}),
+                                       ["methods.hqq.group_size", "96", "[512]", "divisor of 192, 512 or -1"]),
+    "hqq group size not a multiple of 8": (_set("methods.hqq", {"backend": "hqq", "bits": 4, "group_size": 4}),
+                                           ["methods.hqq.group_size", "4", "multiples of 8"]),
+    "torchao scheme": (_set("methods.torchao", {"backend": "torchao", "scheme": "int4"}),
+                       ["methods.torchao.scheme", "'int4'", "allowed: int8-weight-only, int8-dynamic, int4-weight-only"]),
+    "torchao int8 with groups": (_set("methods.torchao", {"backend": "torchao", "scheme": "int8-dynamic", "group_size": 64}),
+                                 ["methods.torchao.group_size", "64", "'int8-dynamic'", "allowed: -1"]),
+    "torchao int4 group size": (_set("methods.torchao-int4", {**TORCHAO_INT4, "group_size": 96}),
+                                ["methods.torchao-int4.group_size", "96", "allowed: 32, 64, 128, 256"]),
+    "finetune on torchao int4": (_both(_set("methods.torchao-int4", TORCHAO_INT4), _set("finetune.bases[2]", "torchao-int4")),
+                                 ["finetune.bases[2]", "'torchao-int4'", "int8 weights only", "allowed: fp32"]),
     "method name": (_set("methods.Bad+Name", {"backend": "none"}), ["methods.Bad+Name", "lower-case letters"]),
     "missing bits": (_set("methods.bnb-int8", {"backend": "bnb"}), ["methods.bnb-int8.bits", "missing", "allowed: 4, 8"]),
     # references between keys
@@ -108,12 +123,16 @@ CASES = {
     "recipe requantize not gptq": (_set("recipes[0].requantize", "bnb-int8"),
                                    ["recipes[0].requantize", "'bnb-int8'", "allowed: gptq-2bit-g32"]),
     "merge dequant on gptq": (_set("recipes[0]", {"finetune_on": "gptq-4bit-g32", "merge_into": ["dequant"]}),
-                              ["recipes[0].merge_into", "'dequant'", "bitsandbytes base", "'gptq'"]),
+                              ["recipes[0].merge_into", "'dequant'", "can dequantize (bnb, torchao, hqq)", "'gptq'"]),
     "finetune steps missing": (_set("finetune.steps", DELETE), ["finetune.steps", "missing", "finetune.bases"]),
     "lora targets missing": (_set("finetune.lora.target_modules", DELETE), ["finetune.lora.target_modules", "missing", "q_proj"]),
     # hardware
     "cuda-only method, policy error": (_both(_set("methods.gptq-marlin", MARLIN), _set("unsupported_methods", "error")),
                                        ["methods.gptq-marlin", "'marlin' runs on CUDA only", "'cpu'", "unsupported_methods: skip"]),
+    "torchao int4 on the cpu, policy error": (
+        _both(_set("methods.torchao-int4", TORCHAO_INT4), _set("unsupported_methods", "error")),
+        ["methods.torchao-int4", "'int4-weight-only' runs on CUDA only", "'cpu'",
+         "allowed with device cpu: scheme int8-weight-only or int8-dynamic", "unsupported_methods: skip"]),
     "cuda device without cuda": (_set("device", "cuda"), ["device", "'cuda'", "allowed here: cpu", "QUANTBENCH_ASSUME_CUDA"]),
     # schema: types, ranges, enums, unknown and missing keys
     "zero eval batch size": (_set("evaluate.batch_size", 0), ["evaluate.batch_size", "0", "allowed: >= 1"]),

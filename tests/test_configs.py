@@ -40,3 +40,25 @@ def test_leaderboard_config_lists_evaluate_jobs_with_task_names(tmp_path):
         assert [t.strip(' "') for t in tasks.split(",")] == expected
     variants = {re.search(r'"variant": "([^"]+)"', c)[1] for c in commands}
     assert {"fp16", "bnb-nf4", "gptq-4bit-g128", "bnb-nf4+lora+merge-dequant+gptq-4bit-g128"} <= variants
+
+
+# A commented method line, as a config offers it for copying: `#   name: {backend: ..., ...}`
+SAMPLE_METHOD = re.compile(r"^#\s+([a-z0-9][a-z0-9_.-]*):\s+(\{backend:.*\})\s*$")
+
+
+def test_commented_sample_methods_are_valid_where_they_are_offered():
+    """A line a user is told to uncomment passes the same checks as the config's own methods,
+    against that config's model (its layer widths decide which group sizes fit)."""
+    import yaml
+
+    from quantbench import experiment
+
+    text = (ROOT / "config" / "smollm2.yaml").read_text()
+    samples = {m[1]: yaml.safe_load(m[2]) for m in map(SAMPLE_METHOD.match, text.splitlines()) if m}
+    assert {"torchao-int8wo", "torchao-int8dyn", "hqq-4bit-g64", "hqq-2bit-g32"} <= set(samples)
+    config = yaml.safe_load(text)
+    config["methods"].update(samples)
+    dims = experiment.model_dims(config, str(ROOT), str(ROOT))
+    assert dims and set(dims) == {576, 1536}
+    exp = experiment.build(config, cuda_available=False, model_dims=dims)
+    assert set(samples) <= set(exp.runnable)

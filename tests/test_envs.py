@@ -9,7 +9,9 @@ from tests.conftest import ROOT
 
 ENVS = {"bnb": {"torch", "transformers", "bitsandbytes", "peft"},
         "gptq": {"torch", "transformers", "gptqmodel", "optimum", "peft"},
-        "eval": {"lm-eval", "gptqmodel", "bitsandbytes", "datasets"},
+        "torchao": {"torch", "transformers", "torchao", "peft"},
+        "hqq": {"torch", "transformers", "hqq", "peft"},
+        "eval": {"lm-eval", "gptqmodel", "bitsandbytes", "torchao", "hqq", "datasets"},
         "report": {"pandas", "matplotlib"}}
 
 

@@ -6,12 +6,20 @@ needs_cuda(params) -> str | None  why the method cannot run without CUDA, or Non
 bits_per_weight(params) -> float  storage cost of a quantized linear weight
 quantize(src, dst, params, ctx) -> dict   write a loadable model folder at dst
 load(path, params, ctx) -> (model, info)  load a model folder; info names the kernel that runs
+
+Optional:
+DEFAULTS, LOAD_ONLY               parameter defaults; parameters chosen at load time, not stored
+problems(params, model_dims) -> [str]  rules across parameters or against the model's layer
+                                  widths, each message starting with the parameter's name
+CPU_ALTERNATIVE: str              what to choose instead when needs_cuda() stops a CPU run
+untrainable(params) -> str | None why PEFT cannot train LoRA on these layers, or None
+dequantize(path, ctx) -> model    the quantized weights as a plain model (merge into 'dequant')
 """
 from __future__ import annotations
 
 import importlib
 
-BACKENDS = ("none", "bnb", "gptq")
+BACKENDS = ("none", "bnb", "gptq", "torchao", "hqq")
 
 
 def get(name: str):

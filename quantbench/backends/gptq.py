@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from quantbench.backends.groups import group_size_problem
+
 
 # kernel name in the config -> (GPTQModel backend, bits it supports, runs on CPU)
 # Bits per kernel are the kernels' own SUPPORTS_BITS in gptqmodel 7.6.
@@ -19,6 +21,7 @@ SPEC = {"bits": [2, 3, 4, 8], "group_size": int, "desc_act": [True, False], "sym
 # Chosen when the checkpoint is loaded, not stored in it: methods differing only here share one.
 LOAD_ONLY = {"kernel"}
 DEFAULTS = {"group_size": 128, "desc_act": False, "sym": True, "kernel": "torch", "damp_percent": 0.05}
+CPU_ALTERNATIVE = "kernel torch"
 
 
 def _env() -> None:
@@ -37,11 +40,20 @@ def needs_cuda(params: dict) -> str | None:
     return None
 
 
-def kernel_supports(params: dict) -> str | None:
+def problems(params: dict, model_dims: list[int] | None) -> list[str]:
+    out = []
     allowed = KERNELS[params["kernel"]][1]
     if params["bits"] not in allowed:
-        return f"kernel {params['kernel']!r} supports bits {allowed}"
-    return None
+        out.append(f"bits: {params['bits']} is not supported by GPTQ kernel {params['kernel']!r}; "
+                   f"allowed: {', '.join(map(str, allowed))} (or another kernel)")
+    damp = params.get("damp_percent")
+    if isinstance(damp, float) and not 0 < damp < 1:  # GPTQModel's QuantizeConfig raises otherwise
+        out.append(f"damp_percent: {damp} is out of range; allowed: 0 < damp_percent < 1 "
+                   "(a fraction of the Hessian's mean diagonal)")
+    why = group_size_problem(params["group_size"], model_dims)
+    if why:
+        out.append(f"group_size: {why}")
+    return out
 
 
 def bits_per_weight(params: dict) -> float:

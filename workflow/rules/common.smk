@@ -82,14 +82,19 @@ def conda_env(backend):
     return os.path.join(workflow.basedir, "envs", f"{backend}.yaml")
 
 
+def backend_env(backend):
+    """The env of a backend's jobs: its own; the unquantized baseline runs in bitsandbytes' env."""
+    return conda_env("bnb" if backend == "none" else backend)
+
+
 def variant_env(wildcards):
-    """The env that can load a variant: GPTQ's when it is served by GPTQ, else bitsandbytes'."""
+    """The env that can load a variant: that of the backend serving it."""
     v = experiment.parse_variant(wildcards.variant)
-    return conda_env("gptq" if EXP.serving_method(v).backend == "gptq" else "bnb")
+    return backend_env(EXP.serving_method(v).backend)
 
 
 def method_env(wildcards):
-    return conda_env("gptq" if EXP.methods[wildcards.method].backend == "gptq" else "bnb")
+    return backend_env(EXP.methods[wildcards.method].backend)
 
 
 def job_resources(rule, uses_model=True):

@@ -1,4 +1,4 @@
-# LoRA fine-tuning with PEFT on each configured base (QLoRA on bitsandbytes, LoRA on GPTQ).
+# LoRA fine-tuning with PEFT on each configured base (QLoRA on bitsandbytes, LoRA on GPTQ, HQQ, torchao int8).
 
 
 rule finetune:
@@ -18,7 +18,7 @@ rule finetune:
     resources:
         **job_resources("finetune"),
     conda:
-        lambda w: conda_env("gptq" if EXP.methods[w.base].backend == "gptq" else "bnb")
+        lambda w: backend_env(EXP.methods[w.base].backend)
     log:
         f"{R}/logs/finetune/{{base}}.log",
     shell:

@@ -17,7 +17,7 @@ rule merge:
     resources:
         **job_resources("merge"),
     conda:
-        conda_env("bnb")
+        lambda w: backend_env(EXP.methods[w.base].backend)  # 'dequant' loads the base through its backend
     log:
         f"{R}/logs/merge/{{base}}+lora+merge-{{kind}}.log",
     shell:
