@@ -16,6 +16,7 @@ from matplotlib.transforms import Bbox
 from quantbench.report import style
 
 RADII_PT = (3, 7, 12, 18, 26, 36)   # offsets tried, nearest first
+FAR_RADII_PT = (48, 64, 84)         # a crowded panel's last resort, with a leader line
 LEADER_FROM_PT = 12                 # from this offset on a thin line joins label and point
 ANGLES_DEG = (0, 180, 90, 270, 30, 150, 210, 330, 60, 120, 240, 300)
 MARKER_PAD_PX = 4                   # a marker's half-width when nothing else says it
@@ -68,9 +69,9 @@ def _legend_boxes(fig, renderer) -> list[Bbox]:
     return [lg.get_window_extent(renderer) for lg in fig.findobj(Legend) if lg.get_visible()]
 
 
-def _try(ax, p: Point, text: str, taken: list[Bbox], renderer, lines: list[Bbox] = ()):
+def _try(ax, p: Point, text: str, taken: list[Bbox], renderer, lines: list[Bbox] = (), radii=RADII_PT):
     frame = ax.get_window_extent(renderer)
-    for radius in RADII_PT:
+    for radius in radii:
         for angle in ANGLES_DEG:
             dx, dy = radius * math.cos(math.radians(angle)), radius * math.sin(math.radians(angle))
             ha = "left" if dx > 0.5 else "right" if dx < -0.5 else "center"
@@ -94,10 +95,10 @@ def _place_panel(ax, points: list[Point], texts: list[str], renderer, fixed: lis
     placed = True
     for p, text in zip(points, texts):
         # off the lines where possible; across a line rather than by number
-        if _try(ax, p, text, taken, renderer, lines) is None and _try(ax, p, text, taken, renderer) is None:
-            # no free place: still say which point it is (the overlap test reports it)
-            ax.annotate(text, (p.x, p.y), xytext=(RADII_PT[0], RADII_PT[0]), textcoords="offset points",
-                        fontsize=style.FONT["point"]).set_gid("point-label")
+        if _try(ax, p, text, taken, renderer, lines) is None and _try(ax, p, text, taken, renderer) is None \
+                and _try(ax, p, text, taken, renderer, radii=FAR_RADII_PT) is None:
+            # no free place: leave the point unlabelled rather than print over another label (in
+            # the numbered pass its marker and colour still tie it to the key)
             placed = False
     return placed
 
