@@ -212,7 +212,20 @@ class StaticDecoder:
 
         self.model, self.max_cache_len, self.caches = model, max_cache_len, {}
         self._StaticCache = StaticCache
-        self.info: dict = {}  # what the decoder did to the model to make it fast; goes into each row
+        self.patched: dict = {}  # what the decoder did to the model to make it fast
+
+    @property
+    def info(self) -> dict:
+        """What goes into each row this decoder timed."""
+        return self.patched
+
+    def _compile(self, fn, mode: str):
+        """torch.compile with Marlin made traceable first (quantbench.traceable_marlin)."""
+        from quantbench import traceable_marlin
+
+        self.patched = traceable_marlin.patch(self.model, self.model.dtype)
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        return torch.compile(fn, mode=mode, fullgraph=False, dynamic=False)
 
     def _step(self, tok, pos, cache):
         out = self.model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True)
@@ -280,26 +293,18 @@ class CompiledDecoder(StaticDecoder):
     _SKIP_LOGGER = "torch._inductor.cudagraph_utils.__cudagraphs"
 
     def __init__(self, model, max_cache_len: int):
-        from quantbench import traceable_marlin
-
         super().__init__(model, max_cache_len)
-        self._patched = traceable_marlin.patch(model, model.dtype)
         self._skips = _Messages()
         logging.getLogger(self._SKIP_LOGGER).addHandler(self._skips)
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        self._compiled = torch.compile(self._step, mode="reduce-overhead", fullgraph=False, dynamic=False)
+        self._compiled = self._compile(self._step, "reduce-overhead")
 
     @property
     def info(self) -> dict:
         from torch._dynamo.utils import counters
 
-        return {**self._patched, "cudagraph_skips": list(self._skips.lines),
+        return {**self.patched, "cudagraph_skips": list(self._skips.lines),
                 "dynamo_unique_graphs": counters["stats"].get("unique_graphs", 0),
                 "dynamo_graph_breaks": sum(counters["graph_break"].values())}
-
-    @info.setter
-    def info(self, value):  # StaticDecoder's default; this decoder reports its own
-        pass
 
     def step(self, tok, pos, cache):
         torch.compiler.cudagraph_mark_step_begin()
@@ -351,12 +356,8 @@ class FusedDecoder(GraphDecoder):
     warm-up runs on a side stream and compiles there; capture starts once compilation is done."""
 
     def __init__(self, model, max_cache_len: int):
-        from quantbench import traceable_marlin
-
         super().__init__(model, max_cache_len)
-        self.info = traceable_marlin.patch(model, model.dtype)
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        self._fused = torch.compile(super()._step, mode="default", fullgraph=False, dynamic=False)
+        self._fused = self._compile(super()._step, "default")
 
     def _step(self, tok, pos, cache):
         return self._fused(tok, pos, cache)
