@@ -34,10 +34,12 @@ try:
     if schema_problems:
         raise experiment.ConfigError(schema_problems)
     validate(config, "../schemas/config.schema.yaml")
-    EXP = experiment.load(config, cuda_available=_cuda_visible(), workdir=os.getcwd(), basedir=workflow.basedir)
-    kind_problems = encoder_checks.kind_errors(config, os.getcwd())  # e.g. a BERT folder here
+    # The model's kind first: checks that read the model (context length, layer names) would only
+    # report consequences of a BERT folder given here.
+    kind_problems = encoder_checks.kind_errors(config, os.getcwd())
     if kind_problems:
         raise experiment.ConfigError(kind_problems)
+    EXP = experiment.load(config, cuda_available=_cuda_visible(), workdir=os.getcwd(), basedir=workflow.basedir)
 except experiment.ConfigError as err:
     raise WorkflowError(str(err)) from None
 for note in EXP.notes:
