@@ -66,6 +66,8 @@ def decode_weights_mb(model) -> float:
     quantization constants bitsandbytes keeps outside them (4-bit absmax and nested constants,
     int8 row scales), minus the input embedding table (a step gathers one row of it; a tied
     output head reads it whole, so a tied table stays counted)."""
+    if hasattr(model, "decode_weights_mb"):  # a GGUF file: counted from its tensors the same way
+        return model.decode_weights_mb
     seen, total = set(), 0
 
     def add(t):
@@ -162,6 +164,8 @@ def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None, retries: int
                 samples, steps, first, joules, elapsed = _timed_runs(fn, device, warmup, repeats, warm_fn, meter)
         except Exception as exc:  # noqa: BLE001 - one failing cell must not end the grid
             memory.reset(device)
+            if type(exc).__name__ == "Unsupported":  # the runtime cannot run this cell (quantbench.llamacpp)
+                return {"outcome": "unsupported", "error": str(exc)}
             if _is_oom(exc):
                 return {"outcome": "oom", "error": str(exc).splitlines()[0][:300]}
             log.error("cell failed:\n%s", traceback.format_exc())
@@ -190,7 +194,9 @@ def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid, r
             with torch.inference_mode():
                 model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
 
-        cell = _cell(fn, device, warmup, repeats, retries=retries, spread_limit=spread_limit)
+        cell = (_cell(fn, device, warmup, repeats, retries=retries, spread_limit=spread_limit)
+                if bs <= getattr(model, "max_batch_size", bs)
+                else {"outcome": "unsupported", "error": model.batch_reason})
         row = {"scenario": "prefill", "batch_size": bs, "prompt_len": spec["prompt_len"], **cell}
         if cell["outcome"] == "ok":
             lat = cell["median_s"]

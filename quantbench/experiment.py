@@ -88,6 +88,16 @@ def parse_variant(name: str) -> Variant:
     return Variant(name, m["base"], bool(m["lora"]), m["merge"], m["requant"])
 
 
+# Deploy formats a merged model can be re-quantized to: both start from a plain model folder.
+REQUANTIZE_BACKENDS = ("gptq", "gguf")
+
+
+def requantize_targets(recipe: dict) -> list[str]:
+    """A recipe's `requantize`: one method or a list of them (e.g. GPTQ and a GGUF type side by side)."""
+    rq = recipe.get("requantize")
+    return [] if rq is None else [rq] if isinstance(rq, str) else list(rq)
+
+
 @dataclass
 class Experiment:
     config: dict
@@ -123,8 +133,7 @@ class Experiment:
             for kind in r.get("merge_into", list(MERGE_KINDS)):
                 merged = f"{r['finetune_on']}+lora+merge-{kind}"
                 out.append(parse_variant(merged))
-                if r.get("requantize") and r["requantize"] not in self.skipped:
-                    out.append(parse_variant(f"{merged}+{r['requantize']}"))
+                out += [parse_variant(f"{merged}+{rq}") for rq in requantize_targets(r) if rq not in self.skipped]
         return out
 
     @property
@@ -333,11 +342,16 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
         errors.append("device: 'cuda' but this machine shows no CUDA device (no nvidia-smi); allowed here: cpu "
                       "(to plan a GPU run on a CPU-only submit host, set QUANTBENCH_ASSUME_CUDA=1)")
     for name, method in methods.items():
-        if errors or device == "cuda":
+        if errors:
             break
-        why = method.needs_cuda()
+        # A library this environment lacks (llama.cpp is an opt-in install) stops or skips a method
+        # on any device, as a CUDA-only kernel does on a CPU machine.
+        missing = getattr(get_backend(method.backend), "unavailable", lambda p: None)(method.params)
+        why = missing or (None if device == "cuda" else method.needs_cuda())
         if why:
-            if policy == "error":
+            if policy == "error" and missing:
+                errors.append(f"methods.{name}: {missing} (or set unsupported_methods: skip to record it as skipped)")
+            elif policy == "error":
                 instead = getattr(get_backend(method.backend), "CPU_ALTERNATIVE", "another method")
                 errors.append(f"methods.{name}: {why}, and device is {device!r}; allowed with device cpu: "
                               f"{instead} (or set unsupported_methods: skip to record it as skipped)")
@@ -368,10 +382,11 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
                 able = [b for b in BACKENDS if b != "none" and hasattr(get_backend(b), "dequantize")]
                 errors.append(f"{key}.merge_into: 'dequant' needs a base whose backend can dequantize "
                               f"({', '.join(able)}); {r['finetune_on']!r} uses backend {methods[r['finetune_on']].backend!r}")
-        rq = r.get("requantize")
-        if rq is not None and (rq not in methods or methods[rq].backend != "gptq"):
-            allowed = [m for m, x in methods.items() if x.backend == "gptq"]
-            errors.append(f"{key}.requantize: {rq!r} must be a GPTQ method; allowed: {', '.join(allowed) or '(none)'}")
+        for rq in requantize_targets(r):
+            if rq not in methods or methods[rq].backend not in REQUANTIZE_BACKENDS:
+                allowed = [m for m, x in methods.items() if x.backend in REQUANTIZE_BACKENDS]
+                errors.append(f"{key}.requantize: {rq!r} must be a GPTQ or GGUF method; "
+                              f"allowed: {', '.join(allowed) or '(none)'}")
     if ft.get("bases") or recipes:
         for k in FINETUNE_REQUIRED:
             if k not in ft:
@@ -383,6 +398,7 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
 
     errors += _model_errors(config)
     errors += _source_key_errors(config)
+    errors += _gguf_source_errors(config, methods)
     if not errors:
         facts = model_facts(config, basedir or ".", workdir)
         errors += _context_errors(config, facts)
@@ -722,6 +738,17 @@ def _source_key_errors(config: dict) -> list[str]:
             errors.append(f"data.source: 'toy' is built only with a toy or random model (model.source is "
                           f"{model['source']!r}); allowed with this model: files, wordnet")
     return errors
+
+
+def _gguf_source_errors(config: dict, methods: dict[str, Method]) -> list[str]:
+    """llama.cpp's converter writes a tokenizer it recognises (by a hash of its pre-tokenizer); the
+    toy and random models train their own byte-level BPE, which it stops on."""
+    source = (config.get("model") or {}).get("source", "toy")
+    if source not in ("toy", "random"):
+        return []
+    return [f"methods.{name}: backend 'gguf' converts the model with llama.cpp's converter, which does not know the "
+            f"{source} model's locally trained tokenizer; allowed with model.source: pretrained or gguf (a real "
+            "model's tokenizer), e.g. config/smollm2.yaml" for name, m in methods.items() if m.backend == "gguf"]
 
 
 def _sequence_lengths(config: dict) -> list[tuple[str, int, str]]:

@@ -50,8 +50,13 @@ def evaluate(model, tokenizer, suite_name: str, params: dict, data_dir: str | No
     from lm_eval.models.huggingface import HFLM
 
     entries = suite(suite_name)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params.get("batch_size", 8),
-              max_length=params.get("max_length"))
+    if getattr(model, "runtime", None) == "llama.cpp":  # a GGUF file: scored by llama.cpp itself
+        from quantbench.llamacpp_lm import LlamaCppLM
+
+        lm = LlamaCppLM(model, tokenizer, max_length=params.get("max_length"))
+    else:
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params.get("batch_size", 8),
+                  max_length=params.get("max_length"))
     raw: dict = {"results": {}, "configs": {}, "versions": {}, "n-samples": {}}
     override = params.get("num_fewshot")
     with tempfile.TemporaryDirectory() as workdir:

@@ -104,6 +104,8 @@ def _weight_tensors(model):
 def model_weights_mb(model) -> float:
     """Bytes of the model's weights (parameters, buffers, quantization scales and zero points):
     what a decode step reads at least once."""
+    if hasattr(model, "file_weights_mb"):  # a GGUF file run by llama.cpp: its tensors' bytes
+        return model.file_weights_mb
     seen, total = set(), 0
     for outer in _weight_tensors(model):
         for t in storage_tensors(outer):

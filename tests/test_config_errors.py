@@ -206,6 +206,13 @@ CASES = {
     # YAML reads an unquoted `8:` as the number 8
     "numeric method name": (lambda cfg, tmp: cfg["methods"].update({8: {"backend": "bnb", "bits": 8}}),
                             ["methods.8", "is a number", "quote it"]),
+    "unknown gguf type": (_both(_pretrained(["config.json", "model.safetensors", "tokenizer.json"]),
+                                _set("methods.gguf-q4", {"backend": "gguf", "type": "Q4_K_X"})),
+                          ["methods.gguf-q4.type", "'Q4_K_X'", "allowed: F32, F16, BF16, Q8_0"]),
+    "gguf of the toy model": (_set("methods.gguf-q8", {"backend": "gguf", "type": "Q8_0"}),
+                              ["methods.gguf-q8", "toy model's locally trained tokenizer", "model.source: pretrained or gguf"]),
+    "requantize to an unquantized method": (_set("recipes[0].requantize", ["gptq-4bit-g32", "fp32"]),
+                                            ["recipes[0].requantize", "'fp32'", "GPTQ or GGUF method"]),
     "toy data with a real model": (_both(_pretrained(["config.json", "model.safetensors", "tokenizer.json"]),
                                          _set("data", {"source": "toy"})),
                                    ["data.source", "'toy'", "'pretrained'", "allowed with this model: files, wordnet"]),

@@ -11,6 +11,7 @@ ENVS = {"bnb": {"torch", "transformers", "bitsandbytes", "peft"},
         "gptq": {"torch", "transformers", "gptqmodel", "optimum", "peft"},
         "torchao": {"torch", "transformers", "torchao", "peft"},
         "hqq": {"torch", "transformers", "hqq", "peft"},
+        "gguf": {"torch", "transformers", "llama-cpp-python", "gguf", "lm-eval"},
         "eval": {"lm-eval", "gptqmodel", "bitsandbytes", "torchao", "hqq", "datasets"},
         "report": {"pandas", "matplotlib"}}
 
@@ -24,7 +25,8 @@ def pins(lines) -> dict[str, str]:
     return out
 
 
-REQUIRED = pins((ROOT / "requirements.txt").read_text().splitlines())
+REQUIRED = pins((ROOT / "requirements.txt").read_text().splitlines()
+               + (ROOT / "requirements-llamacpp.txt").read_text().splitlines())
 
 
 @pytest.mark.parametrize("name", sorted(ENVS))

@@ -12,6 +12,7 @@ DEFAULTS, LOAD_ONLY               parameter defaults; parameters chosen at load 
 problems(params, model_dims) -> [str]  rules across parameters or against the model's layer
                                   widths, each message starting with the parameter's name
 CPU_ALTERNATIVE: str              what to choose instead when needs_cuda() stops a CPU run
+unavailable(params) -> str | None why this environment cannot run it (a library not installed)
 untrainable(params) -> str | None why PEFT cannot train LoRA on these layers, or None
 dequantize(path, ctx) -> model    the quantized weights as a plain model (merge into 'dequant')
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 
-BACKENDS = ("none", "bnb", "gptq", "torchao", "hqq")
+BACKENDS = ("none", "bnb", "gptq", "torchao", "hqq", "gguf")
 
 
 def get(name: str):

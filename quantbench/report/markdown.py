@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from quantbench.experiment import requantize_targets
 from quantbench.report import base_model, tables
 
 PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu", "seed")
@@ -54,8 +55,9 @@ def recipe_section(summary: pd.DataFrame, quality: pd.DataFrame, recipes: list[d
     out = []
     for r in recipes:
         trained = f"{r['finetune_on']}+lora"
-        names = [trained] + [f"{trained}+merge-{k}" + (f"+{r['requantize']}" if r.get("requantize") else "")
-                             for k in r.get("merge_into", ["fp", "dequant"])]
+        targets = requantize_targets(r)
+        names = [trained] + [f"{trained}+merge-{k}" for k in r.get("merge_into", ["fp", "dequant"])]
+        names += [f"{trained}+merge-{k}+{rq}" for k in r.get("merge_into", ["fp", "dequant"]) for rq in targets]
         cols = ["variant", "bits_per_weight", "weights_memory_mb", "decode_tokens_per_s",
                 "prefill_ms_per_token", "Average", "kl_mean", "top1_agreement"]
         rows = summary[summary.variant.isin(names)]
@@ -63,7 +65,7 @@ def recipe_section(summary: pd.DataFrame, quality: pd.DataFrame, recipes: list[d
             continue
         if "reference" in quality:
             rows = rows.assign(reference=rows.variant.map(quality.set_index("variant")["reference"]))
-        out.append(f"**{trained} → merge → {r.get('requantize', '(no re-quantization)')}**: "
+        out.append(f"**{trained} → merge → {', '.join(targets) or '(no re-quantization)'}**: "
                    f"KL and top-1 agreement are against `{trained}` (the trained model, served unmerged), "
                    "so they measure what merging and re-quantizing lose of the fine-tune.\n")
         out.append(fmt(rows[[c for c in cols + ["reference"] if c in rows.columns]]))
@@ -122,6 +124,12 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
         if len(ooms):
             parts.append(f"{len(ooms)} cells ran out of memory: "
                          + ", ".join(f"{r.variant} {r.scenario} bs={r.batch_size}" for r in ooms.itertuples()) + "\n")
+        unsupported = bench[bench.outcome == "unsupported"]
+        if len(unsupported):
+            # e.g. llama.cpp's Python binding decodes one sequence: its batch-4 cells are not measured
+            parts.append(f"{len(unsupported)} cells could not run as asked and were not measured: " + "; ".join(
+                f"{v} ({', '.join(sorted({f'{r.scenario} bs={r.batch_size}' for r in g.itertuples()}))}: "
+                f"{g.error.iloc[0] if 'error' in g else 'unsupported'})" for v, g in unsupported.groupby("variant")) + "\n")
     parts.append("## Fine-tuning (LoRA)\n")
     ft_cols = ["base", "kernel", "finetune_step_ms", "finetune_step_iqr_over_median", "finetune_tokens_per_s",
                "finetune_peak_memory_mb", "trainable_parameters", "loss_first", "loss_last"]

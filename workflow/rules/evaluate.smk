@@ -51,7 +51,8 @@ rule evaluate:
     resources:
         **job_resources("evaluate"),
     conda:
-        conda_env("eval")
+        # a GGUF file is scored by llama.cpp: its env carries lm-eval too
+        lambda w: conda_env("gguf" if serving_backend(w.variant) == "gguf" else "eval")
     log:
         f"{R}/logs/evaluate/{{variant}}.log",
     shell:

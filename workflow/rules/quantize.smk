@@ -92,7 +92,7 @@ rule requantize:
     resources:
         **job_resources("requantize"),
     conda:
-        conda_env("gptq")
+        method_env
     log:
         f"{R}/logs/requantize/{{base}}+lora+merge-{{kind}}+{{method}}.log",
     shell:

@@ -35,6 +35,9 @@ with atomic_dir(args.out) as tmp:
     write_meta(tmp, {"method": method["name"], "backend": method["backend"], "params": method["params"],
                      "source": args.src})
     size = folder_size_mb(tmp)
-rec.record["metrics"] = {"quantize_s": seconds, "size_on_disk_mb": size,
-                         "bits_per_weight": backend.bits_per_weight(method["params"]), **extra}
+nominal = backend.bits_per_weight(method["params"])
+# llama.cpp's mixes and fallbacks make a GGUF type's nominal bits approximate: its file is measured
+bits = extra.pop("measured_bits_per_weight", nominal)
+rec.record["metrics"] = {"quantize_s": seconds, "size_on_disk_mb": size, "bits_per_weight": bits,
+                         **({"nominal_bits_per_weight": nominal} if bits != nominal else {}), **extra}
 rec.write(args.record)

@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from quantbench.experiment import requantize_targets
 from quantbench.report import style
 
 LINESTYLES = {"fp": "--", "dequant": "-"}
@@ -65,17 +66,19 @@ def recipe_kl(data):
         style.axes_text(left, title=f"{base} and its fine-tune", ylabel=f"KL to {kl[stages[0]][2]} (nats/token)")
         # what merging and re-quantizing keep of the fine-tune: against the trained model
         every = []
-        requant = r.get("requantize")
+        targets = requantize_targets(r)
         for kind in r.get("merge_into", ["fp", "dequant"]):
-            path = [f"{trained}+merge-{kind}"] + ([f"{trained}+merge-{kind}+{requant}"] if requant else [])
-            path = [v for v in path if v in kl]
-            if not path:
-                continue
-            xs = [0 if "+" + requant not in v else 1 for v in path] if requant else [0] * len(path)
-            every += _path(right, xs, path, kl, data.look, LINESTYLES.get(kind, ":"),
-                           label=f"merged into the {'dequantized' if kind == 'dequant' else 'original'} weights")
-        right.set_xticks([0, 1] if requant else [0], ["merged"] + ([f"re-quantized\n({requant})"] if requant else []))
-        right.set_xlim(-0.5, 1.5 if requant else 0.5)
+            merged = f"{trained}+merge-{kind}"
+            label = f"merged into the {'dequantized' if kind == 'dequant' else 'original'} weights"
+            for x, target in enumerate(targets or [None], start=1):
+                path = [v for v in [merged] + ([f"{merged}+{target}"] if target else []) if v in kl]
+                if not path:
+                    continue
+                xs = [0 if v == merged else x for v in path]
+                every += _path(right, xs, path, kl, data.look, LINESTYLES.get(kind, ":"),
+                               label=label if x == 1 else None)
+        right.set_xticks(range(1 + len(targets)), ["merged"] + [f"re-quantized\n({t})" for t in targets])
+        right.set_xlim(-0.5, len(targets) + 0.5)
         if every:
             _log_axis(right, every)
             right.legend(fontsize=style.FONT["legend"], loc="best")

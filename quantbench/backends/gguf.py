@@ -1,0 +1,99 @@
+"""GGUF through llama.cpp: the model converted by llama.cpp's own converter (convert_hf_to_gguf.py,
+losslessly: in the base's own float type), quantized by llama.cpp (llama_model_quantize) and run by
+llama.cpp on the CPU. The folder holds model.gguf beside the tokenizer and config.json (the stages
+tokenize with them; the ids are the GGUF vocabulary's)."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+# type name -> (llama_ftype, nominal bits per weight of its main block type). K-quant "_M"/"_S"
+# mixes keep some tensors at a higher type, and a row width that is not a multiple of 256 falls
+# back from k-quants to a legacy type: the quantize record holds the measured bits and the types.
+# Block sizes from ggml-common.h: Q8_0 34 bytes/32 weights, Q6_K 210/256, Q5_K 176/256, Q4_K 144/256,
+# Q3_K 110/256, Q2_K 84/256, Q5_0 22/32, Q5_1 24/32, Q4_0 18/32, Q4_1 20/32.
+TYPES = {
+    "F32": (0, 32.0), "F16": (1, 16.0), "BF16": (32, 16.0),
+    "Q8_0": (7, 8.5), "Q6_K": (18, 6.5625),
+    "Q5_K_M": (17, 5.5), "Q5_K_S": (16, 5.5), "Q5_1": (9, 6.0), "Q5_0": (8, 5.5),
+    "Q4_K_M": (15, 4.5), "Q4_K_S": (14, 4.5), "Q4_1": (3, 5.0), "Q4_0": (2, 4.5),
+    "Q3_K_L": (13, 3.4375), "Q3_K_M": (12, 3.4375), "Q3_K_S": (11, 3.4375), "Q2_K": (10, 2.625),
+}
+SPEC = {"type": list(TYPES), "n_ctx": int}
+# The context llama.cpp allocates its KV cache for: chosen at load time, not stored in the file.
+LOAD_ONLY = {"n_ctx"}
+DEFAULTS = {"n_ctx": 2048}
+# the base's dtype -> the converter's lossless output type
+CONVERT_TYPE = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+# one line per tensor: "blk.0.attn_k.weight - ncols 64 not divisible by 256 (required for type q4_K)
+# -> falling back to q5_0" (llama.cpp's llama_model_quantize_impl)
+FALLBACK_RE = re.compile(r"falling back to", re.IGNORECASE)
+
+
+def describe(params: dict) -> str:
+    return f"GGUF {params['type']} (llama.cpp)"
+
+
+def needs_cuda(params: dict) -> str | None:
+    return None  # llama.cpp's CPU backend; this build has no GPU backend
+
+
+def unavailable(params: dict) -> str | None:
+    from quantbench import llamacpp
+
+    return llamacpp.available()
+
+
+def untrainable(params: dict) -> str | None:
+    return "a GGUF file run by llama.cpp is not a PyTorch module; PEFT cannot train LoRA on it"
+
+
+def problems(params: dict, model_dims: list[int] | None) -> list[str]:
+    if params["n_ctx"] < 16:
+        return [f"n_ctx: {params['n_ctx']} is too small; allowed: at least 16 (the longest sequence a job feeds)"]
+    return []
+
+
+def bits_per_weight(params: dict) -> float:
+    return TYPES[params["type"]][1]
+
+
+def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
+    import torch
+
+    from quantbench import llamacpp
+    from quantbench.modelio import load_tokenizer
+
+    why = llamacpp.available()
+    if why:
+        raise RuntimeError(why)
+    outtype = CONVERT_TYPE[ctx.dtype_name]
+    converted = Path(dst) / f"model-{outtype}.gguf"
+    llamacpp.convert(src, converted, outtype)
+    ftype, _ = TYPES[params["type"]]
+    if params["type"].lower() == outtype:
+        converted.rename(Path(dst) / llamacpp.GGUF_FILE)
+        log: list[str] = []
+    else:
+        log = llamacpp.quantize_file(converted, Path(dst) / llamacpp.GGUF_FILE, ftype, torch.get_num_threads())
+        converted.unlink()  # the intermediate is the base's size: not kept
+    for name in ("config.json", "generation_config.json"):
+        if (Path(src) / name).is_file():
+            shutil.copy2(Path(src) / name, Path(dst) / name)
+    load_tokenizer(src).save_pretrained(dst)
+    summary = llamacpp.tensor_summary(Path(dst) / llamacpp.GGUF_FILE)
+    fallbacks = [line.strip() for line in log if FALLBACK_RE.search(line)]
+    return {"converted_as": outtype, "tensor_types": summary["tensor_types"],
+            "measured_bits_per_weight": summary["measured_bits_per_weight"],
+            "fallback_tensors": len(fallbacks), "fallback_examples": fallbacks[:3]}
+
+
+def load(path: str, params: dict, ctx):
+    import torch
+
+    from quantbench.llamacpp import LlamaCppModel
+
+    n_ctx = params.get("n_ctx", DEFAULTS["n_ctx"])
+    model = LlamaCppModel(path, n_threads=torch.get_num_threads(), n_ctx=n_ctx)
+    return model, model.info()

