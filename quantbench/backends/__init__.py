@@ -12,6 +12,9 @@ DEFAULTS, LOAD_ONLY               parameter defaults; parameters chosen at load 
 problems(params, model_dims) -> [str]  rules across parameters or against the model's layer
                                   widths, each message starting with the parameter's name
 CPU_ALTERNATIVE: str              what to choose instead when needs_cuda() stops a CPU run
+needs_cpu(params) -> str | None   why the method cannot run on CUDA (checked when device is cuda)
+CUDA_ALTERNATIVE: str             what to choose instead when needs_cpu() stops a CUDA run
+CALIBRATED: bool                  quantize() reads calibration texts (ctx.calibration_texts)
 untrainable(params) -> str | None why PEFT cannot train LoRA on these layers, or None
 dequantize(path, ctx) -> model    the quantized weights as a plain model (merge into 'dequant')
 """
@@ -19,7 +22,12 @@ from __future__ import annotations
 
 import importlib
 
-BACKENDS = ("none", "bnb", "gptq", "torchao", "hqq")
+BACKENDS = ("none", "bnb", "gptq", "torchao", "hqq", "awq")
+
+
+def calibrated(name: str) -> bool:
+    """Whether the backend's quantize() calibrates on texts (the workflow then passes them)."""
+    return getattr(get(name), "CALIBRATED", False)
 
 
 def get(name: str):
