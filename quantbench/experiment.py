@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantbench.backends import BACKENDS, get as get_backend
+from quantbench.backends import BACKENDS, calibrated, get as get_backend
 
 MERGE_KINDS = ("fp", "dequant")
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -28,6 +28,8 @@ MIN_CALIBRATION_SAMPLES = 8
 # results/<model>/models/base is the full-precision model every method starts from: a method of that
 # name would be a second rule writing the same folder.
 RESERVED_METHOD_NAMES = ("base",)
+# Backends whose quantized layers are GPTQModel's own modules, which PEFT's 'all-linear' does not match.
+GPTQMODEL_BACKENDS = ("gptq", "awq")
 FINETUNE_REQUIRED = ("steps", "batch_size", "seq_len", "learning_rate", "lora")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 VARIANT_RE = re.compile(r"^(?P<base>[^+]+)(?P<lora>\+lora)?(?:\+merge-(?P<merge>fp|dequant))?(?:\+(?P<requant>[^+]+))?$")
@@ -344,17 +346,24 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
     for name, method in methods.items():
         if errors:
             break
+        mod = get_backend(method.backend)
         # A library this environment lacks (llama.cpp is an opt-in install) stops or skips a method
-        # on any device, as a CUDA-only kernel does on a CPU machine.
-        missing = getattr(get_backend(method.backend), "unavailable", lambda p: None)(method.params)
-        why = missing or (None if device == "cuda" else method.needs_cuda())
+        # on any device; a CUDA-only kernel does on a CPU run, a CPU-only one (AWQ's torch_fused)
+        # on a CUDA run.
+        missing = getattr(mod, "unavailable", lambda p: None)(method.params)
+        if missing:
+            why, instead = missing, ""
+        elif device == "cuda":
+            needs_cpu = getattr(mod, "needs_cpu", None)
+            why, instead = needs_cpu(method.params) if needs_cpu else None, getattr(mod, "CUDA_ALTERNATIVE", "")
+        else:
+            why, instead = method.needs_cuda(), getattr(mod, "CPU_ALTERNATIVE", "")
         if why:
             if policy == "error" and missing:
                 errors.append(f"methods.{name}: {missing} (or set unsupported_methods: skip to record it as skipped)")
             elif policy == "error":
-                instead = getattr(get_backend(method.backend), "CPU_ALTERNATIVE", "another method")
-                errors.append(f"methods.{name}: {why}, and device is {device!r}; allowed with device cpu: "
-                              f"{instead} (or set unsupported_methods: skip to record it as skipped)")
+                errors.append(f"methods.{name}: {why}, and device is {device!r}; allowed with device {device}: "
+                              f"{instead or 'another method'} (or set unsupported_methods: skip to record it as skipped)")
             else:
                 skipped[name] = why
 
@@ -406,8 +415,8 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
         errors += _suite_dataset_errors(config)
         errors += _calibration_size_errors(config)
     if workdir is not None:
-        uses_gptq = any(m.backend == "gptq" for n, m in methods.items() if n not in skipped)
-        needs = {"calibration": uses_gptq, "finetune": bool(ft.get("bases") or recipes),
+        calibrates = any(calibrated(m.backend) for n, m in methods.items() if n not in skipped)
+        needs = {"calibration": calibrates, "finetune": bool(ft.get("bases") or recipes),
                  "heldout": bool(config.get("evaluate"))}
         errors += _file_errors(config, needs, workdir, basedir or workdir, notes)
         errors += _packaged_source_errors(config, workdir)
@@ -509,8 +518,8 @@ def _file_errors(config: dict, needs: dict[str, bool], workdir: str, basedir: st
     data = config.get("data") or {}
     if data.get("source", "toy") != "files":
         return errors
-    why = {"calibration": "a GPTQ method is configured", "finetune": "finetune.bases or recipes are set",
-           "heldout": "evaluate: is set"}
+    why = {"calibration": "a method that calibrates (GPTQ, AWQ) is configured",
+           "finetune": "finetune.bases or recipes are set", "heldout": "evaluate: is set"}
     for kind, needed in needs.items():
         key, spec = f"data.{kind}", data.get(kind)
         if not needed:
@@ -553,11 +562,11 @@ def _file_errors(config: dict, needs: dict[str, bool], workdir: str, basedir: st
         elif kind == "calibration":
             wanted = data.get("calibration_samples", 128)
             if n < MIN_CALIBRATION_SAMPLES:
-                errors.append(f"{key}: {spec!r} has {n} text(s); GPTQ calibration needs at least "
+                errors.append(f"{key}: {spec!r} has {n} text(s); calibration (GPTQ, AWQ) needs at least "
                               f"{MIN_CALIBRATION_SAMPLES}")
             elif n < wanted:
                 notes.append(f"{key}: {spec!r} has {n} texts, fewer than data.calibration_samples ({wanted}); "
-                             f"GPTQ calibrates on {n}")
+                             f"GPTQ and AWQ calibrate on {n}")
     return errors
 
 
@@ -793,13 +802,13 @@ def _lora_target_errors(config: dict, methods: dict[str, Method], facts: ModelFa
     if targets is None or not bases:
         return []
     key = "finetune.lora.target_modules"
-    gptq = sorted(b for b in bases if b in methods and methods[b].backend == "gptq")
+    gptqmodel = sorted(b for b in bases if b in methods and methods[b].backend in GPTQMODEL_BACKENDS)
     layers = LORA_LAYERS.get(facts.model_type)
     example = f"[{', '.join(n.split('.')[-1] for n in layers or _LLAMA_LAYERS)}]"
     if isinstance(targets, str) and targets.lower() == "all-linear":
-        if gptq:
-            return [f"{key}: 'all-linear' finds no layer to train on the GPTQ base(s) {', '.join(gptq)}: PEFT takes "
-                    "torch.nn.Linear layers only, GPTQ's quantized layers are not, and it leaves out lm_head; "
+        if gptqmodel:
+            return [f"{key}: 'all-linear' finds no layer to train on the GPTQ/AWQ base(s) {', '.join(gptqmodel)}: PEFT "
+                    "takes torch.nn.Linear layers only, GPTQModel's quantized layers are not, and it leaves out lm_head; "
                     f"allowed: the layer names, e.g. {example}"]
         return []
     if layers is None:

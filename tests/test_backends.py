@@ -19,13 +19,14 @@ CASES = {
     "torchao-int8wo": {"scheme": "int8-weight-only", "group_size": -1},
     "torchao-int8dyn": {"scheme": "int8-dynamic", "group_size": -1},
     "hqq-4bit": {"bits": 4, "group_size": 32},
+    "awq-4bit": {"bits": 4, "group_size": 32, "zero_point": True, "kernel": "torch"},
 }
 KERNELS = {"none": "torch-float32", "bnb-nf4": "bnb-nf4-cpu", "bnb-int8": "bnb-int8-cpu", "gptq-4bit": "TorchLinear",
            "torchao-int8wo": "torchao-int8-weight-only-cpu", "torchao-int8dyn": "torchao-int8-dynamic-cpu",
-           "hqq-4bit": "hqq-pytorch-cpu"}
+           "hqq-4bit": "hqq-pytorch-cpu", "awq-4bit": "AwqTorchLinear"}
 # Backends that save through save_pretrained, so config.json names the quantization; hqq writes
 # its own format (config.json + qmodel.pt) and is loaded by its own API.
-SAVES_QUANTIZATION_CONFIG = {"bnb", "gptq", "torchao"}
+SAVES_QUANTIZATION_CONFIG = {"bnb", "gptq", "torchao", "awq"}
 
 
 def _quantize(name, params, src, tmp_path):
@@ -55,16 +56,32 @@ def test_quantize_and_load(name, tiny_model, tmp_path):
         assert json.loads((out / "config.json").read_text())["quantization_config"]
 
 
-def test_lora_trains_on_every_trainable_backend(tiny_model, tmp_path):
+@pytest.mark.parametrize("name", ["bnb-nf4", "gptq-4bit", "torchao-int8wo", "hqq-4bit", "awq-4bit"])
+def test_lora_trains_on_every_trainable_backend(name, tiny_model, tmp_path):
     from quantbench import finetune
 
     params = {"steps": 6, "batch_size": 4, "seq_len": 32, "learning_rate": 5e-3,
               "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
                        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}}
     texts = [f"### Instruction:\nName {i}.\n### Response:\nIt is {i}." for i in range(16)]
-    for name in ("bnb-nf4", "gptq-4bit", "torchao-int8wo", "hqq-4bit"):
-        out, ctx = _quantize(name, CASES[name], tiny_model, tmp_path)
-        model, tokenizer, info = load_model(str(out), ctx, trainable=True)
-        peft_model, stats = finetune.train(model, tokenizer, texts, info["backend"], params, "cpu", 0)
-        assert stats["trainable_parameters"] > 0 and stats["finetune_step_ms"] > 0
-        assert len(stats["loss_curve"]) == 6 and stats["loss_last"] < stats["loss_first"]
+    out, ctx = _quantize(name, CASES[name], tiny_model, tmp_path)
+    model, tokenizer, info = load_model(str(out), ctx, trainable=True)
+    peft_model, stats = finetune.train(model, tokenizer, texts, info["backend"], params, "cpu", 0)
+    assert stats["trainable_parameters"] > 0 and stats["finetune_step_ms"] > 0
+    assert len(stats["loss_curve"]) == 6 and stats["loss_last"] < stats["loss_first"]
+
+
+@pytest.mark.parametrize("backend", ["gptq", "awq"])
+def test_jit_extensions_the_benchmark_prebuilds_are_gptqmodels(backend):
+    """Each CUDA kernel names the GPTQModel extension it compiles on first use, which the benchmark
+    builds before its clock starts; a misspelt name would leave the build inside load_s."""
+    from gptqmodel import extension
+
+    mod = get(backend)
+    for kernel in mod.KERNELS:
+        for dtype_name in ("float16", "bfloat16", "float32"):
+            ext = mod.jit_extension({"kernel": kernel}, dtype_name)
+            assert (ext is None) == (kernel not in mod.JIT), (kernel, ext)
+            if ext:
+                assert ext in extension.available_extensions(), (kernel, ext)
+    assert get("awq").jit_extension({"kernel": "marlin"}, "float32") == "marlin_bf16"  # awq._dtype: bfloat16

@@ -78,13 +78,15 @@ def _both(*mutations):
 
 
 MARLIN = {"backend": "gptq", "bits": 4, "group_size": 32, "kernel": "marlin"}
+AWQ = {"backend": "awq", "bits": 4, "group_size": 32}
+AWQ_FUSED = {**AWQ, "kernel": "torch_fused"}  # CPU only
 TORCHAO_INT4 = {"backend": "torchao", "scheme": "int4-weight-only", "group_size": 64}
 
 # id -> (mutation of the default config, substrings the one message must contain: key, value, allowed)
 CASES = {
     # methods and backends
-    "unknown backend": (_set("methods.bnb-int8.backend", "awq"),
-                        ["methods.bnb-int8.backend", "'awq'", "allowed: none, bnb, gptq"]),
+    "unknown backend": (_set("methods.bnb-int8.backend", "autoawq"),
+                        ["methods.bnb-int8.backend", "'autoawq'", "allowed: none, bnb, gptq, torchao, hqq, awq"]),
     "bnb bits": (_set("methods.bnb-int8.bits", 3), ["methods.bnb-int8.bits", "3", "allowed: 4, 8"]),
     "gptq bits": (_set("methods.gptq-8bit-g32.bits", 5), ["methods.gptq-8bit-g32.bits", "5", "allowed: 2, 3, 4, 8"]),
     "bits as a string": (_set("methods.gptq-8bit-g32.bits", "8"), ["methods.gptq-8bit-g32.bits", "'8'", "allowed: 2, 3, 4, 8"]),
@@ -104,6 +106,19 @@ CASES = {
                                        ["methods.hqq.group_size", "96", "[512]", "divisor of 192, 512 or -1"]),
     "hqq group size not a multiple of 8": (_set("methods.hqq", {"backend": "hqq", "bits": 4, "group_size": 4}),
                                            ["methods.hqq.group_size", "4", "multiples of 8"]),
+    "awq group size does not divide": (_set("methods.awq", {**AWQ, "group_size": 128}),
+                                       ["methods.awq.group_size", "128", "[192]", "divisor of 192, 512 or -1",
+                                        "AWQ kernel 'torch'"]),
+    "awq group size of the kernel": (_set("methods.awq", {**AWQ, "group_size": 48}),
+                                     ["methods.awq.group_size", "48", "allowed: 16, 32, 64, 128", "AWQ kernel 'torch'"]),
+    "awq bits": (_set("methods.awq", {**AWQ, "bits": 8}), ["methods.awq.bits", "8", "allowed: 2, 3, 4"]),
+    "awq kernel bits": (_set("methods.awq", {**AWQ, "bits": 3, "kernel": "gemm"}),
+                        ["methods.awq.bits", "3", "kernel 'gemm'", "allowed: 4"]),
+    "awq zero_point type": (_set("methods.awq", {**AWQ, "zero_point": "yes"}),
+                            ["methods.awq.zero_point", "'yes'", "allowed: True, False"]),
+    "all-linear on an AWQ base": (_both(_set("methods.awq", AWQ), _set("finetune.bases", ["awq"]),
+                                        _set("recipes", []), _set("finetune.lora.target_modules", "all-linear")),
+                                  ["finetune.lora.target_modules", "'all-linear'", "awq", "allowed: the layer names"]),
     "torchao scheme": (_set("methods.torchao", {"backend": "torchao", "scheme": "int4"}),
                        ["methods.torchao.scheme", "'int4'", "allowed: int8-weight-only, int8-dynamic, int4-weight-only"]),
     "torchao int8 with groups": (_set("methods.torchao", {"backend": "torchao", "scheme": "int8-dynamic", "group_size": 64}),
@@ -123,7 +138,7 @@ CASES = {
     "recipe requantize not gptq": (_set("recipes[0].requantize", "bnb-int8"),
                                    ["recipes[0].requantize", "'bnb-int8'", "allowed: gptq-2bit-g32"]),
     "merge dequant on gptq": (_set("recipes[0]", {"finetune_on": "gptq-4bit-g32", "merge_into": ["dequant"]}),
-                              ["recipes[0].merge_into", "'dequant'", "can dequantize (bnb, torchao, hqq)", "'gptq'"]),
+                              ["recipes[0].merge_into", "'dequant'", "can dequantize (bnb, torchao, hqq, awq)", "'gptq'"]),
     "finetune steps missing": (_set("finetune.steps", DELETE), ["finetune.steps", "missing", "finetune.bases"]),
     "lora targets missing": (_set("finetune.lora.target_modules", DELETE), ["finetune.lora.target_modules", "missing", "q_proj"]),
     # hardware
@@ -167,6 +182,11 @@ CASES = {
                                     ["model.architecture", "'config/nope.json'", "does not exist"]),
     "calibration file missing": (_both(_files_source(finetune=PAIRS, heldout=TEXTS), _set("data.calibration", "calib.jsonl")),
                                  ["data.calibration", "'calib.jsonl'", "does not exist"]),
+    "calibration file missing for AWQ": (_both(_files_source(finetune=PAIRS, heldout=TEXTS),
+                                               _set("methods", {"fp32": {"backend": "none", "dtype": "float32"},
+                                                                "awq": AWQ}),
+                                               _set("finetune.bases", ["fp32"]), _set("recipes", [])),
+                                         ["data.calibration", "missing", "a method that calibrates (GPTQ, AWQ)"]),
     "calibration file empty": (_files_source(calibration=[], finetune=PAIRS, heldout=TEXTS),
                                ["data.calibration", "'calibration.jsonl'", "the file is empty"]),
     "calibration set too small": (_files_source(calibration=TEXTS[:3], finetune=PAIRS, heldout=TEXTS),
@@ -278,6 +298,19 @@ def test_cuda_only_method_is_skipped_under_the_skip_policy(tmp_path):
     assert with_cuda.skipped == {}
 
 
+def test_cpu_only_kernel_on_cuda_is_skipped_or_stops_the_run(tmp_path):
+    config = copy.deepcopy(DEFAULT)
+    config["methods"]["awq-fused"] = AWQ_FUSED
+    config["device"] = "cuda"
+    exp = experiment.load(config, cuda_available=True, workdir=str(tmp_path), basedir=str(ROOT))
+    assert list(exp.skipped) == ["awq-fused"] and "runs on the CPU only" in exp.skipped["awq-fused"]
+    errors = _errors({**config, "unsupported_methods": "error"}, tmp_path, cuda=True)
+    assert len(errors) == 1 and errors[0].startswith("methods.awq-fused: AWQ kernel 'torch_fused' runs on the CPU only"), errors
+    assert "device is 'cuda'; allowed with device cuda: kernel torch, gemm, marlin or exllama_v2" in errors[0], errors
+    assert experiment.load({**config, "device": "cpu"}, cuda_available=False, workdir=str(tmp_path),
+                           basedir=str(ROOT)).skipped == {}
+
+
 def test_every_problem_is_listed_once(tmp_path):
     config = copy.deepcopy(DEFAULT)
     config["methods"]["bnb-int8"]["bits"] = 3
@@ -328,6 +361,14 @@ def test_semantic_error_stops_a_real_run_before_any_job(tmp_path):
     proc = snakemake(work, "--configfile", "bad.yaml", check=False, timeout=300)
     _assert_stopped_before_any_job(
         proc, work, "methods.gptq-8bit-g32.bits: 5 is not supported by backend 'gptq'; allowed: 2, 3, 4, 8")
+
+
+def test_awq_group_size_stops_a_dry_run_before_any_job(tmp_path):
+    work = _bad_project(tmp_path, _set("methods.awq-4bit-g128", {**AWQ, "group_size": 128}))
+    proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False, timeout=300)
+    _assert_stopped_before_any_job(
+        proc, work, "methods.awq-4bit-g128.group_size: 128 does not divide the layer width(s) [192]; choose a divisor "
+        "of 192, 512 or -1 (AWQ kernel 'torch')")
 
 
 def test_policy_error_from_a_command_line_override(tmp_path):

@@ -55,7 +55,7 @@ def test_commented_sample_methods_are_valid_where_they_are_offered():
 
     text = (ROOT / "config" / "smollm2.yaml").read_text()
     samples = {m[1]: yaml.safe_load(m[2]) for m in map(SAMPLE_METHOD.match, text.splitlines()) if m}
-    assert {"torchao-int8wo", "torchao-int8dyn", "hqq-4bit-g64", "hqq-2bit-g32"} <= set(samples)
+    assert {"hqq-3bit-g64", "gguf-q6_k"} <= set(samples)
     config = yaml.safe_load(text)
     config["methods"].update(samples)
     dims = experiment.model_dims(config, str(ROOT), str(ROOT))

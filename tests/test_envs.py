@@ -46,3 +46,16 @@ def test_rules_name_only_existing_envs():
     named = set(re.findall(r'conda_env\("(\w+)"\)', text))
     assert named and named <= set(ENVS)
     assert {p.stem for p in (ROOT / "envs").glob("*.yaml")} == set(ENVS)
+
+
+def test_every_backend_runs_in_an_existing_env():
+    """Backends without an env of their own name the one they share (common.smk's SHARED_ENVS)."""
+    import ast
+
+    from quantbench.backends import BACKENDS
+
+    text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    shared = ast.literal_eval(re.search(r"^SHARED_ENVS = (\{.*?\})$", text, re.M)[1])
+    for backend in BACKENDS:
+        assert shared.get(backend, backend) in ENVS, f"backend {backend!r} has no env; add envs/{backend}.yaml or share one"
+    assert shared["awq"] == "gptq" and "gptqmodel" in ENVS["gptq"]  # AWQ runs on GPTQModel

@@ -13,6 +13,9 @@ problems(params, model_dims) -> [str]  rules across parameters or against the mo
                                   widths, each message starting with the parameter's name
 CPU_ALTERNATIVE: str              what to choose instead when needs_cuda() stops a CPU run
 unavailable(params) -> str | None why this environment cannot run it (a library not installed)
+needs_cpu(params) -> str | None   why the method cannot run on CUDA (checked when device is cuda)
+CUDA_ALTERNATIVE: str             what to choose instead when needs_cpu() stops a CUDA run
+CALIBRATED: bool                  quantize() reads calibration texts (ctx.calibration_texts)
 untrainable(params) -> str | None why PEFT cannot train LoRA on these layers, or None
 dequantize(path, ctx) -> model    the quantized weights as a plain model (merge into 'dequant')
 """
@@ -20,7 +23,12 @@ from __future__ import annotations
 
 import importlib
 
-BACKENDS = ("none", "bnb", "gptq", "torchao", "hqq", "gguf")
+BACKENDS = ("none", "bnb", "gptq", "torchao", "hqq", "awq", "gguf")
+
+
+def calibrated(name: str) -> bool:
+    """Whether the backend's quantize() calibrates on texts (the workflow then passes them)."""
+    return getattr(get(name), "CALIBRATED", False)
 
 
 def get(name: str):

@@ -22,6 +22,9 @@ SPEC = {"bits": [2, 3, 4, 8], "group_size": int, "desc_act": [True, False], "sym
 LOAD_ONLY = {"kernel"}
 DEFAULTS = {"group_size": 128, "desc_act": False, "sym": True, "kernel": "torch", "damp_percent": 0.05}
 CPU_ALTERNATIVE = "kernel torch"
+CALIBRATED = True  # quantize() needs ctx.calibration_texts
+# kernel -> GPTQModel JIT extension it builds on first use (the benchmark builds it before timing)
+JIT = {"marlin": "marlin", "exllama_v2": "exllamav2"}
 
 
 def _env() -> None:
@@ -54,6 +57,13 @@ def problems(params: dict, model_dims: list[int] | None) -> list[str]:
     if why:
         out.append(f"group_size: {why}")
     return out
+
+
+def jit_extension(params: dict, dtype_name: str) -> str | None:
+    ext = JIT.get(params["kernel"])
+    if ext == "marlin":  # one build per activation dtype
+        return "marlin_bf16" if dtype_name == "bfloat16" else "marlin_fp16"
+    return ext
 
 
 def bits_per_weight(params: dict) -> float:

@@ -19,6 +19,7 @@ if config.get("offline", True):
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from quantbench import code_inputs, experiment, package_paths  # noqa: E402
+from quantbench.backends import calibrated  # noqa: E402
 from quantbench.encoder import checks as encoder_checks  # noqa: E402
 
 
@@ -84,9 +85,14 @@ def conda_env(backend):
     return os.path.join(workflow.basedir, "envs", f"{backend}.yaml")
 
 
+# Backends without an env of their own: the unquantized baseline runs in bitsandbytes' env, AWQ in
+# GPTQ's (both are GPTQModel).
+SHARED_ENVS = {"none": "bnb", "awq": "gptq"}
+
+
 def backend_env(backend):
-    """The env of a backend's jobs: its own; the unquantized baseline runs in bitsandbytes' env."""
-    return conda_env("bnb" if backend == "none" else backend)
+    """The env of a backend's jobs: its own, or the one it shares (SHARED_ENVS)."""
+    return conda_env(SHARED_ENVS.get(backend, backend))
 
 
 def variant_env(wildcards):

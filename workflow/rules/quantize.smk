@@ -4,7 +4,7 @@
 def quantize_spec(variant, method):
     m = EXP.methods[method]
     extra = {"method": method_entry(method)}
-    if m.backend == "gptq":  # calibration settings matter to GPTQ only
+    if calibrated(m.backend):  # calibration settings matter to GPTQ and AWQ only
         data = config.get("data", {})
         extra.update(calibration=dataset_spec("calibration"),
                      calibration_samples=data.get("calibration_samples", 128),
@@ -14,7 +14,7 @@ def quantize_spec(variant, method):
 
 def calibration_arg(method):
     path = data_file("calibration")
-    return f"--calibration {path}" if path and EXP.methods[method].backend == "gptq" else ""
+    return f"--calibration {path}" if path and calibrated(EXP.methods[method].backend) else ""
 
 
 # Methods whose checkpoints would be identical (they differ only in a load-time choice such as

@@ -7,6 +7,7 @@ import time
 import torch
 
 from quantbench import benchmark, cli, memory, timing
+from quantbench.backends import get as get_backend
 from quantbench.modelio import RunContext, load_model, read_meta
 from quantbench.records import Recorder
 
@@ -41,8 +42,8 @@ def prebuild_kernel(folder: str) -> dict:
     compilation (minutes for Marlin). The build is cached under GPTQMODEL_TORCH_EXTENSIONS_DIR
     (default ~/.cache/gptqmodel) and reused by every later job."""
     meta = read_meta(folder)
-    ext = {"marlin": "marlin_fp16" if ctx.dtype_name != "bfloat16" else "marlin_bf16",
-           "exllama_v2": "exllamav2"}.get(meta["params"].get("kernel")) if meta["backend"] == "gptq" else None
+    jit_extension = getattr(get_backend(meta["backend"]), "jit_extension", None)
+    ext = jit_extension(meta["params"], ctx.dtype_name) if jit_extension else None
     if ext is None or ctx.device != "cuda":
         return {}
     from gptqmodel import extension

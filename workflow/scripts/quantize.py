@@ -4,14 +4,14 @@ import time
 
 from quantbench import cli
 from quantbench.atomic import atomic_dir
-from quantbench.backends import get as get_backend
+from quantbench.backends import calibrated, get as get_backend
 from quantbench.data import load_texts
 from quantbench.modelio import RunContext, folder_size_mb, write_meta
 from quantbench.records import Recorder
 
 p = cli.parser(__doc__)
 p.add_argument("--src", required=True, help="full-precision model folder or hub id")
-p.add_argument("--calibration", help="calibration data (JSON lines file) for GPTQ")
+p.add_argument("--calibration", help="calibration data (JSON lines file) for GPTQ and AWQ")
 p.add_argument("--out", required=True)
 p.add_argument("--record", required=True)
 args = p.parse_args()
@@ -19,7 +19,7 @@ params = cli.setup(args)
 method = params["method"]
 backend = get_backend(method["backend"])
 texts = []
-if method["backend"] == "gptq":
+if calibrated(method["backend"]):
     texts = load_texts(args.calibration or params["calibration"], params["calibration_samples"])
     if len(texts) < params["calibration_samples"]:
         logging.warning("calibration set has %d texts, fewer than the %d asked for",

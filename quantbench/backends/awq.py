@@ -1,0 +1,183 @@
+"""AWQ (activation-aware weight quantization) through GPTQModel's AWQ path: calibration activations
+choose per-channel scales that protect the weights of large inputs, then each group of weights is
+rounded. AutoAWQ, where AWQ started, is archived; GPTQModel maintains it. Checkpoints are written in
+the GEMM format, which every kernel below reads, so the kernel is a load-time choice (one checkpoint
+serves them all) and the one that ran is recorded."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from quantbench.backends.groups import group_size_problem
+
+# kernel name in the config -> (GPTQModel backend, bits, group sizes, where it runs). Bits and group
+# sizes are the kernels' own SUPPORTS_BITS and SUPPORTS_GROUP_SIZE in gptqmodel 7.6, within SPEC's
+# bits (tests/test_quantized_logits.py checks they agree).
+KERNELS = {
+    "torch": ("awq_torch", [2, 3, 4], [-1, 16, 32, 64, 128], "any"),     # dequantize, then matmul in 16 bits
+    "torch_fused": ("awq_torch_fused", [4], [-1, 16, 32, 64, 128], "cpu"),  # ATen int4 matmul, float32 too
+    "gemm": ("awq_gemm", [4], [-1, 16, 32, 64, 128], "cuda"),
+    "marlin": ("awq_marlin", [4], [-1, 32, 64, 128], "cuda"),
+    "exllama_v2": ("awq_exllama_v2", [4], [-1, 32, 64, 128], "cuda"),
+}
+# 8 bits is left out although the torch and Marlin kernels read it: GPTQModel 7.6 packs the codes
+# from weight + zero point * scale computed in the model's dtype, bfloat16 on a float32 run (_dtype),
+# whose 8 significant bits cannot hold up to 255 steps exactly: 19% of 8-bit codes moved by up to 2
+# steps, and the toy's 8-bit model came out further from float32 than its 4-bit one.
+SPEC = {"bits": [2, 3, 4], "group_size": int, "zero_point": [True, False], "kernel": list(KERNELS)}
+# Chosen when the checkpoint is loaded, not stored in it: methods differing only here share one.
+LOAD_ONLY = {"kernel"}
+# zero_point: AWQ's usual asymmetric grid (AutoAWQ's default); GPTQModel's AWQConfig defaults to symmetric.
+DEFAULTS = {"group_size": 128, "zero_point": True, "kernel": "torch"}
+CPU_ALTERNATIVE = "kernel torch or torch_fused"
+CUDA_ALTERNATIVE = "kernel torch, gemm, marlin or exllama_v2"
+CALIBRATED = True  # quantize() needs ctx.calibration_texts
+# kernel -> GPTQModel JIT extension it builds on first use (the benchmark builds it before timing)
+JIT = {"gemm": "awq", "marlin": "marlin", "exllama_v2": "exllamav2_awq"}
+
+
+def _env() -> None:
+    # GPTQModel's loader pool asks for 2 workers and fails on smaller machines (see PITFALLS).
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+
+
+def describe(params: dict) -> str:
+    g = params["group_size"]
+    return (f"AWQ {params['bits']}-bit, " + (f"group {g}" if g > 0 else "per row")
+            + f", zero_point={params['zero_point']}, kernel {params['kernel']}")
+
+
+def needs_cuda(params: dict) -> str | None:
+    if KERNELS[params["kernel"]][3] == "cuda":
+        return f"AWQ kernel {params['kernel']!r} runs on CUDA only"
+    return None
+
+
+def needs_cpu(params: dict) -> str | None:
+    if KERNELS[params["kernel"]][3] == "cpu":
+        return f"AWQ kernel {params['kernel']!r} runs on the CPU only (ATen's int4 CPU matmul)"
+    return None
+
+
+def problems(params: dict, model_dims: list[int] | None) -> list[str]:
+    kernel = params["kernel"]
+    _, bits, groups, _ = KERNELS[kernel]
+    out = []
+    if params["bits"] not in bits:
+        out.append(f"bits: {params['bits']} is not supported by AWQ kernel {kernel!r}; "
+                   f"allowed: {', '.join(map(str, bits))} (or another kernel)")
+    why = group_size_problem(params["group_size"], model_dims, per_row=-1 in groups,
+                             choices=[g for g in groups if g > 0])
+    if why:
+        out.append(f"group_size: {why} (AWQ kernel {kernel!r})")
+    return out
+
+
+def jit_extension(params: dict, dtype_name: str) -> str | None:
+    ext = JIT.get(params["kernel"])
+    if ext == "marlin":  # one build per activation dtype; a float32 run computes in bfloat16 (_dtype)
+        return "marlin_fp16" if dtype_name == "float16" else "marlin_bf16"
+    return ext
+
+
+def bits_per_weight(params: dict) -> float:
+    # Per group of g weights: one 16-bit scale and one zero point packed at `bits` bits (stored for
+    # zero_point false too, as the grid's midpoint).
+    g = params["group_size"]
+    return params["bits"] + (16 + params["bits"]) / g if g > 0 else float(params["bits"])
+
+
+def _dtype(ctx, kernel: str = "torch"):
+    """GPTQModel quantizes AWQ and runs most of its kernels in 16 bits only (float32 raises "only
+    supports [torch.float16, torch.bfloat16]"). A float32 run uses bfloat16, the dtype PITFALLS
+    names for the CPU: it has float32's range, and values in and out of SmolLM2's down_proj reached
+    2.2e4 on one prompt, a third of float16's largest. torch_fused computes in float32 itself."""
+    import torch
+
+    if ctx.dtype in (torch.float16, torch.bfloat16) or kernel == "torch_fused":
+        return ctx.dtype
+    return torch.bfloat16
+
+
+def quantize_config(params: dict, device: str = "cpu", in_memory: bool = False):
+    from gptqmodel import AWQConfig
+
+    # On CUDA: pack on the GPU and keep finished layers in memory (see gptq.quantize_config). Layers
+    # offloaded to disk are not usable in this process any more (the model then computes NaN).
+    fast = {"pack_impl": "gpu"} if device == "cuda" else {}
+    if device == "cuda" or in_memory:
+        fast["offload_to_disk"] = False
+    return AWQConfig(bits=params["bits"], group_size=params["group_size"], sym=not params["zero_point"], **fast)
+
+
+def quantized(src: str, params: dict, ctx, in_memory: bool = False):
+    """GPTQModel's model quantized with AWQ, not yet saved; with `in_memory`, usable in this process."""
+    _env()
+    import tempfile
+
+    from gptqmodel import BACKEND, GPTQModel
+    from gptqmodel.looper import loop_processor
+
+    from quantbench.modelio import load_tokenizer
+
+    tokenizer = load_tokenizer(src)
+    rows = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
+            for ids in (tokenizer(t, truncation=True, max_length=ctx.calibration_seq_len).input_ids
+                        for t in ctx.calibration_texts)]
+    config = quantize_config(params, ctx.device, in_memory)
+    model = GPTQModel.load(src, config, device=ctx.device, dtype=_dtype(ctx))
+    # GPTQModel packs AWQ layers for its CUDA GEMM kernel unless told otherwise, and that kernel
+    # refuses to start without CUDA ("AWQ: CUDA is not available"); the checkpoint format is the same.
+    packer = BACKEND.AUTO if ctx.device == "cuda" else BACKEND.AWQ_TORCH
+    with tempfile.TemporaryDirectory() as logs:
+        # GPTQModel writes per-layer logs to ./logs of whatever the working directory is.
+        loop_processor._PROJECT_LOG_DIR = Path(logs)
+        model.quantize(rows, batch_size=ctx.calibration_batch_size, backend=packer,
+                       calibration_data_min_length=min(10, ctx.calibration_seq_len))
+    return model, tokenizer, len(rows)
+
+
+def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
+    model, tokenizer, samples = quantized(src, params, ctx)
+    model.save(str(dst))
+    tokenizer.save_pretrained(dst)
+    return {"calibration_samples": samples, "quantize_dtype": str(_dtype(ctx)).removeprefix("torch.")}
+
+
+def load(path: str, params: dict, ctx):
+    _env()
+    from gptqmodel import GPTQModel
+
+    from quantbench.backends.gptq import kernel_names
+
+    kernel = params["kernel"]
+    backend = KERNELS[kernel][0]
+    dtype = _dtype(ctx, kernel)
+    model = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=dtype).model
+    return model, {"kernel": "+".join(kernel_names(model)), "awq_backend": backend,
+                   "compute_dtype": str(dtype).removeprefix("torch.")}
+
+
+def dequantize(path: str, ctx):
+    """The AWQ model with every quantized layer replaced by a plain Linear holding the weights the
+    torch kernel computes with: the base the adapter trained on, for merging (merge into 'dequant')."""
+    import torch
+    from gptqmodel.nn_modules.qlinear import AWQuantLinear
+    from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
+
+    from quantbench.modelio import read_meta
+
+    # The torch kernel keeps the GEMM-format buffers as stored; the others repack them at load.
+    model, _ = load(path, {**read_meta(path)["params"], "kernel": "torch"}, ctx)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, AWQuantLinear):
+            linear = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
+                                     device=ctx.device, dtype=ctx.dtype)
+            with torch.no_grad():
+                weight = dequantize_gemm(module.qweight, module.qzeros, module.scales, module.bits, module.group_size)
+                linear.weight.copy_(weight.t())  # the kernel computes x @ weight: (in, out)
+                if module.bias is not None:
+                    linear.bias.copy_(module.bias)
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, linear)
+    return model.to(ctx.dtype)
