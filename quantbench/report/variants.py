@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from quantbench.backends.gguf import TYPES as GGUF_TYPES
 from quantbench.experiment import parse_variant
 
 DTYPE_BITS = {"float32": 32, "float16": 16, "bfloat16": 16}
@@ -13,6 +14,10 @@ def _method_bits(method: dict) -> float | None:
     params = method.get("params", {})
     if params.get("bits") is not None:
         return float(params["bits"])
+    if method.get("backend") == "gguf" and params.get("type") in GGUF_TYPES:  # the type's main block width
+        return GGUF_TYPES[params["type"]][1]
+    if method.get("backend") == "torchao" and params.get("scheme"):  # int8-weight-only, int4-weight-only, ...
+        return 4.0 if params["scheme"].startswith("int4") else 8.0
     return DTYPE_BITS.get(params.get("dtype"))
 
 
