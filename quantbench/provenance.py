@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from quantbench import numerics
+
 LIBRARIES = ("torch", "transformers", "bitsandbytes", "gptqmodel", "torchao", "hqq", "peft", "accelerate",
              "lm_eval", "datasets", "optimum", "snakemake")
 
@@ -60,6 +62,9 @@ def device_description(device: str) -> dict:
     except OSError:
         pass
     info["cpu_threads"] = torch.get_num_threads()
+    # The model name alone hides what selects kernels (a hypervisor shows every EPYC as "AMD EPYC")
+    info["cpu_flags"] = numerics.cpu_flags()
+    info["kernels"] = numerics.kernel_settings()
     if device == "cuda" and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         info.update(gpu=props.name, gpu_memory_mb=props.total_memory / 2**20,

@@ -1,7 +1,9 @@
 """Same seed, same result: the toy pipeline in miniature (local data, toy Llama trained, quantized
 with bitsandbytes NF4 and GPTQ 4-bit, evaluated) run twice in two separate processes, side by side
 and with two threads each, gives byte-identical weights and identical quality figures. No tolerance:
-on one machine with one library set, every step is deterministic (see docs/troubleshooting.md)."""
+on one machine with one library set, every step is deterministic (see docs/troubleshooting.md).
+Beside it: the toy trains to the same bytes with 1 and with 2 threads, and the workflow gives a
+training job its thread count and its kernels from the config, whatever the machine's cores."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +14,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.conftest import ROOT
+import pytest
+
+from quantbench import numerics
+from tests.conftest import ROOT, copy_project
 
 WORKER = textwrap.dedent("""
     import json, random, sys
@@ -78,8 +83,15 @@ def _config_without_temp_paths(path: Path) -> dict:
     return strip(config)
 
 
-def test_same_seed_same_weights_and_quality(tmp_path):
+def _job_env() -> dict:
+    """The environment a workflow job gets: the kernels pinned as common.smk pins them."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GPTQMODEL_CPU_WORKERS": "2"}
+    numerics.pin_kernels(env)
+    return env
+
+
+def test_same_seed_same_weights_and_quality(tmp_path):
+    env = _job_env()
     runs = [tmp_path / "a", tmp_path / "b"]
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(run), "2"], env=env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for run in runs]
@@ -101,3 +113,83 @@ def test_same_seed_same_weights_and_quality(tmp_path):
     assert metrics_a == metrics_b  # exactly: KL, top-1 agreement, perplexity, task scores
     for m in metrics_a.values():
         assert m["kl_mean"] > 0 and all(v is not None for v in m["tasks"].values())
+
+
+TRAIN = textwrap.dedent("""
+    import json, random, sys
+    from pathlib import Path
+    import numpy as np
+    import torch
+
+    out, threads, seed = Path(sys.argv[1]), int(sys.argv[2]), 7
+    torch.set_num_threads(threads)
+    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+
+    from quantbench.toy import data, model
+
+    data.build(out / "data", seed=seed, n_corpus_docs=600)
+    # The default toy's widths (tensors above PyTorch's parallel grain, so the threads share the
+    # work), fewer layers and steps.
+    toy = {"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "vocab_size": 512, "max_position_embeddings": 256, "train_steps": 30, "train_batch_size": 8,
+           "train_seq_len": 64, "learning_rate": 3e-3}
+    stats = model.build(data.read_texts(out / "data/corpus.jsonl"), out / "base", toy, seed)
+    (out / "stats.json").write_text(json.dumps({"loss_curve": stats["loss_curve"], "threads": torch.get_num_threads()}))
+""")
+
+
+def test_toy_trains_to_the_same_bytes_with_1_and_2_threads(tmp_path):
+    """Two fresh processes, one with one thread and one with two, side by side."""
+    runs = {1: tmp_path / "t1", 2: tmp_path / "t2"}
+    procs = [subprocess.Popen([sys.executable, "-c", TRAIN, str(run), str(threads)], env=_job_env(), cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for threads, run in runs.items()]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-4000:]
+    stats = {t: json.loads((run / "stats.json").read_text()) for t, run in runs.items()}
+    assert [stats[t]["threads"] for t in runs] == [1, 2]
+    assert stats[1]["loss_curve"] == stats[2]["loss_curve"]
+    assert _digest(runs[1] / "base/model.safetensors") == _digest(runs[2] / "base/model.safetensors")
+
+
+TINY = {
+    "model": {"name": "tiny", "source": "toy",
+              "toy": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                      "vocab_size": 320, "max_position_embeddings": 128, "train_steps": 10, "train_batch_size": 8,
+                      "train_seq_len": 32, "learning_rate": 3.0e-3}},
+    "device": "cpu", "seed": 7, "max_threads": 2,
+    "data": {"source": "toy", "calibration_samples": 8, "calibration_seq_len": 32},
+    "methods": {"fp32": {"backend": "none", "dtype": "float32"}},
+    "baseline": "fp32",
+    "benchmark": {"exclusive": False, "warmup": 0, "repeats": 1,
+                  "prefill": {"prompt_len": 8, "batch_sizes": [1]},
+                  "generate": {"prompt_len": 4, "new_tokens": [2], "batch_sizes": [1], "use_cache": [True]}},
+    "evaluate": {"suite": "toy", "limit": 4, "batch_size": 8, "distribution_tokens": 256, "distribution_window": 64},
+}
+
+
+@pytest.mark.skipif("avx2" not in numerics.cpu_flags().split(), reason="pins AVX2 kernels: needs a CPU with AVX2")
+def test_training_job_threads_and_kernels_come_from_the_config_not_the_machine(tmp_path):
+    """The toy's training job run by real Snakemake with 1 core and with 2: max_threads (2) torch
+    threads and AVX2 kernels in both, and the same weights."""
+    import yaml
+
+    env = {k: v for k, v in os.environ.items() if k not in numerics.PINNED_KERNELS}
+    works, procs = {}, {}
+    for cores in (1, 2):  # side by side
+        works[cores] = work = copy_project(tmp_path / f"cores{cores}")
+        (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+        procs[cores] = subprocess.Popen([sys.executable, "-m", "snakemake", "results/tiny/records/build/base.json",
+                                         "--cores", str(cores), "--configfile", "tiny.yaml"],
+                                        cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    records = {}
+    for cores, proc in procs.items():
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out[-4000:]
+        records[cores] = json.loads((works[cores] / "results/tiny/records/build/base.json").read_text())["provenance"]
+        records[cores]["weights"] = _digest(works[cores] / "results/tiny/models/base/model.safetensors")
+    for prov in records.values():
+        assert prov["cpu_threads"] == 2
+        assert prov["kernels"] == {"aten_cpu_capability": "AVX2", **numerics.PINNED_KERNELS}
+    assert records[1]["weights"] == records[2]["weights"]

@@ -29,6 +29,9 @@ def test_record_carries_full_provenance(tmp_path, monkeypatch):
     assert prov["git_commit"] and prov["device"] == "cpu" and prov["cpu"] and prov["host"]
     assert prov["seed"] == 3 and prov["config_hash"] == "0123456789abcdef" and len(prov["params_hash"]) == 16
     assert prov["command"] == " ".join(sys.argv) and prov["started"] <= prov["finished"]
+    # what selects the kernels, which the CPU's name alone does not tell
+    assert isinstance(prov["cpu_flags"], str) and prov["kernels"]["aten_cpu_capability"]
+    assert set(prov["kernels"]) >= {"ATEN_CPU_CAPABILITY", "MKL_CBWR"}
 
 
 def test_config_hash_is_stable_and_sensitive():
@@ -60,6 +63,8 @@ def test_warning_names_each_field_that_differs():
     assert "`git_commit`" in warnings[0] and "abc" in warnings[0] and "def+dirty" in warnings[0]
     assert "`libraries`" in warnings[1] and "2.12.0" in warnings[1]
     assert "`device`" in markdown.provenance_warnings(_records(device="cuda", gpu="H100"))[0]
+    # one CPU name, two instruction sets: the kernels, and so the numbers, differ
+    assert "`cpu_flags`" in markdown.provenance_warnings(_records(cpu_flags="avx2 fma avx512f avx512_bf16"))[0]
 
 
 def test_report_shows_the_warning_and_skipped_methods():

@@ -6,7 +6,7 @@ import pandas as pd
 from quantbench.experiment import requantize_targets
 from quantbench.report import base_model, tables
 
-PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu", "seed")
+PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu", "cpu_flags", "seed")
 
 
 def fmt_value(v, digits: int = 3) -> str:

@@ -14,6 +14,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.en
 # `python` in shell commands is the interpreter running Snakemake, unless a conda env overrides it.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+from quantbench import numerics  # noqa: E402
+
+# Every job runs the kernels an AVX2 CPU runs, whatever this CPU has beyond (quantbench.numerics:
+# the instruction set changes the bits of every stage); a variable set by the user is kept.
+# Benchmarks undo what was set here (NATIVE_KERNELS): their timings are of this machine's own kernels.
+PINNED_HERE = numerics.pin_kernels(os.environ)
+NATIVE_KERNELS = "env " + " ".join(f"-u {k}" for k in PINNED_HERE) + " " if PINNED_HERE else ""
 if config.get("offline", True):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -208,6 +215,14 @@ def adapter_arg(wildcards, input):
 
 # Speed-only setups (random weights) leave `evaluate:` out: quality is meaningless there.
 EVALUATE = bool(config.get("evaluate"))
+# The torch threads of a job whose outputs are numbers (training, fine-tuning, a base model's
+# weights): the config's max_threads, not capped by this machine's cores as MAX_THREADS is, since
+# the order of float sums in some kernels (MKL's Cholesky in GPTQ, torch's whole-tensor sums)
+# follows the thread count. On fewer cores such a job oversubscribes: slower, same numbers.
+# Quantize, merge and evaluate jobs run one thread everywhere (Snakemake's default). Speed-only
+# setups (no evaluate:) keep MAX_THREADS: their numbers are not the point, and max_threads: 1024
+# there means "every core".
+JOB_THREADS = config.get("max_threads", 8) if EVALUATE else MAX_THREADS
 
 
 def get_final_output():

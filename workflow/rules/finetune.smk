@@ -14,6 +14,7 @@ rule finetune:
         spec=lambda w: job_params(f"{w.base}+lora", finetune=config["finetune"],
                                   dataset=dataset_spec("finetune")),
         data=data_file("finetune") or "none",
+        threads=JOB_THREADS,  # torch's; `threads:` below is what the scheduler reserves
     threads: MAX_THREADS
     resources:
         **job_resources("finetune"),
@@ -23,4 +24,4 @@ rule finetune:
         f"{R}/logs/finetune/{{base}}.log",
     shell:
         "python {input.script} --params {params.spec:q} --model {input.model} --data {params.data}"
-        " --out {output.adapter} --record {output.record} --threads {threads} 2>&1 | tee {log}"
+        " --out {output.adapter} --record {output.record} --threads {params.threads} 2>&1 | tee {log}"

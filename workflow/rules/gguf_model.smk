@@ -13,6 +13,7 @@ rule build_gguf_base:
         lib=library("build_gguf_base.py"),
     params:
         spec=job_params("base", model={"source": "gguf", "path": config["model"]["path"]}),
+        threads=JOB_THREADS,  # torch's; `threads:` below is what the scheduler reserves
     threads: MAX_THREADS
     resources:
         **job_resources("build_gguf_base", uses_model=False),
@@ -22,4 +23,4 @@ rule build_gguf_base:
         f"{R}/logs/build_gguf_base.log",
     shell:
         "python {input.script} --params {params.spec:q} --gguf {input.gguf:q} --out {output.model}"
-        " --record {output.record} --threads {threads} 2>&1 | tee {log}"
+        " --record {output.record} --threads {params.threads} 2>&1 | tee {log}"

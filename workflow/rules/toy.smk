@@ -29,6 +29,7 @@ rule build_toy_model:
         lib=library("build_toy_model.py"),
     params:
         spec=job_params("base", toy=config["model"].get("toy", {})),
+        threads=JOB_THREADS,  # torch's; `threads:` below is what the scheduler reserves
     threads: MAX_THREADS
     resources:
         **job_resources("build_toy_model", uses_model=False),
@@ -38,4 +39,4 @@ rule build_toy_model:
         f"{R}/logs/build_toy_model.log",
     shell:
         "python {input.script} --params {params.spec:q} --data {input.data} --out {output.model}"
-        " --record {output.record} --threads {threads} 2>&1 | tee {log}"
+        " --record {output.record} --threads {params.threads} 2>&1 | tee {log}"
