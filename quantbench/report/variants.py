@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from quantbench.backends.gguf import TYPES as GGUF_TYPES
 from quantbench.experiment import parse_variant
+from quantbench.gguf_types import TYPES as GGUF_TYPES
 
 DTYPE_BITS = {"float32": 32, "float16": 16, "bfloat16": 16}
 
