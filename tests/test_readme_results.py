@@ -54,7 +54,10 @@ def _cell_values(report, header, variant):
     speed = SPEED.fullmatch(header.replace(" (IQR/median)", ""))
     if speed:
         b = report["benchmark"]
-        b = b[(b.variant == variant) & (b.batch_size == int(speed.group(2))) & (b.outcome == "ok")]
+        b = b[(b.variant == variant) & (b.batch_size == int(speed.group(2)))]
+        if len(b) and not (b.outcome == "ok").any():
+            return []  # the cell ran and could not be measured (e.g. unsupported): the README shows –
+        b = b[b.outcome == "ok"]
         if speed.group(1).startswith("prefill"):
             row, col = b[b.scenario == "prefill"], "prefill_ms_per_token"
         else:

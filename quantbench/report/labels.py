@@ -111,8 +111,9 @@ def _clear(ax) -> None:
 def _key(fig, numbers: dict[str, int], looks: dict[str, style.Look]) -> None:
     handles = [Line2D([], [], ls="", marker=looks[name].marker, color=looks[name].color,
                       markeredgecolor=looks[name].edge, label=f"{n}  {name}") for name, n in numbers.items()]
+    # more than a panel's height of entries would run off the figure: a second column
     fig.legend(handles=handles, loc="outside right upper", fontsize=style.FONT["legend"], frameon=False,
-               handletextpad=0.3)
+               handletextpad=0.3, ncols=1 if len(handles) <= 16 else 2)
 
 
 def _layout(fig):

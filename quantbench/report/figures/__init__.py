@@ -28,11 +28,22 @@ class Inputs:
         return self.looks.get(variant) or style.look("other", None)
 
 
+def measured_bits(records: list[dict], nominal: dict[str, float]) -> dict[str, float]:
+    """Bits per weight of each variant: the scheme's nominal bits, or what its quantize job measured
+    in the file where that differs (a GGUF type's mixes and fallbacks)."""
+    bits = dict(nominal)
+    for r in records:
+        m = r.get("metrics", {})
+        if r["stage"] == "quantize" and "nominal_bits_per_weight" in m:
+            bits[r["subject"]] = m["bits_per_weight"]
+    return bits
+
+
 def inputs(records: list[dict], params: dict) -> Inputs:
     """The tables the report writes, built the same way report.py builds them."""
     bench = tables.benchmark_table(records)
     quality = tables.quality_table(records, params["baseline"])
-    summary = tables.summary_table(bench, quality, params["bits_per_weight"], params["generate"])
+    summary = tables.summary_table(bench, quality, measured_bits(records, params["bits_per_weight"]), params["generate"])
     return Inputs(records, bench, quality, summary, tables.finetune_table(records), params)
 
 
