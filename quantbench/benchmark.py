@@ -34,7 +34,8 @@ import traceback
 import torch
 from tqdm import tqdm
 
-from quantbench import energy, memory, timing
+from quantbench import energy, graph_capture, memory, timing
+from quantbench.unsupported import Unsupported
 
 log = logging.getLogger(__name__)
 MODES = ("eager", "static", "compiled", "graphs", "fused")
@@ -164,7 +165,7 @@ def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None, retries: int
                 samples, steps, first, joules, elapsed = _timed_runs(fn, device, warmup, repeats, warm_fn, meter)
         except Exception as exc:  # noqa: BLE001 - one failing cell must not end the grid
             memory.reset(device)
-            if type(exc).__name__ == "Unsupported":  # the runtime cannot run this cell (quantbench.llamacpp)
+            if isinstance(exc, Unsupported):  # the runtime or kernel cannot run this cell as asked
                 return {"outcome": "unsupported", "error": str(exc)}
             if _is_oom(exc):
                 return {"outcome": "oom", "error": str(exc).splitlines()[0][:300]}
@@ -225,13 +226,13 @@ class StaticDecoder:
         """What goes into each row this decoder timed."""
         return self.patched
 
-    def _compile(self, fn, mode: str):
+    def _compile(self, fn, mode: str, dynamic: bool | None = False):
         """torch.compile with Marlin made traceable first (quantbench.traceable_marlin)."""
         from quantbench import traceable_marlin
 
         self.patched = traceable_marlin.patch(self.model, self.model.dtype)
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        return torch.compile(fn, mode=mode, fullgraph=False, dynamic=False)
+        return torch.compile(fn, mode=mode, fullgraph=False, dynamic=dynamic)
 
     def _step(self, tok, pos, cache):
         out = self.model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True)
@@ -326,6 +327,7 @@ class GraphDecoder(StaticDecoder):
     def __init__(self, model, max_cache_len: int):
         super().__init__(model, max_cache_len)
         self.graphs: dict[int, tuple] = {}
+        self.blocked = graph_capture.blocker(model)
 
     def _capture(self, tok, pos, cache):
         static_tok, static_pos = tok.clone(), pos.clone()
@@ -344,6 +346,9 @@ class GraphDecoder(StaticDecoder):
         return graph, static_tok, static_pos, static_out
 
     def step(self, tok, pos, cache):
+        if self.blocked:
+            # a capture would succeed and replay a step without these kernels: refuse, per cell
+            raise Unsupported(f"excluded from CUDA graph capture: {self.blocked}")
         batch = tok.shape[0]
         if batch not in self.graphs:
             self.graphs[batch] = self._capture(tok, pos, cache)
@@ -359,11 +364,17 @@ class FusedDecoder(GraphDecoder):
     captured into one CUDA graph per batch size by GraphDecoder: the fusion of the compiled mode
     without depending on whether cudagraph trees accept the step. GPTQModel's Marlin GEMM is a
     custom op (quantbench.traceable_marlin), so the compiled step has no break at it. The capture's
-    warm-up runs on a side stream and compiles there; capture starts once compilation is done."""
+    warm-up runs on a side stream and compiles there; capture starts once compilation is done.
+
+    Shapes are static at the first batch size and dynamic in the batch from the second on
+    (dynamo's automatic dynamic shapes): two compilations cover batch 1, 4 and 16 instead of three,
+    the largest part of a cell's cost at full depth. A model whose kernels a graph cannot hold
+    (quantbench.graph_capture) is refused per cell, as in GraphDecoder: uncaptured, the step would
+    time the host, not the kernels."""
 
     def __init__(self, model, max_cache_len: int):
         super().__init__(model, max_cache_len)
-        self._fused = self._compile(super()._step, "default")
+        self._fused = self._compile(super()._step, "default", dynamic=None)
 
     def _step(self, tok, pos, cache):
         return self._fused(tok, pos, cache)

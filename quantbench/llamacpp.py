@@ -22,14 +22,12 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from quantbench.unsupported import Unsupported
+
 GGUF_FILE = "model.gguf"
 # Where scripts/setup-llamacpp.sh puts llama.cpp's converter (it is in the sdist, not the wheel).
 CONVERTER_DIR = Path(sys.prefix) / "share" / "llama-cpp-convert"
 SETUP_HINT = "install it with: bash scripts/setup-llamacpp.sh"
-
-
-class Unsupported(RuntimeError):
-    """A benchmark cell this runtime cannot run as asked (recorded as outcome 'unsupported')."""
 
 
 def available() -> str | None:
