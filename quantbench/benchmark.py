@@ -63,26 +63,30 @@ def kv_cache_mb(config, batch: int, seq_len: int, bytes_per_value: int) -> float
 
 
 def decode_weights_mb(model) -> float:
-    """Bytes a decode step must read of the model: every parameter and buffer, plus the
-    quantization constants bitsandbytes keeps outside them (4-bit absmax and nested constants,
-    int8 row scales), minus the input embedding table (a step gathers one row of it; a tied
-    output head reads it whole, so a tied table stays counted)."""
+    """Bytes a decode step must read of the model: every parameter and buffer (a quantized tensor
+    subclass by the inner tensors that hold its bytes, HQQ's scales and zero points by its layers'
+    meta dicts: quantbench.memory), plus the quantization constants bitsandbytes keeps outside them
+    (4-bit absmax and nested constants, int8 row scales), minus the input embedding table (a step
+    gathers one row of it; a tied output head reads it whole, so a tied table stays counted)."""
     if hasattr(model, "decode_weights_mb"):  # a GGUF file: counted from its tensors the same way
         return model.decode_weights_mb
     seen, total = set(), 0
 
     def add(t):
         nonlocal total
-        if isinstance(t, torch.Tensor) and t.data_ptr() not in seen and t.numel():
-            seen.add(t.data_ptr())
-            total += t.numel() * t.element_size()
+        if not isinstance(t, torch.Tensor):
+            return
+        for inner in memory.storage_tensors(t):
+            if inner.numel() and inner.data_ptr() not in seen:
+                seen.add(inner.data_ptr())
+                total += inner.numel() * inner.element_size()
 
     emb = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
     out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     tied = emb is not None and out is not None and out.weight.data_ptr() == emb.data_ptr()
     if emb is not None and not tied:
-        seen.add(emb.data_ptr())
-    for t in list(model.parameters()) + list(model.buffers()):
+        seen.update(inner.data_ptr() for inner in memory.storage_tensors(emb))
+    for t in memory.weight_tensors(model):
         add(t)
         qs = getattr(t, "quant_state", None)  # bitsandbytes Params4bit
         if qs is not None:

@@ -90,7 +90,8 @@ def storage_tensors(t: torch.Tensor):
         yield from storage_tensors(getattr(t, name))
 
 
-def _weight_tensors(model):
+def weight_tensors(model):
+    """Every tensor that holds part of the model's weights."""
     yield from model.parameters()
     yield from model.buffers()
     for module in model.modules():
@@ -107,7 +108,7 @@ def model_weights_mb(model) -> float:
     if hasattr(model, "file_weights_mb"):  # a GGUF file run by llama.cpp: its tensors' bytes
         return model.file_weights_mb
     seen, total = set(), 0
-    for outer in _weight_tensors(model):
+    for outer in weight_tensors(model):
         for t in storage_tensors(outer):
             if t.data_ptr() in seen:
                 continue
