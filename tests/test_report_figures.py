@@ -16,7 +16,8 @@ from quantbench.report import figures, style
 from quantbench.report.params import record_paths, report_params
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = {"smollm2-135m": "config/smollm2.yaml", "toy-llama": "config/config.yaml"}
+COMMITTED = {"smollm2-135m": "config/smollm2.yaml", "toy-llama": "config/config.yaml",
+             "reference/h200/llama2-7b-fast": "config/llama2-7b-fast.yaml"}
 
 
 def _inputs(tmp_path, name):
@@ -28,7 +29,7 @@ def _inputs(tmp_path, name):
 
 @pytest.fixture(scope="module", params=sorted(COMMITTED))
 def committed(request, tmp_path_factory):
-    return _inputs(tmp_path_factory.mktemp(request.param), request.param)
+    return _inputs(tmp_path_factory.mktemp(request.param.replace("/", "-")), request.param)
 
 
 def _tick_labels(axis):
@@ -104,3 +105,13 @@ def test_every_figure_takes_its_colours_from_the_style(committed, monkeypatch):
         fig, _ = figures.draw(name, committed)
         stray = _data_colours(fig) - allowed
         assert not stray, f"{name} draws in colours the style module did not give it: {stray}"
+
+
+def test_speed_figures_of_a_fast_only_run_show_its_fast_mode(tmp_path):
+    """A GPU reference config runs no eager generate: the decode figures draw its fused cells (and
+    say so) instead of an empty panel."""
+    data = _inputs(tmp_path, "reference/h200/llama2-7b-fast")
+    for name in ("decode_vs_memory", "throughput_vs_batch"):
+        fig, caption = figures.draw(name, data)
+        assert "fused mode" in caption, caption
+        assert not any("no generate timings" in t.get_text() for ax in fig.axes for t in ax.texts)

@@ -1,7 +1,7 @@
 """Greedy tokens of the static-cache decoders against eager generate (batch 1), for variants whose
 benchmark records lack the check. Uses the decoder as the benchmark builds it (cache sized for the
 config's longest generation) and drives it as the timed cells do before comparing.
-Usage: python tools/h100/check_decoders.py CONFIG VARIANT [VARIANT ...] > checks.json"""
+Usage: python tools/gpu/check_decoders.py CONFIG VARIANT [VARIANT ...] > checks.json"""
 import json
 import sys
 

@@ -1,6 +1,6 @@
-"""Tables for docs/h100.md straight from benchmark and fine-tune records (every cell field, incl.
+"""Tables for docs/gpu.md straight from benchmark and fine-tune records (every cell field, incl.
 decode_step_ms and the profiles, which the generic report does not show).
-Usage: python tools/h100/summarize.py RESULTS_DIR > RESULTS_DIR/h100_tables.md"""
+Usage: python tools/gpu/summarize.py RESULTS_DIR > RESULTS_DIR/gpu_tables.md"""
 import glob
 import json
 import sys
@@ -16,7 +16,10 @@ def md(df, digits=2):
     return df.to_markdown(index=False, floatfmt=f".{digits}f") + "\n"
 
 
-out = [f"# H100 tables: {root}\n", "Medians of 5 timed runs after warm-up; IQR/median is the spread.\n"]
+repeats = sorted({r["params"]["benchmark"]["repeats"] for r in recs})
+gpus = sorted({r["provenance"].get("gpu", "?") for r in recs})
+out = [f"# GPU tables: {root}\n", f"{', '.join(gpus)}. Medians of {'/'.join(map(str, repeats))} timed runs after "
+       "warm-up; IQR/median is the spread.\n"]
 meta = pd.DataFrame([{"variant": r["subject"], "kernel": r["kernel"], "load_s": r["metrics"]["load_s"],
                       "weights_memory_mb": r["metrics"]["weights_memory_mb"],
                       "decode_weights_read_mb": r["metrics"]["decode_weights_read_mb"],

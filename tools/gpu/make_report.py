@@ -1,6 +1,6 @@
 """The workflow's report, rebuilt on any host from records collected off the GPU machine (models
 stay there): the same params and records the report rule passes (those that exist), the same script.
-Usage: python tools/h100/make_report.py CONFIG RESULTS_DIR   (RESULTS_DIR holds records/)"""
+Usage: python tools/gpu/make_report.py CONFIG RESULTS_DIR   (RESULTS_DIR holds records/)"""
 import json
 import os
 import subprocess

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Run quantbench's Snakemake workflow on the lent H100 (no package index there; see docs/h100.md).
+# Run quantbench's Snakemake workflow on the lent GPU machine (no package index there; see docs/gpu.md).
 # One workflow run outlives the 10-minute limit of a device call: `start` launches it in its own
 # process session (it runs on while the machine is held) and `wait` follows it in later calls.
 # From the repo root, with .whl carried:
-#   bash tools/h100/run.sh start CONFIG[:TARGET,...] ...  # install, kernels, then each config in turn
-#   bash tools/h100/run.sh wait SECONDS                   # follow it; collect what exists into $OUT
+#   bash tools/gpu/run.sh start CONFIG[:TARGET,...] ...  # install, kernels, then each config in turn
+#   bash tools/gpu/run.sh wait SECONDS                   # follow it; collect what exists into $OUT
 # QB_GIT_COMMIT names the commit of the copied tree in every record (its .git, if any, is stale).
 # KERNELS: JIT kernels built in the background at the start (default: marlin_fp16 exllamav2).
 # The device tool re-syncs the working tree at every call and deletes files git does not ignore:
