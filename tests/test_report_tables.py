@@ -81,3 +81,18 @@ def test_markdown_marks_a_delta_inside_the_noise():
     assert shown.loc["near", "delta_average_points"].endswith("≈")
     assert "≈" not in shown.loc["far", "delta_average_points"]
     assert shown.loc["fp32", "delta_noise_95"] == "baseline" and "within_noise" not in shown
+
+
+def test_noisy_cells_say_why_their_spread_stands():
+    bench = pd.DataFrame([
+        {"variant": "a", "scenario": "generate", "mode": "eager", "batch_size": 1, "outcome": "ok",
+         "iqr_over_median": 0.12, "attempts": 3, "spread_above_limit": True},
+        {"variant": "b", "scenario": "prefill", "mode": None, "batch_size": 4, "outcome": "ok",
+         "iqr_over_median": 0.09, "attempts": float("nan"), "spread_above_limit": float("nan")},
+        {"variant": "c", "scenario": "prefill", "mode": None, "batch_size": 1, "outcome": "ok",
+         "iqr_over_median": 0.01, "attempts": 1, "spread_above_limit": False},
+        {"variant": "d", "scenario": "generate", "mode": "eager", "batch_size": 1, "outcome": "error",
+         "iqr_over_median": float("nan"), "attempts": float("nan"), "spread_above_limit": float("nan")},
+    ])
+    assert tables.noisy_cells(bench) == ["a generate eager bs=1: 0.12 (after 3 measurements)",
+                                         "b prefill bs=4: 0.09 (measured once, before the benchmark re-measured noisy cells)"]

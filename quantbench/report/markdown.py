@@ -124,6 +124,11 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
         if len(ooms):
             parts.append(f"{len(ooms)} cells ran out of memory: "
                          + ", ".join(f"{r.variant} {r.scenario} bs={r.batch_size}" for r in ooms.itertuples()) + "\n")
+        noisy = tables.noisy_cells(bench)
+        if noisy:
+            parts.append(f"{len(noisy)} timed cells kept a spread (IQR/median of the repeats) above "
+                         f"{tables.SPREAD_LIMIT:.0%}; their medians stand with that spread, and a difference "
+                         "smaller than it is no finding: " + "; ".join(noisy) + "\n")
         unsupported = bench[bench.outcome == "unsupported"]
         if len(unsupported):
             # e.g. llama.cpp's Python binding decodes one sequence: its batch-4 cells are not measured

@@ -56,6 +56,29 @@ def benchmark_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SPREAD_LIMIT = 0.05  # benchmark.spread_limit's default, for cells measured before it was recorded
+
+
+def noisy_cells(bench: pd.DataFrame) -> list[str]:
+    """Timed cells whose spread (IQR/median) stayed above the limit, each with why it is still
+    quoted: re-measured and still above (the machine's noise), or measured once, by a benchmark
+    that did not re-measure yet."""
+    if bench.empty or "iqr_over_median" not in bench:
+        return []
+    ok = bench[bench.outcome == "ok"]
+    flagged = ok.spread_above_limit if "spread_above_limit" in ok else pd.Series(float("nan"), index=ok.index)
+    noisy = ok[(flagged == True) | (flagged.isna() & (ok.iqr_over_median > SPREAD_LIMIT))]  # noqa: E712
+    out = []
+    for r in noisy.itertuples():
+        where = f"{r.variant} {r.scenario}" + (f" {r.mode}" if isinstance(getattr(r, "mode", None), str) else "") \
+            + f" bs={int(r.batch_size)}"
+        attempts = getattr(r, "attempts", float("nan"))
+        why = (f"after {int(attempts)} measurements" if attempts == attempts
+               else "measured once, before the benchmark re-measured noisy cells")
+        out.append(f"{where}: {r.iqr_over_median:.2f} ({why})")
+    return out
+
+
 def token_check(record: dict, mode: str, batch_size: int = 1) -> str | None:
     """The verdict on a static-cache decoder's greedy tokens against eager generate at one batch
     size (records made before checks covered every batch size hold batch 1 only)."""

@@ -10,6 +10,7 @@ from quantbench import benchmark, cli, memory, timing
 from quantbench.backends import get as get_backend
 from quantbench.modelio import RunContext, load_model, read_meta
 from quantbench.records import Recorder
+from quantbench.unsupported import Unsupported
 
 p = cli.parser(__doc__)
 p.add_argument("--model", required=True)
@@ -99,7 +100,8 @@ if ctx.device == "cuda" and spec.get("profile", True):
                                                        tokenizer.pad_token_id, new_tokens=n,
                                                        decoder=decoders.get(mode)))
         except Exception as exc:  # noqa: BLE001 - a profile is extra; its failure is recorded
-            logging.exception("profile of mode %s failed", mode)
+            if not isinstance(exc, Unsupported):  # a refusal says why in one line; a failure keeps its trace
+                logging.exception("profile of mode %s failed", mode)
             profiles.append({"mode": mode, "error": f"{type(exc).__name__}: {exc}"[:300]})
 # Last: a failing check can leave the CUDA context unusable (a device-side assert).
 # Every fast cell's batch size is checked; `check_new_tokens` (default: the shortest generation)
