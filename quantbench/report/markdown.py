@@ -128,7 +128,9 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
         if noisy:
             parts.append(f"{len(noisy)} timed cells kept a spread (IQR/median of the repeats) above "
                          f"{tables.SPREAD_LIMIT:.0%}; their medians stand with that spread, and a difference "
-                         "smaller than it is no finding: " + "; ".join(noisy) + "\n")
+                         "smaller than it is no finding: " + "; ".join(noisy[:12])
+                         + (f"; and {len(noisy) - 12} more (benchmark.csv, `iqr_over_median`)" if len(noisy) > 12 else "")
+                         + "\n")
         unsupported = bench[bench.outcome == "unsupported"]
         if len(unsupported):
             # e.g. llama.cpp's Python binding decodes one sequence: its batch-4 cells are not measured

@@ -73,8 +73,12 @@ def noisy_cells(bench: pd.DataFrame) -> list[str]:
         where = f"{r.variant} {r.scenario}" + (f" {r.mode}" if isinstance(getattr(r, "mode", None), str) else "") \
             + f" bs={int(r.batch_size)}"
         attempts = getattr(r, "attempts", float("nan"))
-        why = (f"after {int(attempts)} measurements" if attempts == attempts
-               else "measured once, before the benchmark re-measured noisy cells")
+        if attempts != attempts:  # NaN: a record from before spread retries
+            why = "measured once, before the benchmark re-measured noisy cells"
+        elif attempts > 1:
+            why = f"after {int(attempts)} measurements"
+        else:
+            why = "measured once: no re-measuring configured"
         out.append(f"{where}: {r.iqr_over_median:.2f} ({why})")
     return out
 
