@@ -49,7 +49,7 @@ def test_fast_decode_table_marks_token_checks():
     assert list(zip(fast["mode"], fast["batch_size"])) == [("eager", 1), ("graphs", 1), ("compiled", 1), ("graphs", 16)]
     assert list(fast["new_tokens"]) == [512, 512, 512, 30]  # the longest generation of each mode and batch size
     checks = dict(zip(zip(fast["mode"], fast["batch_size"]), fast["token_check"]))
-    assert checks[("graphs", 1)] == "differs from token 1 (invalid)"
+    assert checks[("graphs", 1)] == "differs from token 1 (suspect)"
     assert checks[("compiled", 1)] == "identical over 30 tokens" and checks[("eager", 1)] is None
     assert checks[("graphs", 16)] == "identical over 30 tokens"  # each batch size has its own check
     unchecked = tables.fast_decode_table([_bench_record("fp16", [])])
@@ -57,6 +57,10 @@ def test_fast_decode_table_marks_token_checks():
     late = tables.token_check(_bench_record("fp16", [{"mode": "graphs", "new_tokens": 30, "identical": False,
                                                        "first_difference_at": 15}]), "graphs")
     assert late == "differs from token 15"
+    some = tables.token_check(_bench_record("nf4", [{"mode": "graphs", "batch_size": 16, "new_tokens": 64,
+                                                      "identical": False, "first_difference_at": 1,
+                                                      "sequences_identical": 5}]), "graphs", batch_size=16)
+    assert some == "differs from token 1 in some sequences (5 of 16 identical)"
     failed = tables.token_check(_bench_record("nf4", [{"mode": "graphs", "error": "AcceleratorError: x\nmore"}]),
                                 "graphs")
     assert failed == "check failed: AcceleratorError: x"

@@ -117,8 +117,9 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
             parts.append("Decode step time (CUDA events between the first and last decode step), the share of "
                          "the bandwidth roofline and the GPU energy per generated token (NVML, the whole call "
                          "over its new tokens), per mode and batch size; `token_check`: the mode's greedy tokens against eager "
-                         "generate (random weights diverge late from rounding; a difference from token 1 on means "
-                         "the mode does not compute what eager does, and its timing is not a valid measurement).\n")
+                         "generate (random weights diverge late from rounding; a difference from token 1 with no sequence "
+                         "identical is marked suspect: this check cannot tell it from a step that computes something "
+                         "else, and its timing is not a measurement to quote until a check on real weights passes).\n")
             parts.append(fmt(fast))
         ooms = bench[bench.outcome == "oom"]
         if len(ooms):

@@ -94,8 +94,15 @@ def token_check(record: dict, mode: str, batch_size: int = 1) -> str | None:
         if c.get("identical"):
             return f"identical over {c['new_tokens']} tokens"
         at = c.get("first_difference_at")
-        # The first decode step already differs: the fast loop does not compute what eager does.
-        return f"differs from token {at}" + (" (invalid)" if at is not None and at <= 1 else "")
+        if at is None or at > 1:
+            return f"differs from token {at}"
+        # The first decode step differs. In every sequence, that is what a step computing something
+        # else looks like (exllama_v2's captured graph did this); where some sequences stay identical
+        # throughout, the step computes what eager does for them and near-tied logits flipped others.
+        same, batch = c.get("sequences_identical"), c.get("batch_size", 1)
+        if same:
+            return f"differs from token {at} in some sequences ({same} of {batch} identical)"
+        return f"differs from token {at} (suspect)"
     return "not checked"
 
 
