@@ -70,32 +70,24 @@ def decode_weights_mb(model) -> float:
     gathers one row of it; a tied output head reads it whole, so a tied table stays counted)."""
     if hasattr(model, "decode_weights_mb"):  # a GGUF file: counted from its tensors the same way
         return model.decode_weights_mb
-    seen, total = set(), 0
-
-    def add(t):
-        nonlocal total
-        if not isinstance(t, torch.Tensor):
-            return
-        for inner in memory.storage_tensors(t):
-            if inner.numel() and inner.data_ptr() not in seen:
-                seen.add(inner.data_ptr())
-                total += inner.numel() * inner.element_size()
-
     emb = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
     out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     tied = emb is not None and out is not None and out.weight.data_ptr() == emb.data_ptr()
-    if emb is not None and not tied:
-        seen.update(inner.data_ptr() for inner in memory.storage_tensors(emb))
+    skip = {t.data_ptr() for t in memory.storage_tensors(emb)} if emb is not None and not tied else set()
+    return memory.storage_mb(_decode_tensors(model), skip)
+
+
+def _decode_tensors(model):
+    """The model's weight tensors and the quantization constants bitsandbytes keeps beside them."""
     for t in memory.weight_tensors(model):
-        add(t)
+        yield t
         qs = getattr(t, "quant_state", None)  # bitsandbytes Params4bit
         if qs is not None:
-            add(getattr(qs, "absmax", None))
+            yield getattr(qs, "absmax", None)
             state2 = getattr(qs, "state2", None)
             if state2 is not None:
-                add(getattr(state2, "absmax", None))
-        add(getattr(t, "SCB", None))  # bitsandbytes Int8Params row scales
-    return total / 2**20
+                yield getattr(state2, "absmax", None)
+        yield getattr(t, "SCB", None)  # bitsandbytes Int8Params row scales
 
 
 class StepClock:

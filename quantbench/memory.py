@@ -107,11 +107,19 @@ def model_weights_mb(model) -> float:
     what a decode step reads at least once."""
     if hasattr(model, "file_weights_mb"):  # a GGUF file run by llama.cpp: its tensors' bytes
         return model.file_weights_mb
-    seen, total = set(), 0
-    for outer in weight_tensors(model):
+    return storage_mb(weight_tensors(model))
+
+
+def storage_mb(tensors, skip: set[int] = frozenset()) -> float:
+    """MB the given tensors hold, each storage counted once (a quantized tensor subclass by the
+    inner tensors it flattens into); storages whose data pointer is in `skip` are left out. Entries
+    that are not tensors (an absent quantization constant) count nothing."""
+    seen, total = set(skip), 0
+    for outer in tensors:
+        if not isinstance(outer, torch.Tensor):
+            continue
         for t in storage_tensors(outer):
-            if t.data_ptr() in seen:
-                continue
-            seen.add(t.data_ptr())
-            total += t.numel() * t.element_size()
+            if t.numel() and t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                total += t.numel() * t.element_size()
     return total / 2**20
