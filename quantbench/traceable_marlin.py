@@ -39,22 +39,57 @@ def _(x, qweight, scales, zeros, g_idx, perm, workspace, bias, wtype_id, size_n,
     return x.new_empty((*x.shape[:-1], size_n))
 
 
+@torch.library.custom_op("quantbench::awq_marlin_gemm", mutates_args=())
+def awq_marlin_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                    g_idx: torch.Tensor, perm: torch.Tensor, workspace: torch.Tensor,
+                    bias: torch.Tensor | None, wtype_id: int, size_n: int, size_k: int) -> torch.Tensor:
+    # AWQ's Marlin layers call the same GEMM with AWQ's zero points; GPTQModel picks the reduction
+    # (atomic or not) from the row count inside this call, as its own forward does.
+    from gptqmodel.utils.marlin import apply_awq_marlin_linear
+
+    return apply_awq_marlin_linear(
+        input=x, weight=qweight, weight_scale=scales, weight_zp=zeros, g_idx=g_idx,
+        g_idx_sort_indices=perm, workspace=workspace, quant_type=_WTYPES[wtype_id],
+        output_size_per_partition=size_n, input_size_per_partition=size_k, bias=bias)
+
+
+@awq_marlin_gemm.register_fake
+def _(x, qweight, scales, zeros, g_idx, perm, workspace, bias, wtype_id, size_n, size_k):
+    return x.new_empty((*x.shape[:-1], size_n))
+
+
 def _traceable_forward(self, x: torch.Tensor) -> torch.Tensor:
     return gptq_marlin_gemm(x, self.qweight, self.scales, self.qzeros, self.g_idx, self.g_idx_sort_indices,
                             self.workspace, self.bias, self.weight_type.id, self.out_features,
                             self.in_features, self.is_k_full, self.fp32)
 
 
-def patch(model, dtype: torch.dtype) -> dict:
-    """Route the model's Marlin layers through the custom op. Returns how many were patched and,
-    for any left on GPTQModel's own forward, why."""
+def _traceable_awq_forward(self, x: torch.Tensor) -> torch.Tensor:
+    return awq_marlin_gemm(x, self.qweight, self.scales, self.qzeros, self.g_idx, self.g_idx_sort_indices,
+                           self.workspace, self.bias, self.weight_type.id, self.out_features, self.in_features)
+
+
+def _marlin_classes() -> dict:
+    """GPTQModel's Marlin layer classes -> the traceable forward that replaces theirs."""
+    classes = {}
     try:
         from gptqmodel.nn_modules.qlinear.marlin import MarlinLinear
+        classes[MarlinLinear] = _traceable_forward
+        from gptqmodel.nn_modules.qlinear.marlin_awq import AwqMarlinLinear
+        classes[AwqMarlinLinear] = _traceable_awq_forward
     except ImportError:
-        return {"marlin_layers_traceable": 0}
+        pass
+    return classes
+
+
+def patch(model, dtype: torch.dtype) -> dict:
+    """Route the model's Marlin layers (GPTQ and AWQ) through the custom ops. Returns how many were
+    patched and, for any left on GPTQModel's own forward, why."""
+    classes = _marlin_classes()
     patched, kept = 0, {}
     for module in model.modules():
-        if not isinstance(module, MarlinLinear):
+        forward = classes.get(type(module))
+        if forward is None:
             continue
         reason = None
         if getattr(module, "_marlin_tile_padding", None) is not None:
@@ -67,7 +102,7 @@ def patch(model, dtype: torch.dtype) -> dict:
             kept[reason] = kept.get(reason, 0) + 1
             continue
         _WTYPES[module.weight_type.id] = module.weight_type
-        module.forward = _traceable_forward.__get__(module)
+        module.forward = forward.__get__(module)
         patched += 1
     out = {"marlin_layers_traceable": patched}
     if kept:

@@ -19,6 +19,23 @@ def test_fake_implementation_gives_the_gemm_output_shape_and_dtype():
     assert tuple(out.shape) == (4, 1, 1536) and out.dtype == torch.float16
 
 
+def test_awq_fake_implementation_gives_the_gemm_output_shape_and_dtype():
+    with FakeTensorMode():
+        x = torch.empty(16, 1, 576, dtype=torch.float16)
+        qweight = torch.empty(576 // 16, 1536 * 16 // 8, dtype=torch.int32)
+        none = torch.empty(0, dtype=torch.int32)
+        out = torch.ops.quantbench.awq_marlin_gemm(x, qweight, torch.empty(9, 1536, dtype=torch.float16),
+                                                   none, none, none, none, None, 0, 1536, 576)
+    assert tuple(out.shape) == (16, 1, 1536) and out.dtype == torch.float16
+
+
+def test_both_marlin_layer_classes_are_patched():
+    from gptqmodel.nn_modules.qlinear.marlin import MarlinLinear
+    from gptqmodel.nn_modules.qlinear.marlin_awq import AwqMarlinLinear
+
+    assert set(traceable_marlin._marlin_classes()) == {MarlinLinear, AwqMarlinLinear}
+
+
 def test_patch_leaves_a_model_without_marlin_layers_alone():
     model = torch.nn.Sequential(torch.nn.Linear(8, 8))
     forward = model[0].forward
