@@ -13,11 +13,11 @@ from tests.conftest import ROOT
 CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
 
 
-def dry_run(config: str, tmp_path: Path) -> str:
+def dry_run(config: str, tmp_path: Path, *overlays: str) -> str:
     env = {**os.environ, "QUANTBENCH_ASSUME_CUDA": "1"}
+    files = [str(ROOT / "config" / c) for c in (config, *overlays)]
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "2", "--configfile",
-                           str(ROOT / "config" / config), "--snakefile", str(ROOT / "Snakefile"),
-                           "--directory", str(tmp_path)],
+                           *files, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
@@ -27,6 +27,14 @@ def dry_run(config: str, tmp_path: Path) -> str:
 def test_shipped_config_dry_runs(config, tmp_path):
     out = dry_run(config, tmp_path)
     assert "Job stats:" in out
+
+
+def test_overlay_adds_its_method_to_the_base_config(tmp_path):
+    """config/overlays/ files are named after a base config and only add to it: Snakemake merges
+    them, so the base's methods stay and the overlay's are planned beside them."""
+    out = dry_run("smollm2.yaml", tmp_path, "overlays/smollm2-int8dyn.yaml")
+    planned = set(re.findall(r'"variant": "([^"]+)"', out))
+    assert {"torchao-int8dyn", "torchao-int8wo", "gguf-q4_0", "bnb-nf4+lora"} <= planned
 
 
 def test_leaderboard_config_lists_evaluate_jobs_with_task_names(tmp_path):
