@@ -1,32 +1,27 @@
-"""The Marlin custom op's schema and fake implementation: what torch.compile traces on the GPU.
-The kernel itself runs only on CUDA (exercised by the H100 runs, whose records carry the token
-check of every compiled cell); here the op must exist and give compile the right output shape."""
+"""The Marlin custom ops (GPTQ's and AWQ's) schema and fake implementation: what torch.compile traces
+on the GPU. The kernels themselves run only on CUDA (exercised by the H100 and H200 runs, whose records
+carry the token check of every compiled cell); here the ops must exist and give compile the right shape."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from quantbench import traceable_marlin
 
 
-def test_fake_implementation_gives_the_gemm_output_shape_and_dtype():
+@pytest.mark.parametrize("op, rows, extra", [
+    ("gptq_marlin_gemm", 4, (True, True)),   # GPTQ's op also takes is_k_full and use_fp32_reduce
+    ("awq_marlin_gemm", 16, ()),
+])
+def test_fake_implementation_gives_the_gemm_output_shape_and_dtype(op, rows, extra):
     with FakeTensorMode():
-        x = torch.empty(4, 1, 576, dtype=torch.float16)
+        x = torch.empty(rows, 1, 576, dtype=torch.float16)
         qweight = torch.empty(576 // 16, 1536 * 16 // 8, dtype=torch.int32)
         none = torch.empty(0, dtype=torch.int32)
-        out = torch.ops.quantbench.gptq_marlin_gemm(x, qweight, torch.empty(9, 1536, dtype=torch.float16),
-                                                    none, none, none, none, None, 0, 1536, 576, True, True)
-    assert tuple(out.shape) == (4, 1, 1536) and out.dtype == torch.float16
-
-
-def test_awq_fake_implementation_gives_the_gemm_output_shape_and_dtype():
-    with FakeTensorMode():
-        x = torch.empty(16, 1, 576, dtype=torch.float16)
-        qweight = torch.empty(576 // 16, 1536 * 16 // 8, dtype=torch.int32)
-        none = torch.empty(0, dtype=torch.int32)
-        out = torch.ops.quantbench.awq_marlin_gemm(x, qweight, torch.empty(9, 1536, dtype=torch.float16),
-                                                   none, none, none, none, None, 0, 1536, 576)
-    assert tuple(out.shape) == (16, 1, 1536) and out.dtype == torch.float16
+        out = getattr(torch.ops.quantbench, op)(x, qweight, torch.empty(9, 1536, dtype=torch.float16),
+                                                none, none, none, none, None, 0, 1536, 576, *extra)
+    assert tuple(out.shape) == (rows, 1, 1536) and out.dtype == torch.float16
 
 
 def test_both_marlin_layer_classes_are_patched():
