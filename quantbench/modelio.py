@@ -60,27 +60,6 @@ def read_meta(folder: str | Path) -> dict:
         return json.load(f)
 
 
-def load_model(folder: str, ctx: RunContext, adapter: str | None = None, trainable: bool = False):
-    """Load a quantbench model folder (and optionally a LoRA adapter on top).
-
-    Returns (model, tokenizer, info) where info records the backend and kernel that actually ran.
-    """
-    from quantbench.backends import get
-
-    meta = read_meta(folder)
-    backend = get(meta["backend"])
-    model, info = backend.load(folder, meta["params"], ctx)
-    info = {"backend": meta["backend"], "method": meta["method"], **info}
-    if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
-        info["adapter"] = str(adapter)
-    if not trainable:
-        model.eval()
-    return model, load_tokenizer(folder), info
-
-
 def link_tree(src: str | Path, dst: str | Path, skip: tuple[str, ...] = (META_FILE,)) -> None:
     """Fill dst with hard links to src's files (copies across file systems): a second name for a
     checkpoint costs no disk, which matters for 13B-parameter folders. Snakemake's own marker files

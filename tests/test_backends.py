@@ -9,7 +9,8 @@ from quantbench.atomic import atomic_dir
 from quantbench.backends import get
 from quantbench.benchmark import decode_weights_mb
 from quantbench.memory import model_weights_mb
-from quantbench.modelio import RunContext, load_model, write_meta
+from quantbench.loading import load_model
+from quantbench.modelio import RunContext, write_meta
 
 CASES = {
     "none": {"dtype": "float32"},

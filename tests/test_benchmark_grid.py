@@ -29,7 +29,8 @@ def test_fast_lengths_extend_the_static_cache():
 
 
 def test_warmup_runs_short_and_timed_runs_full_length(tiny_model):
-    from quantbench.modelio import RunContext, load_model
+    from quantbench.loading import load_model
+    from quantbench.modelio import RunContext
 
     model, tok, _ = load_model(str(tiny_model), RunContext(device="cpu", dtype_name="float32"))
     asked = []
@@ -51,7 +52,8 @@ def test_warmup_runs_short_and_timed_runs_full_length(tiny_model):
 
 
 def test_graph_modes_are_skipped_without_cuda(tiny_model):
-    from quantbench.modelio import RunContext, load_model
+    from quantbench.loading import load_model
+    from quantbench.modelio import RunContext
 
     model, tok, _ = load_model(str(tiny_model), RunContext(device="cpu", dtype_name="float32"))
     spec = {"prompt_len": 4, "new_tokens": [3], "batch_sizes": [1]}

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from quantbench import experiment
-from quantbench.modelio import RunContext, load_model, read_meta
+from quantbench.loading import load_model
+from quantbench.modelio import RunContext, read_meta
 from tests.conftest import copy_project, snakemake
 from tests.test_interrupt import SMALL
 

@@ -32,7 +32,8 @@ WORKER = textwrap.dedent("""
     from quantbench import distribution, lmeval
     from quantbench.backends import get
     from quantbench.data import load_texts
-    from quantbench.modelio import RunContext, load_model, write_meta
+    from quantbench.loading import load_model
+    from quantbench.modelio import RunContext, write_meta
     from quantbench.toy import data, model
 
     data.build(out / "data", seed=seed, n_corpus_docs=600)

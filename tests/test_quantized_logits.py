@@ -8,7 +8,8 @@ import torch
 
 from quantbench.atomic import atomic_dir
 from quantbench.backends import get
-from quantbench.modelio import RunContext, load_causal_lm, load_model, write_meta
+from quantbench.loading import load_model
+from quantbench.modelio import RunContext, load_causal_lm, write_meta
 
 CASES = {
     "torchao-int8wo": ("torchao", {"scheme": "int8-weight-only", "group_size": -1}),

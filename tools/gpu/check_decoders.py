@@ -8,7 +8,8 @@ import sys
 import yaml
 
 from quantbench import benchmark
-from quantbench.modelio import RunContext, load_model
+from quantbench.loading import load_model
+from quantbench.modelio import RunContext
 
 config = yaml.safe_load(open(sys.argv[1]))
 gen = config["benchmark"]["generate"]

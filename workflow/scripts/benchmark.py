@@ -8,7 +8,8 @@ import torch
 
 from quantbench import benchmark, cli, memory, timing
 from quantbench.backends import get as get_backend
-from quantbench.modelio import RunContext, load_model, read_meta
+from quantbench.loading import load_model
+from quantbench.modelio import RunContext, read_meta
 from quantbench.records import Recorder
 from quantbench.unsupported import Unsupported
 

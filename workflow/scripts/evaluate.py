@@ -3,7 +3,8 @@ import torch
 
 from quantbench import cli, distribution, lmeval
 from quantbench.atomic import write_json
-from quantbench.modelio import RunContext, load_model
+from quantbench.loading import load_model
+from quantbench.modelio import RunContext
 from quantbench.records import Recorder
 
 p = cli.parser(__doc__)

@@ -2,7 +2,8 @@
 from quantbench import cli, finetune
 from quantbench.atomic import atomic_dir
 from quantbench.data import load_texts
-from quantbench.modelio import RunContext, load_model
+from quantbench.loading import load_model
+from quantbench.modelio import RunContext
 from quantbench.records import Recorder
 
 p = cli.parser(__doc__)

@@ -4,7 +4,8 @@ import torch
 from quantbench import cli, distribution
 from quantbench.atomic import atomic_file
 from quantbench.data import load_texts
-from quantbench.modelio import RunContext, load_model
+from quantbench.loading import load_model
+from quantbench.modelio import RunContext
 
 p = cli.parser(__doc__)
 p.add_argument("--model", required=True)
