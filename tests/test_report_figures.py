@@ -115,3 +115,16 @@ def test_speed_figures_of_a_fast_only_run_show_its_fast_mode(tmp_path):
         fig, caption = figures.draw(name, data)
         assert "fused mode" in caption, caption
         assert not any("no generate timings" in t.get_text() for ax in fig.axes for t in ax.texts)
+
+
+def test_a_setup_gets_the_figures_of_the_stages_it_runs():
+    """A speed-only GPU setup (no evaluate, fine-tune or recipe) gets no empty quality, fine-tune or
+    recipe figures; the embedded default, which runs every stage, gets every figure."""
+    from quantbench.report.params import stages
+
+    def figures_of(config):
+        exp = experiment.build(yaml.safe_load((ROOT / "config" / config).read_text()), cuda_available=True)
+        return figures.wanted(stages(exp))
+
+    assert figures_of("llama2-7b-fast.yaml") == ["decode_vs_memory", "throughput_vs_batch", "memory"]
+    assert figures_of("config.yaml") == figures.FIGURES

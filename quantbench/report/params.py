@@ -14,7 +14,15 @@ def report_params(exp: Experiment) -> dict:
         "recipes": config.get("recipes", []),
         "generate": config["benchmark"]["generate"],
         "bits_per_weight": {v.name: exp.serving_method(v).bits_per_weight for v in exp.variants},
+        "stages": stages(exp),
     }
+
+
+def stages(exp: Experiment) -> list[str]:
+    """The stages beside quantize and benchmark that the setup runs (which figures it gets)."""
+    return [name for name, runs in (("evaluate", bool(exp.config.get("evaluate"))),
+                                    ("finetune", bool(exp.finetune_bases)),
+                                    ("recipes", bool(exp.config.get("recipes")))) if runs]
 
 
 def record_paths(exp: Experiment, root: str) -> list[str]:

@@ -14,9 +14,10 @@ def report_records(wildcards=None):
 
 
 def report_figures():
-    from quantbench.report.figures import FIGURES
+    from quantbench.report.figures import wanted
+    from quantbench.report.params import stages
 
-    return FIGURES
+    return wanted(stages(EXP))
 
 
 REPORT = f"{R}/report"

@@ -25,7 +25,7 @@ for name, df in {"benchmark": data.bench, "quality": data.quality, "quantize": q
         df.to_csv(tmp, index=False)
 
 drawn = []  # (name, file, caption)
-for name in figures.FIGURES:
+for name in figures.wanted(params["stages"]):
     fig, caption = figures.draw(name, data)
     with atomic_file(out / f"{name}.png") as tmp:  # the temporary name keeps the .png suffix
         style.save(fig, tmp)

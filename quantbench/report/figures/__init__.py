@@ -1,5 +1,5 @@
-"""Every figure of the report, one question each. `FIGURES` names them (the report rule's outputs
-and report.py both read it); `draw` builds one from the report's tables and returns the figure with
+"""Every figure of the report, one question each. `FIGURES` names them, `wanted` those a setup's
+stages call for (the report rule's outputs and report.py both read it); `draw` builds one from the report's tables and returns the figure with
 its caption, which says what is plotted and how its noise is shown."""
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ def _registry():
 
 
 FIGURES = list(_registry())
+# figure -> the stage whose records it plots: a setup that runs no such stage (a speed-only GPU
+# setup has no evaluate, fine-tune or recipe) gets no such figure rather than an empty one
+NEEDS = {"quality_vs_memory": "evaluate", "finetune_step": "finetune", "finetune_loss": "finetune",
+         "recipe_kl": "recipes"}
+
+
+def wanted(stages) -> list[str]:
+    """The FIGURES of a setup whose stages (any of 'evaluate', 'finetune', 'recipes') are `stages`."""
+    return [f for f in FIGURES if NEEDS.get(f, "") in {"", *stages}]
 
 
 def draw(name: str, data: Inputs):
