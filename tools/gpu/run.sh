@@ -43,11 +43,13 @@ start)
   echo "install done in $(( $(date +%s) - t_start )) s"; df -h . /tmp
   # Build the JIT kernels in the background while the models are built and quantized; no
   # benchmark starts before every build has ended (a build beside a timed cell spread it to 72%).
+  # Each build closes its inherited streams: one that held this script's stdout kept
+  # `run.sh start ... | tail` waiting for the build to end (a device call ran out its limit so).
   rm -f "$RUN"/build-*.done
   for ext in ${KERNELS-marlin_fp16 exllamav2}; do
     ( t0=$(date +%s); python3 -c "from gptqmodel import extension; print(extension.load('$ext'))" \
         > "$RUN/build-$ext.log" 2>&1; echo "$ext build $(( $(date +%s) - t0 )) s" >> "$RUN/build-$ext.log"
-      touch "$RUN/build-$ext.done" ) &
+      touch "$RUN/build-$ext.done" ) < /dev/null > /dev/null 2>&1 &
   done
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv > "$RUN/gpu.csv"
   python3 - > "$RUN/versions.txt" 2>&1 <<'PY'
