@@ -19,18 +19,21 @@ def report_params(exp: Experiment) -> dict:
 
 
 def stages(exp: Experiment) -> list[str]:
-    """The stages beside quantize and benchmark that the setup runs (which figures it gets)."""
-    return [name for name, runs in (("evaluate", bool(exp.config.get("evaluate"))),
-                                    ("finetune", bool(exp.finetune_bases)),
-                                    ("recipes", bool(exp.config.get("recipes")))) if runs]
+    """The stages beside quantize and benchmark that the setup runs (which records and figures the
+    report gets); speed-only setups (random weights) leave `evaluate:` out."""
+    out = ["evaluate"] if exp.config.get("evaluate") else []
+    if exp.finetune_bases:
+        out.append("finetune")
+    if exp.config.get("recipes"):
+        out.append("recipes")
+    return out
 
 
 def record_paths(exp: Experiment, root: str) -> list[str]:
     """The records the report reads, in the order its tables list them (the report rule's input)."""
     variants = [v.name for v in exp.variants]
     quantized = list(exp.runnable) + [v.name for v in exp.variants if v.requant]
-    # speed-only setups (random weights) leave `evaluate:` out
-    evaluated = variants if exp.config.get("evaluate") else []
+    evaluated = variants if "evaluate" in stages(exp) else []
     return ([f"{root}/records/benchmark/{v}.json" for v in variants]
             + [f"{root}/records/evaluate/{v}.json" for v in evaluated]
             + [f"{root}/records/finetune/{b}.json" for b in exp.finetune_bases]

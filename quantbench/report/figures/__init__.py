@@ -1,6 +1,7 @@
 """Every figure of the report, one question each. `FIGURES` names them, `wanted` those a setup's
-stages call for (the report rule's outputs and report.py both read it); `draw` builds one from the report's tables and returns the figure with
-its caption, which says what is plotted and how its noise is shown."""
+stages call for (the report rule's outputs and report.py both read it); `draw` builds one from the
+report's tables and returns the figure with its caption, which says what is plotted and how its
+noise is shown."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
