@@ -32,6 +32,7 @@ class GGUFInfo:
     metadata: dict = field(default_factory=dict)   # scalar keys only; arrays are skipped
     tensor_types: dict = field(default_factory=dict)  # ggml type name -> count
     size_bytes: int = 0
+    parameters: int = 0  # elements over all tensors: the model's size once dequantized
 
     @property
     def architecture(self) -> str | None:
@@ -130,6 +131,7 @@ def inspect(path: str | Path) -> GGUFInfo:
                 for d in dims:
                     n *= d
                 end = max(end, offset + n // block * type_bytes)
+                info.parameters += n
                 info.tensor_types[qtype.name] = info.tensor_types.get(qtype.name, 0) + 1
         except (ValueError, KeyError) as err:  # an unknown enum value: garbage where a type should be
             raise GGUFError(f"{shown}: corrupt GGUF header ({err})") from None

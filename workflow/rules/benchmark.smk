@@ -20,5 +20,5 @@ rule benchmark:
     log:
         f"{R}/logs/benchmark/{{variant}}.log",
     shell:
-        NATIVE_KERNELS + "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
+        NATIVE_KERNELS + ON_GPU + "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
         " --record {output.record} --threads {threads} 2>&1 | tee {log}"

@@ -30,9 +30,22 @@ from quantbench.backends import calibrated  # noqa: E402
 from quantbench.encoder import checks as encoder_checks  # noqa: E402
 
 
+from quantbench import resources as requests  # noqa: E402
+
+EXECUTOR = requests.executor_named(sys.argv, os.environ)
+# Submitting to a cluster: jobs run on nodes of their own, with allocations of their own.
+CLUSTER = requests.submits_to_cluster(EXECUTOR)
+
+
 def _cuda_visible():
     # Decided without importing torch: submit hosts of a cluster may have no GPU of their own.
     return bool(os.environ.get("QUANTBENCH_ASSUME_CUDA")) or shutil.which("nvidia-smi") is not None
+
+
+def _cuda_check_here():
+    """Whether `device: cuda` must find a GPU on this machine: not on a cluster's submit host (each
+    job's own parse checks its node) nor in a dry run (it plans, it runs nothing)."""
+    return not (CLUSTER or requests.is_dry_run(sys.argv))
 
 
 # The whole config is checked before any job runs: schema (one line per problem, dotted keys) first,
@@ -47,9 +60,14 @@ try:
     kind_problems = encoder_checks.kind_errors(config, os.getcwd())
     if kind_problems:
         raise experiment.ConfigError(kind_problems)
-    EXP = experiment.load(config, cuda_available=_cuda_visible(), workdir=os.getcwd(), basedir=workflow.basedir)
+    CUDA_HERE = _cuda_visible()
+    EXP = experiment.load(config, cuda_available=CUDA_HERE or not _cuda_check_here(), workdir=os.getcwd(),
+                          basedir=workflow.basedir)
 except experiment.ConfigError as err:
     raise WorkflowError(str(err)) from None
+if config.get("device") == "cuda" and not CUDA_HERE and not _cuda_check_here():
+    logger.warning("config: device: 'cuda' and this machine shows no CUDA device: "
+                   + ("each job checks for one on its node" if CLUSTER else "a dry run plans without one"))
 for note in EXP.notes:
     logger.warning(f"config: {note}")
 for name, why in EXP.skipped.items():
@@ -66,12 +84,18 @@ BASELINE = EXP.methods[EXP.baseline]
 DTYPE = BASELINE.params["dtype"]
 DEVICE = config.get("device", "cpu")
 SEED = config.get("seed", 0)
-try:
-    CORES = workflow.cores
-except WorkflowError:  # a cluster executor sets no --cores: each job has its own allocation
-    CORES = config.get("max_threads", 8)
-MAX_THREADS = min(CORES, config.get("max_threads", 8))
 RESOURCES = config.get("resources") or {}
+# A job's threads are what a scheduler reserves for it: locally at most --cores; on a cluster (no
+# --cores, or a dry run of a submission) at most a per-job bound, never a workstation's max_threads.
+JOB_CPUS = requests.job_cpus(RESOURCES)
+try:
+    CORES = JOB_CPUS if CLUSTER else workflow.cores
+except WorkflowError:  # a cluster executor named in no way we read: each job has its own allocation
+    CORES = JOB_CPUS
+MAX_THREADS = min(CORES, config.get("max_threads", 8))
+MODEL_SIZE, _size_note = requests.planned_size(config, workflow.basedir, os.getcwd())
+if _size_note:
+    logger.warning(f"config: {_size_note}")
 
 
 def library(script, *backends):
@@ -112,13 +136,30 @@ def method_env(wildcards):
     return backend_env(EXP.methods[wildcards.method].backend)
 
 
-def job_resources(rule, uses_model=True):
-    """Per-job resources from the config's `resources:` section (default, then the rule's own
-    entry): mem_mb and runtime (minutes) for every job; a GPU (and its model, if named) for jobs
-    that load a model when device is cuda; SLURM partition and account from the config or from
-    QB_SLURM_PARTITION / QB_SLURM_ACCOUNT. Locally, `--resources gpu=1` keeps GPU jobs apart."""
+# The stage each rule's requests are derived for (quantbench/resources.py); data and report jobs are light.
+STAGES = {"build_random_model": "build", "build_gguf_base": "build", "build_toy_model": "build",
+          "quantize": "quantize", "requantize": "quantize", "finetune": "finetune", "merge": "merge",
+          "reference_logprobs": "reference_logprobs", "evaluate": "evaluate", "benchmark": "benchmark"}
+
+
+def job_resources(rule, uses_model=True, backend=None):
+    """Per-job requests: memory (mem_mb) and wall time (runtime, minutes) derived from the model's
+    size and the rule's stage (quantbench/resources.py), overridden by the config's `resources:`
+    section (its `default` entry, then the rule's own); a GPU (and its model, if named) for jobs
+    that load a model when device is cuda; exclusive use of the node for benchmarks that ask for
+    it; SLURM partition and account from the config or QB_SLURM_PARTITION / QB_SLURM_ACCOUNT.
+    `backend`: a function of the job's wildcards naming the backend its quantize stage runs."""
     entry = {**RESOURCES.get("default", {}), **RESOURCES.get(rule, {})}
-    res = {"mem_mb": entry.get("mem_mb", 4000), "runtime": entry.get("runtime", 60),
+    stage = STAGES.get(rule, "light") if uses_model or rule.startswith("build_") else "light"
+    suite = (config.get("evaluate") or {}).get("suite")
+
+    def runtime(wildcards):
+        return entry.get("runtime") or requests.runtime_min(
+            stage, MODEL_SIZE, DEVICE, backend=backend(wildcards) if backend else None, suite=suite,
+            benchmark=config.get("benchmark"))
+
+    res = {"mem_mb": entry.get("mem_mb") or requests.memory_mb(stage, MODEL_SIZE, DEVICE),
+           "runtime": runtime if backend else runtime(None),
            "gpu": entry.get("gpus", 1) if uses_model and DEVICE == "cuda" else 0}
     if res["gpu"] and RESOURCES.get("gpu_model"):
         res["gpu_model"] = RESOURCES["gpu_model"]
@@ -126,7 +167,18 @@ def job_resources(rule, uses_model=True):
         value = os.environ.get(env) or RESOURCES.get(key)
         if value:
             res[key] = value
+    extra = [entry["slurm_extra"]] if entry.get("slurm_extra") else []
+    if rule == "benchmark" and BENCHMARK_EXCLUSIVE:
+        extra.append("--exclusive")  # the whole node: nothing shares it with a timed run
+    if extra:
+        res["slurm_extra"] = " ".join(extra)
     return res
+
+
+# A job that loads a model on CUDA runs on a GPU of its own (quantbench/gpu_slot.py): Snakemake counts
+# GPUs (--resources gpu=N), the slot names which one; under SLURM the scheduler's choice stands.
+ON_GPU = "python -m quantbench.gpu_slot -- " if DEVICE == "cuda" else ""
+BENCHMARK_EXCLUSIVE = bool((config.get("benchmark") or {}).get("exclusive", True))
 
 
 RESOURCE_SETTINGS = ("gpu_model", "slurm_partition", "slurm_account")

@@ -30,7 +30,7 @@ rule reference_logprobs:
     log:
         f"{R}/logs/reference/{{variant}}.log",
     shell:
-        "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
+        ON_GPU + "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
         " --heldout {params.heldout} --out {output} --threads {threads} 2>&1 | tee {log}"
 
 
@@ -56,6 +56,6 @@ rule evaluate:
     log:
         f"{R}/logs/evaluate/{{variant}}.log",
     shell:
-        "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
+        ON_GPU + "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
         " --reference {input.reference} {params.data} --record {output.record}"
         " --lm-eval-out {output.lm_eval} --threads {threads} 2>&1 | tee {log}"

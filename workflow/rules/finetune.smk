@@ -23,5 +23,5 @@ rule finetune:
     log:
         f"{R}/logs/finetune/{{base}}.log",
     shell:
-        "python {input.script} --params {params.spec:q} --model {input.model} --data {params.data}"
+        ON_GPU + "python {input.script} --params {params.spec:q} --model {input.model} --data {params.data}"
         " --out {output.adapter} --record {output.record} --threads {params.threads} 2>&1 | tee {log}"

@@ -21,6 +21,6 @@ rule merge:
     log:
         f"{R}/logs/merge/{{base}}+lora+merge-{{kind}}.log",
     shell:
-        "python {input.script} --params {params.spec:q} --adapter {input.adapter}"
+        ON_GPU + "python {input.script} --params {params.spec:q} --adapter {input.adapter}"
         " --fp-base {input.fp_base} --quantized-base {input.quantized_base}"
         " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"

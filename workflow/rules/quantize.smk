@@ -43,13 +43,13 @@ rule quantize:
         src=base_model(),
         calibration=lambda w: calibration_arg(w.method),
     resources:
-        **job_resources("quantize"),
+        **job_resources("quantize", backend=lambda w: EXP.methods[w.method].backend),
     conda:
         method_env
     log:
         f"{R}/logs/quantize/{{method}}.log",
     shell:
-        "python {input.script} --params {params.spec:q} --src {params.src} {params.calibration}"
+        ON_GPU + "python {input.script} --params {params.spec:q} --src {params.src} {params.calibration}"
         " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"
 
 
@@ -90,11 +90,11 @@ rule requantize:
         spec=lambda w: quantize_spec(f"{w.base}+lora+merge-{w.kind}+{w.method}", w.method),
         calibration=lambda w: calibration_arg(w.method),
     resources:
-        **job_resources("requantize"),
+        **job_resources("requantize", backend=lambda w: EXP.methods[w.method].backend),
     conda:
         method_env
     log:
         f"{R}/logs/requantize/{{base}}+lora+merge-{{kind}}+{{method}}.log",
     shell:
-        "python {input.script} --params {params.spec:q} --src {input.merged} {params.calibration}"
+        ON_GPU + "python {input.script} --params {params.spec:q} --src {input.merged} {params.calibration}"
         " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"

@@ -42,6 +42,6 @@ rule build_random_model:
     log:
         f"{R}/logs/build_random_model.log",
     shell:
-        "python {input.script} --params {params.spec:q} --architecture {input.architecture}"
+        ON_GPU + "python {input.script} --params {params.spec:q} --architecture {input.architecture}"
         " --corpus {input.data}/corpus.jsonl --out {output.model} --record {output.record}"
         " --threads {threads} 2>&1 | tee {log}"
