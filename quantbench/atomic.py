@@ -53,15 +53,26 @@ def remove_leftovers(final: str | Path) -> list[Path]:
     return removed
 
 
+def current_umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def _tmp_sibling(final: Path, is_dir: bool) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(final)
     prefix = f"{TMP_PREFIX}{final.name}{TMP_MARK}"
+    # mkstemp/mkdtemp make 0600/0700 (private temporary files); the output, once renamed into place,
+    # gets the mode any file made here would: a group sharing a results folder can read it.
     if is_dir:
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
+        path.chmod(0o777 & ~current_umask())
+        return path
     # Same suffix as the final file: writers that pick a format from the extension (matplotlib) work.
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=final.suffix, dir=final.parent)
     os.close(fd)
+    os.chmod(name, 0o666 & ~current_umask())
     return Path(name)
 
 

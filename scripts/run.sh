@@ -6,7 +6,20 @@ bash scripts/setup.sh
 # Snakemake parses --configfile files before the workflow starts, naming neither file nor line on a
 # syntax error: check them first, one line per problem.
 .venv/bin/python -m quantbench.config_file "$@"
-.venv/bin/snakemake --cores all "$@"
+# One GPU job per GPU at a time (quantbench/gpu_slot.py says which GPU): Snakemake is told how many
+# GPUs this machine shows, unless the command line sets --resources itself.
+gpu_args=()
+case " $* " in
+  *" --resources "*|*" --res "*) ;;
+  *) n=$(.venv/bin/python -c 'import os; from quantbench.gpu_slot import visible_gpus; print(len(visible_gpus(dict(os.environ))))')
+     [ "$n" -gt 0 ] && gpu_args=(--resources "gpu=$n") ;;
+esac
+case " $* " in
+  # a dry run ends with the table of what each job will request
+  *" -n "*|*" --dry-run "*|*" --dryrun "*)
+    .venv/bin/snakemake --cores all "${gpu_args[@]}" "$@" 2>&1 | .venv/bin/python -m quantbench.requests_table ;;
+  *) .venv/bin/snakemake --cores all "${gpu_args[@]}" "$@" ;;
+esac
 # The real model is one flag away; say so when the default has run (not after a dry run or another setup).
 case " $* " in
   *" --configfile "*|*" -n "*|*" --dry-run "*|*" --dryrun "*) ;;

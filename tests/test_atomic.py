@@ -1,5 +1,8 @@
+import os
+
 import pytest
 
+from quantbench import atomic
 from quantbench.atomic import atomic_dir, read_json, write_json
 
 
@@ -26,3 +29,19 @@ def test_write_json_round_trip(tmp_path):
     write_json(tmp_path / "r.json", {"a": 1.5})
     assert read_json(tmp_path / "r.json") == {"a": 1.5}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_outputs_get_the_mode_the_umask_gives(tmp_path, umask, file_mode, dir_mode):
+    """Records and model folders are readable by whoever the umask lets read a new file (a group
+    sharing a results folder), not private as the temporary names they are written under."""
+    old = os.umask(umask)
+    try:
+        atomic.write_json(tmp_path / "record.json", {"a": 1})
+        with atomic.atomic_dir(tmp_path / "model") as d:
+            (d / "weights.bin").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "record.json").stat().st_mode & 0o777 == file_mode
+    assert (tmp_path / "model").stat().st_mode & 0o777 == dir_mode
+    assert (tmp_path / "model" / "weights.bin").stat().st_mode & 0o777 == file_mode
