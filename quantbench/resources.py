@@ -110,6 +110,13 @@ def planned_size(config: dict, basedir: str = ".", workdir: str = ".") -> tuple[
 def _config_json(path, basedir: str, workdir: str) -> dict | None:
     if not isinstance(path, str) or not path:
         return None
+    if path.startswith("pkg:"):
+        from quantbench import package_paths
+
+        try:
+            path = package_paths.resolve(path)
+        except FileNotFoundError:
+            return None
     for root in (workdir, basedir):
         p = Path(root) / path
         if p.is_dir():
@@ -186,6 +193,35 @@ def benchmark_seconds(spec: dict, billions: float, device: str) -> float:
     prefill = spec.get("prefill") or {}
     tokens += len(prefill.get("batch_sizes", [])) * 4  # a prefill costs about a few decode steps
     return tokens * runs * per_token_s
+
+
+def job_request(rule: str, stage: str, *, config: dict, size: ModelSize, uses_model: bool, environ: dict,
+                backend: str | None = None) -> dict:
+    """One job's requests as Snakemake resources: memory and runtime derived for its stage unless the
+    config's `resources:` sets them (its `default` entry, then the rule's own); a GPU (and its model,
+    if named) for a job that loads a model when device is cuda; the whole node for a benchmark that
+    runs exclusive; SLURM partition and account from the config or QB_SLURM_PARTITION /
+    QB_SLURM_ACCOUNT; more sbatch options from slurm_extra."""
+    settings = config.get("resources") or {}
+    entry = {**settings.get("default", {}), **settings.get(rule, {})}
+    device = config.get("device", "cpu")
+    res = {"mem_mb": entry.get("mem_mb") or memory_mb(stage, size, device),
+           "runtime": entry.get("runtime") or runtime_min(
+               stage, size, device, backend=backend, suite=(config.get("evaluate") or {}).get("suite"),
+               benchmark=config.get("benchmark")),
+           "gpu": entry.get("gpus", 1) if uses_model and device == "cuda" else 0}
+    if res["gpu"] and settings.get("gpu_model"):
+        res["gpu_model"] = settings["gpu_model"]
+    for key, env in (("slurm_partition", "QB_SLURM_PARTITION"), ("slurm_account", "QB_SLURM_ACCOUNT")):
+        value = environ.get(env) or settings.get(key)
+        if value:
+            res[key] = value
+    extra = [entry["slurm_extra"]] if entry.get("slurm_extra") else []
+    if stage == "benchmark" and (config.get("benchmark") or {}).get("exclusive", True):
+        extra.append("--exclusive")  # the whole node: nothing shares it with a timed run
+    if extra:
+        res["slurm_extra"] = " ".join(extra)
+    return res
 
 
 def job_cpus(resources: dict) -> int:

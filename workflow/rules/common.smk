@@ -143,42 +143,23 @@ STAGES = {"build_random_model": "build", "build_gguf_base": "build", "build_toy_
 
 
 def job_resources(rule, uses_model=True, backend=None):
-    """Per-job requests: memory (mem_mb) and wall time (runtime, minutes) derived from the model's
-    size and the rule's stage (quantbench/resources.py), overridden by the config's `resources:`
-    section (its `default` entry, then the rule's own); a GPU (and its model, if named) for jobs
-    that load a model when device is cuda; exclusive use of the node for benchmarks that ask for
-    it; SLURM partition and account from the config or QB_SLURM_PARTITION / QB_SLURM_ACCOUNT.
-    `backend`: a function of the job's wildcards naming the backend its quantize stage runs."""
-    entry = {**RESOURCES.get("default", {}), **RESOURCES.get(rule, {})}
+    """Per-job requests (quantbench.resources.job_request) for the rule's stage; `backend`: a
+    function of the job's wildcards naming the backend a quantize job runs (its runtime depends on it)."""
     stage = STAGES.get(rule, "light") if uses_model or rule.startswith("build_") else "light"
-    suite = (config.get("evaluate") or {}).get("suite")
 
-    def runtime(wildcards):
-        return entry.get("runtime") or requests.runtime_min(
-            stage, MODEL_SIZE, DEVICE, backend=backend(wildcards) if backend else None, suite=suite,
-            benchmark=config.get("benchmark"))
+    def request(backend_name=None):
+        return requests.job_request(rule, stage, config=config, size=MODEL_SIZE, uses_model=uses_model,
+                                    environ=os.environ, backend=backend_name)
 
-    res = {"mem_mb": entry.get("mem_mb") or requests.memory_mb(stage, MODEL_SIZE, DEVICE),
-           "runtime": runtime if backend else runtime(None),
-           "gpu": entry.get("gpus", 1) if uses_model and DEVICE == "cuda" else 0}
-    if res["gpu"] and RESOURCES.get("gpu_model"):
-        res["gpu_model"] = RESOURCES["gpu_model"]
-    for key, env in (("slurm_partition", "QB_SLURM_PARTITION"), ("slurm_account", "QB_SLURM_ACCOUNT")):
-        value = os.environ.get(env) or RESOURCES.get(key)
-        if value:
-            res[key] = value
-    extra = [entry["slurm_extra"]] if entry.get("slurm_extra") else []
-    if rule == "benchmark" and BENCHMARK_EXCLUSIVE:
-        extra.append("--exclusive")  # the whole node: nothing shares it with a timed run
-    if extra:
-        res["slurm_extra"] = " ".join(extra)
+    res = request()
+    if backend:
+        res["runtime"] = lambda wildcards: request(backend(wildcards))["runtime"]
     return res
 
 
 # A job that loads a model on CUDA runs on a GPU of its own (quantbench/gpu_slot.py): Snakemake counts
 # GPUs (--resources gpu=N), the slot names which one; under SLURM the scheduler's choice stands.
 ON_GPU = "python -m quantbench.gpu_slot -- " if DEVICE == "cuda" else ""
-BENCHMARK_EXCLUSIVE = bool((config.get("benchmark") or {}).get("exclusive", True))
 
 
 RESOURCE_SETTINGS = ("gpu_model", "slurm_partition", "slurm_account")

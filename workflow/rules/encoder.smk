@@ -26,7 +26,12 @@ try:
         raise experiment.ConfigError(problems)
     validate(config, "../schemas/config.schema.yaml")
     # Methods and baseline as for a causal LM; the files an encoder needs are checked by checks.
-    EXP = experiment.build(config, cuda_available=bool(shutil.which("nvidia-smi")))
+    # As in common.smk: a cluster's submit host and a dry run plan without a GPU; jobs check theirs.
+    from quantbench import resources as _req
+
+    _plans_only = _req.submits_to_cluster(_req.executor_named(sys.argv, os.environ)) or _req.is_dry_run(sys.argv)
+    EXP = experiment.build(config, cuda_available=bool(shutil.which("nvidia-smi")) or _plans_only
+                           or bool(os.environ.get("QUANTBENCH_ASSUME_CUDA")))
     problems = checks.encoder_errors(config, os.getcwd())
     if problems:
         raise experiment.ConfigError(problems)
@@ -44,10 +49,31 @@ from quantbench.encoder.wordnet_examples import is_wordnet_data_file  # noqa: E4
 SENTENCES = f"{R}/data/sentences.jsonl" if is_wordnet_data_file(ENC["sentences"]) else ENC["sentences"]
 SENTENCES_INPUT = [SENTENCES] if SENTENCES != ENC["sentences"] else []
 DEVICE = config.get("device", "cpu")
+from quantbench import resources as requests  # noqa: E402
+
+# As in common.smk: threads bounded per job on a cluster, requests derived from the model's size.
+CLUSTER = requests.submits_to_cluster(requests.executor_named(sys.argv, os.environ))
 try:
-    MAX_THREADS = min(workflow.cores, config.get("max_threads", 8))
-except WorkflowError:  # a cluster executor sets no --cores
-    MAX_THREADS = config.get("max_threads", 8)
+    CORES = requests.job_cpus(config.get("resources") or {}) if CLUSTER else workflow.cores
+except WorkflowError:  # no --cores: each job has its own allocation
+    CORES = requests.job_cpus(config.get("resources") or {})
+MAX_THREADS = min(CORES, config.get("max_threads", 8))
+MODEL_SIZE, _ = requests.planned_size(config, workflow.basedir, os.getcwd())
+SHARED_ENVS = {"none": "bnb", "awq": "gptq"}  # as common.smk: backends without an env of their own
+
+
+def encoder_resources(rule, stage, uses_model=True):
+    return requests.job_request(rule, stage, config=config, size=MODEL_SIZE, uses_model=uses_model,
+                                environ=os.environ)
+
+
+def encoder_env(method):
+    """The conda env of a job that loads this method's model: its backend's."""
+    backend = EXP.methods[method].backend
+    return os.path.join(workflow.basedir, "envs", f"{SHARED_ENVS.get(backend, backend)}.yaml")
+
+
+REPORT_ENV = os.path.join(workflow.basedir, "envs", "report.yaml")
 
 
 def encoder_params(method):
@@ -66,6 +92,10 @@ rule encoder_sentences:
         script=f"{SCRIPTS}/encoder_sentences.py",
     params:
         wordnet=ENC["sentences"],
+    resources:
+        **encoder_resources("encoder_sentences", "light", uses_model=False),
+    conda:
+        REPORT_ENV
     log:
         f"{R}/logs/encoder/sentences.log",
     shell:
@@ -86,6 +116,10 @@ rule encoder_quantize:
     params:
         spec=lambda w: encoder_params(w.method),
     threads: MAX_THREADS
+    resources:
+        **encoder_resources("encoder_quantize", "quantize"),
+    conda:
+        lambda w: encoder_env(w.method)
     log:
         f"{R}/logs/quantize/{{method}}.log",
     shell:
@@ -104,6 +138,10 @@ rule encoder_reference:
     params:
         spec=encoder_params(EXP.baseline),
     threads: MAX_THREADS
+    resources:
+        **encoder_resources("encoder_reference", "evaluate"),
+    conda:
+        encoder_env(EXP.baseline)
     log:
         f"{R}/logs/encoder/reference.log",
     shell:
@@ -123,6 +161,10 @@ rule encoder_evaluate:
     params:
         spec=lambda w: encoder_params(w.method),
     threads: MAX_THREADS
+    resources:
+        **encoder_resources("encoder_evaluate", "evaluate"),
+    conda:
+        lambda w: encoder_env(w.method)
     log:
         f"{R}/logs/encoder/{{method}}.log",
     shell:
@@ -150,6 +192,10 @@ rule encoder_report:
     params:
         spec=json.dumps({"title": EXP.model_name, "min_cosine": ENC["min_cosine"], "setup": encoder_setup(),
                          "skipped": EXP.skipped}, sort_keys=True),
+    resources:
+        **encoder_resources("encoder_report", "light", uses_model=False),
+    conda:
+        REPORT_ENV
     log:
         f"{R}/logs/report/encoder.log",
     shell:
