@@ -1,0 +1,1 @@
+hqq.post-deploy.sh
