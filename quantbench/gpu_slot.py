@@ -8,7 +8,8 @@ first free slot among the visible GPUs (CUDA_VISIBLE_DEVICES, else every GPU nvi
 a lock on it while the command runs and hands the command that GPU alone. Locks are per machine
 (one folder under the temporary directory), so two workflows on one workstation share the slots;
 a lock dies with its process, so a killed job frees its GPU. A job a cluster scheduler placed
-(SLURM_JOB_ID) already has its own GPUs and runs as it is.
+(SLURM_JOB_ID) already has its own GPUs and runs as it is. A job that finds no GPU at all stops with
+one line that says so.
 """
 from __future__ import annotations
 
@@ -61,11 +62,16 @@ def acquire(gpus: list[str], folder: Path, poll_s: float = 1.0) -> tuple[str, in
 
 
 def run(command: list[str], environ: dict) -> int:
-    if environ.get("SLURM_JOB_ID"):
-        return subprocess.call(command)
     gpus = visible_gpus(environ)
     if not gpus:
-        return subprocess.call(command)  # the job's own CUDA check says what is missing
+        # On a cluster node the workflow's own CUDA check does not run (it plans on the submit host):
+        # this is where a GPU job placed on a node without one stops, in one line.
+        where = f"node {os.uname().nodename}" if environ.get("SLURM_JOB_ID") else "this machine"
+        print(f"gpu_slot: this job loads a model on CUDA (device: cuda) but {where} shows no GPU "
+              "(CUDA_VISIBLE_DEVICES is empty and nvidia-smi lists none)", file=sys.stderr, flush=True)
+        return 1
+    if environ.get("SLURM_JOB_ID"):
+        return subprocess.call(command)  # the scheduler gave this job its GPUs
     gpu, fd = acquire(gpus, lock_dir(environ))
     print(f"gpu_slot: this job runs on GPU {gpu} (of {', '.join(gpus)})", file=sys.stderr, flush=True)
     child = subprocess.Popen(command, env={**environ, "CUDA_VISIBLE_DEVICES": gpu})

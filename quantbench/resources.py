@@ -171,20 +171,23 @@ def runtime_min(stage: str, size: ModelSize, device: str, *, backend: str | None
     billions = size.billions
     variable = per_billion * billions
     if stage == "benchmark" and benchmark:
-        variable += benchmark_seconds(benchmark, billions, device) / 60
+        # twice the estimate: the per-token figure is a GPU like ours; older ones decode slower
+        variable += 2 * benchmark_seconds(benchmark, billions, device) / 60
     if device == "cpu":
         variable *= CPU_SLOWER
     return int(math.ceil((fixed + variable) / 5) * 5)
 
 
 def benchmark_seconds(spec: dict, billions: float, device: str) -> float:
-    """Upper estimate of a benchmark job's timed work: every generated token of every cell, each cell
-    run warmup + repeats times and measured again up to spread_retries times. Per token: eager
+    """Estimate of a benchmark job's timed work: every generated token of every cell, each cell run
+    warmup + repeats times and measured again up to spread_retries times, plus compilation. Per token: eager
     decode on a GPU is host-bound (~1 ms per layer, ~40 ms on Llama-2-7b); a CPU reads every weight."""
     per_token_s = 0.03 + 0.002 * billions if device == "cuda" else 0.01 + 0.5 * billions
     runs = (spec.get("warmup", 1) + spec.get("repeats", 3)) * (1 + spec.get("spread_retries", 0))
     gen = spec.get("generate") or {}
     tokens = 0
+    # each compiled or captured mode first compiles and records (minutes per mode on a 7B model)
+    compile_s = 300 * len([m for m in gen.get("modes", ["eager"]) if m != "eager"])
     if gen:
         for mode in gen.get("modes", ["eager"]):
             # a step without the KV cache recomputes the whole sequence: count it twice
@@ -192,7 +195,7 @@ def benchmark_seconds(spec: dict, billions: float, device: str) -> float:
         tokens += sum(gen.get("adapters", {}).get("new_tokens", []))
     prefill = spec.get("prefill") or {}
     tokens += len(prefill.get("batch_sizes", [])) * 4  # a prefill costs about a few decode steps
-    return tokens * runs * per_token_s
+    return tokens * runs * per_token_s + compile_s
 
 
 def job_request(rule: str, stage: str, *, config: dict, size: ModelSize, uses_model: bool, environ: dict,

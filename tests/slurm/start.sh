@@ -12,6 +12,8 @@
 #   QB_SLURM_SLURMD_PORT    slurmd port              (default 6818)
 #   QB_SLURM_CPUS           CPUs advertised          (default: nproc)
 #   QB_SLURM_MEM_MB         RealMemory in MB         (default: free -m total minus headroom)
+#   QB_SLURM_GPUS           GPUs the node advertises as GRES (default 0), backed by empty
+#                           placeholder files, so jobs can ask for GPUs (--gpus) on a machine without any
 #   QB_SLURM_TIMEOUT        seconds to wait for idle (default 60)
 #   QB_SLURM_ETC_LINK=0     do not link /etc/slurm/slurm.conf (then SLURM_CONF
 #                           must be exported; snakemake's jobstep srun will NOT
@@ -105,6 +107,19 @@ else
   (( MEM_MB >= 256 )) || MEM_MB=$(( total_mb / 2 ))
 fi
 DEF_MEM_PER_CPU=$(( MEM_MB / CPUS ))
+GPUS="${QB_SLURM_GPUS:-0}"
+[[ "$GPUS" =~ ^[0-9]+$ ]] || qb_die "QB_SLURM_GPUS must be a count, not '$GPUS'"
+GRES_TYPES=""; NODE_GRES=""
+if (( GPUS > 0 )); then
+  GRES_TYPES="GresTypes=gpu"; NODE_GRES=" Gres=gpu:${GPUS}"
+  # gres.conf beside slurm.conf. Slurm 22.05 counts a GPU only through a File= (with Count alone the
+  # node registers 0 GPUs and turns INVAL); empty placeholder files stand in for /dev/nvidiaN.
+  mkdir -p "$QB_SLURM_DIR/dev"
+  for (( i = 0; i < GPUS; i++ )); do : > "$QB_SLURM_DIR/dev/gpu$i"; done
+  printf 'AutoDetect=off\nName=gpu File=%s/dev/gpu[0-%s]\n' "$QB_SLURM_DIR" "$(( GPUS - 1 ))" > "$QB_SLURM_DIR/etc/gres.conf"
+else
+  rm -f "$QB_SLURM_DIR/etc/gres.conf"
+fi
 
 new_conf="$(mktemp "$QB_SLURM_DIR/etc/slurm.conf.XXXXXX")"
 cat >"$new_conf" <<EOF
@@ -143,6 +158,7 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=${DEF_MEM_PER_CPU}
 # use the configured CPUs/memory even if the hardware probe disagrees
 SlurmdParameters=config_overrides
+${GRES_TYPES}
 
 # no slurmdbd: sacct/sacctmgr/sshare have nothing to report (see NOTES.md).
 AccountingStorageType=accounting_storage/none
@@ -161,7 +177,7 @@ MessageTimeout=10
 SlurmctldTimeout=120
 SlurmdTimeout=300
 
-NodeName=${NODE} NodeHostname=${NODE} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEM_MB} State=UNKNOWN
+NodeName=${NODE} NodeHostname=${NODE} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEM_MB}${NODE_GRES} State=UNKNOWN
 PartitionName=debug Nodes=${NODE} Default=YES MaxTime=INFINITE State=UP
 EOF
 chmod 0644 "$new_conf"
@@ -273,7 +289,7 @@ done
 
 t_end=$(date +%s.%N)
 elapsed="$(awk -v a="$t_start" -v b="$t_end" 'BEGIN { printf "%.1f", b - a }')"
-qb_log "cluster up in ${elapsed}s: node $NODE is $state (CPUs=$CPUS RealMemory=${MEM_MB}MB, partition debug)"
+qb_log "cluster up in ${elapsed}s: node $NODE is $state (CPUs=$CPUS RealMemory=${MEM_MB}MB GPUs=$GPUS, partition debug)"
 if [[ "$ETC_LINK" == 1 ]]; then
   qb_log "$QB_ETC_CONF -> $QB_CONF (no env needed; the export below is optional)"
 else

@@ -43,9 +43,12 @@ def _cuda_visible():
 
 
 def _cuda_check_here():
-    """Whether `device: cuda` must find a GPU on this machine: not on a cluster's submit host (each
-    job's own parse checks its node) nor in a dry run (it plans, it runs nothing)."""
-    return not (CLUSTER or requests.is_dry_run(sys.argv))
+    """Whether `device: cuda` must find a GPU on this machine: on a workstation, yes; not on a
+    cluster's submit host, nor in a dry run (it plans, it runs nothing), nor inside a cluster job
+    (the Snakefile is read again there, also for jobs that need no GPU: the GPU jobs' own wrapper,
+    quantbench/gpu_slot.py, says when their node shows none)."""
+    in_job = workflow.remote_exec or (EXECUTOR or "").endswith("-jobstep")
+    return not (CLUSTER or requests.is_dry_run(sys.argv) or in_job)
 
 
 # The whole config is checked before any job runs: schema (one line per problem, dotted keys) first,
@@ -65,7 +68,7 @@ try:
                           basedir=workflow.basedir)
 except experiment.ConfigError as err:
     raise WorkflowError(str(err)) from None
-if config.get("device") == "cuda" and not CUDA_HERE and not _cuda_check_here():
+if config.get("device") == "cuda" and not CUDA_HERE and (CLUSTER or requests.is_dry_run(sys.argv)):
     logger.warning("config: device: 'cuda' and this machine shows no CUDA device: "
                    + ("each job checks for one on its node" if CLUSTER else "a dry run plans without one"))
 for note in EXP.notes:
