@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,4 +269,6 @@ def submits_to_cluster(executor: str | None) -> bool:
 
 
 def is_dry_run(argv: list[str]) -> bool:
-    return any(a in ("-n", "--dry-run", "--dryrun", "--dry_run") for a in argv)
+    """-n, also among other one-letter flags (-np), or its long spellings."""
+    return any(a in ("--dry-run", "--dryrun", "--dry_run") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a)
+               for a in argv[1:])
