@@ -72,3 +72,19 @@ def test_the_executor_is_read_from_the_command_line_or_its_profile(tmp_path):
     assert not resources.submits_to_cluster(None) and not resources.submits_to_cluster("local")
     assert resources.is_dry_run(["snakemake", "-n"]) and resources.is_dry_run(["snakemake", "-np"])
     assert not resources.is_dry_run(["snakemake", "--cores", "all", "-p"])
+
+
+def test_the_main_command_plans_a_gpu_setup_here_and_prints_the_requests():
+    """On this CPU-only machine: a dry run of a CUDA setup validates (a warning, no error) and ends
+    with the table of what each job will ask for."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "QUANTBENCH_ASSUME_CUDA"}
+    out = subprocess.run(["bash", "scripts/run.sh", "-n", "--configfile", "config/llama2-7b.yaml"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "a dry run plans without one" in out.stdout
+    table = out.stdout[out.stdout.index("What each job will request"):]
+    assert "| benchmark | 8 |" in table and "| 1 |  | --exclusive |" in table
+    assert "| build_corpus | 1 | 1 | 2000 | 15 | 0 |" in table
