@@ -32,6 +32,29 @@ def pytest_collection_modifyitems(config, items):
     items[:] = keep
 
 
+def slurm_cluster(node: dict | None = None):
+    """Generator for a module fixture: a real one-node Slurm cluster (tests/slurm/start.sh), its
+    node configured by `node` (QB_SLURM_GPUS, QB_SLURM_CPUS, ... as start.sh reads them); yields the
+    environment its clients need. A cluster already up (another user of this machine's one
+    cluster) is used and left running: stopping it would hang their run."""
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        pytest.fail("SLURM tests need Debian's slurm-wlm (apt-get) on this machine")
+    was_up = subprocess.run(["sinfo", "-h"], capture_output=True, timeout=30).returncode == 0 \
+        if shutil.which("sinfo") else False
+    proc = subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "start.sh")], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, **(node or {})})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    env = dict(os.environ)
+    for line in proc.stdout.splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = value.strip("'\"")
+    yield env
+    if not was_up:
+        subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "stop.sh")], capture_output=True, text=True,
+                       timeout=300)
+
+
 def copy_project(dst: Path) -> Path:
     dst.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:

@@ -13,28 +13,14 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, copy_project
+from tests.conftest import slurm_cluster as start_slurm
 
 SLURM = ROOT / "tests" / "slurm"
 
 
 @pytest.fixture(scope="module")
 def slurm_cluster():
-    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
-        pytest.fail("SLURM tests need Debian's slurm-wlm (apt-get) on this machine")
-    # A cluster already up (another user of this machine's one cluster) is used and left running:
-    # stopping it would hang their run.
-    was_up = subprocess.run(["sinfo", "-h"], capture_output=True, timeout=30).returncode == 0 \
-        if shutil.which("sinfo") else False
-    proc = subprocess.run(["bash", str(SLURM / "start.sh")], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    env = dict(os.environ)
-    for line in proc.stdout.splitlines():
-        if line.startswith("export "):
-            key, _, value = line.removeprefix("export ").partition("=")
-            env[key] = value.strip("'\"")
-    yield env
-    if not was_up:
-        subprocess.run(["bash", str(SLURM / "stop.sh")], capture_output=True, text=True, timeout=300)
+    yield from start_slurm()
 
 
 def small_toy_config(dst: Path) -> Path:

@@ -5,9 +5,7 @@ node, which has no GPU, with gpu_slot's one-line message: the requests are what 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, copy_project
+from tests.conftest import ROOT, copy_project, slurm_cluster
 
 SLURM = ROOT / "tests" / "slurm"
 NAME = "llama2-7b-random"
@@ -26,23 +24,9 @@ NODE = {"QB_SLURM_GPUS": "2", "QB_SLURM_CPUS": "16", "QB_SLURM_MEM_MB": "256000"
 
 @pytest.fixture(scope="module")
 def gpu_cluster():
-    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
-        pytest.fail("SLURM tests need Debian's slurm-wlm (apt-get) on this machine")
-    was_up = subprocess.run(["sinfo", "-h"], capture_output=True, timeout=30).returncode == 0 \
-        if shutil.which("sinfo") else False
-    env = {**os.environ, **NODE}
-    proc = subprocess.run(["bash", str(SLURM / "start.sh")], capture_output=True, text=True, timeout=900, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    for line in proc.stdout.splitlines():
-        if line.startswith("export "):
-            key, _, value = line.removeprefix("export ").partition("=")
-            env[key] = value.strip("'\"")
-    for key in NODE:  # the jobs themselves need none of these
-        env.pop(key)
-    env.pop("QUANTBENCH_ASSUME_CUDA", None)  # the submit host shows no GPU, and says nothing to hide it
-    yield env
-    if not was_up:
-        subprocess.run(["bash", str(SLURM / "stop.sh")], capture_output=True, text=True, timeout=300)
+    for env in slurm_cluster(NODE):
+        # the submit host shows no GPU, and nothing here hides that
+        yield {k: v for k, v in env.items() if k not in NODE and k != "QUANTBENCH_ASSUME_CUDA"}
 
 
 def fake_outputs(project: Path, names: list[str]) -> None:
