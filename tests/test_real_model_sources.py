@@ -51,6 +51,10 @@ def test_gguf_to_base_folder_reloads_with_identical_logits(tiny_gguf, tmp_path):
     ("truncated", "truncated GGUF file"),
     ("not_gguf", "not a GGUF file"),
     ("architecture", "cannot be loaded as a causal LM"),
+    # a llama file with only its embedding (and output) tensors, and one without a tokenizer: both passed
+    # a header-only check, then the first job died in a transformers traceback
+    ("one_tensor", "the tensor table lacks blk.0.*, blk.1.* (3 tensor(s) for block_count 2)"),
+    ("no_tokenizer", "no tokenizer (tokenizer.ggml.model and tokenizer.ggml.tokens are missing or empty)"),
 ])
 def test_bad_gguf_is_one_line_naming_the_file(damage, expected, tiny_gguf, tmp_path):
     path = tmp_path / "model.gguf"
@@ -61,6 +65,10 @@ def test_bad_gguf_is_one_line_naming_the_file(damage, expected, tiny_gguf, tmp_p
         path.write_text("not a model\n")
     elif damage == "architecture":
         write_tiny_llama(path, architecture="bert")
+    elif damage == "one_tensor":
+        write_tiny_llama(path, layers_written=0)
+    elif damage == "no_tokenizer":
+        write_tiny_llama(path, tokenizer=False)
     with pytest.raises(gguf_source.GGUFError) as err:
         gguf_source.check(path)
     message = str(err.value)
