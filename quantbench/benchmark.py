@@ -444,9 +444,11 @@ def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, 
     rows = []
     decoder = None
     if mode in DECODER_MODES:
-        if device != "cuda":
-            log.warning("%s mode needs CUDA graphs; skipped on %s", mode, device)
-            return []
+        if device != "cuda":  # validation noted it (or refused it under unsupported_methods: error)
+            return [{"scenario": "generate", "mode": mode, "batch_size": bs, "prompt_len": spec["prompt_len"],
+                     "new_tokens": n, "use_cache": use_cache, "outcome": "unsupported",
+                     "error": f"{mode} mode replays CUDA graphs; device is {device}"}
+                    for bs, n, use_cache in generate_grid(spec, mode)]
         decoder = DECODERS[mode](model, spec["prompt_len"] + max_new_tokens(spec))
     warm_tokens = spec.get("warmup_new_tokens")
     for bs, new_tokens, use_cache in tqdm(generate_grid(spec, mode), desc=f"generate ({mode})", mininterval=2):

@@ -405,6 +405,7 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
             errors.append("finetune.lora.target_modules: missing; name the linear layers, e.g. [q_proj, k_proj, "
                           "v_proj, o_proj, gate_proj, up_proj, down_proj] (PEFT's 'all-linear' misses GPTQ layers)")
 
+    errors += _generate_mode_errors(config, notes)
     errors += _model_errors(config)
     errors += _source_key_errors(config)
     errors += _gguf_source_errors(config, methods)
@@ -423,6 +424,29 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
     if errors:
         raise ConfigError(errors)
     return Experiment(config, methods, skipped, notes)
+
+
+# Generate modes that run our own decode loop replayed as CUDA graphs (quantbench.benchmark.DECODER_MODES;
+# named here too so that validation does not import torch).
+CUDA_GENERATE_MODES = ("compiled", "graphs", "fused")
+
+
+def _generate_mode_errors(config: dict, notes: list[str]) -> list[str]:
+    """CUDA-graph generate modes on a CPU run: refused under unsupported_methods: error; under skip,
+    noted here and recorded by the benchmark as unsupported cells with the reason."""
+    if config.get("device", "cpu") == "cuda":
+        return []
+    gen = (config.get("benchmark") or {}).get("generate") or {}
+    found = [(f"benchmark.generate.modes[{i}]", m) for i, m in enumerate(gen.get("modes") or [])]
+    found += [(f"benchmark.generate.adapters.modes[{i}]", m)
+              for i, m in enumerate((gen.get("adapters") or {}).get("modes") or [])]
+    found = [(k, m) for k, m in found if m in CUDA_GENERATE_MODES]
+    if config.get("unsupported_methods", "skip") == "error":
+        return [f"{k}: {m!r} replays CUDA graphs, and device is 'cpu'; allowed with device cpu: eager, static "
+                "(or set unsupported_methods: skip to record its cells as unsupported)" for k, m in found]
+    notes += [f"{k}: {m!r} replays CUDA graphs: its cells are recorded as unsupported on device 'cpu'"
+              for k, m in found]
+    return []
 
 
 def _model_errors(config: dict) -> list[str]:
@@ -506,10 +530,12 @@ def _file_errors(config: dict, needs: dict[str, bool], workdir: str, basedir: st
                           f"{workdir}); allowed: a local model folder or a hub id (org/name)")
         elif local is not None:
             errors += _model_folder_errors(local, path)
+        elif not _hub_cached(path) and offline:
+            errors.append(f"model.path: {path!r} is a hub id that is not in the Hugging Face cache here "
+                          f"({_hf_cache_dirs()[0]}), and offline is true: no job could fetch it; allowed: a local "
+                          "model folder, a cached hub id (download it first), or offline: false")
         elif not _hub_cached(path):
-            notes.append(f"model.path: {path!r} is a hub id and cannot be checked before the run"
-                         + (" (offline: true, and it is not in the Hugging Face cache here: download it first, "
-                            "or set offline: false)" if offline else ""))
+            notes.append(f"model.path: {path!r} is a hub id and cannot be checked before the run")
     if model.get("source") == "random" and model.get("architecture"):
         if _resolve(model["architecture"], basedir, workdir) is None:
             errors.append(f"model.architecture: {model['architecture']!r} does not exist (relative to the project "
@@ -737,6 +763,12 @@ def _source_key_errors(config: dict) -> list[str]:
             if key in model:
                 errors.append(f"model.{key}: given while model.source is 'toy', which builds its own model; "
                               f"remove it, or set model.source: {other}")
+    if "num_hidden_layers" in model and model.get("source") != "random":
+        where = ("model.toy.num_hidden_layers sets the toy's depth" if model.get("source") == "toy"
+                 else f"source {model.get('source')!r} loads every layer of the model")
+        errors.append(f"model.num_hidden_layers: given while model.source is {model.get('source')!r} ({where}); "
+                      "it truncates only a random architecture; remove it, or set model.source: random with "
+                      "model.architecture: the model's config.json")
     data_source = data.get("source", "toy")
     if data_source == "toy":
         for kind in ("calibration", "finetune", "heldout"):

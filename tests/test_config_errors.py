@@ -233,6 +233,12 @@ CASES = {
                               ["methods.gguf-q8", "toy model's locally trained tokenizer", "model.source: pretrained or gguf"]),
     "requantize to an unquantized method": (_set("recipes[0].requantize", ["gptq-4bit-g32", "fp32"]),
                                             ["recipes[0].requantize", "'fp32'", "GPTQ or GGUF method"]),
+    # someone trimming SmolLM2 to two layers for a quick test got the whole model, hours later
+    "num_hidden_layers with a pretrained model": (
+        _both(_pretrained(["config.json", "model.safetensors", "tokenizer.json"]), _set("model.num_hidden_layers", 2)),
+        ["model.num_hidden_layers", "'pretrained'", "truncates only a random architecture", "model.source: random"]),
+    "num_hidden_layers with the toy model": (_set("model.num_hidden_layers", 2),
+                                             ["model.num_hidden_layers", "model.toy.num_hidden_layers"]),
     "toy data with a real model": (_both(_pretrained(["config.json", "model.safetensors", "tokenizer.json"]),
                                          _set("data", {"source": "toy"})),
                                    ["data.source", "'toy'", "'pretrained'", "allowed with this model: files, wordnet"]),
@@ -279,12 +285,48 @@ def test_fewer_texts_than_samples_is_a_note_not_an_error(tmp_path):
     assert any("has 10 texts, fewer than data.calibration_samples (16)" in n for n in exp.notes)
 
 
-def test_hub_ids_are_noted_not_checked(tmp_path, monkeypatch):
+def test_uncached_hub_id_stops_an_offline_run_and_is_noted_online(tmp_path, monkeypatch):
+    """An uncached hub id with offline: true was only a warning; the first job then failed."""
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     config = copy.deepcopy(DEFAULT)
     _pretrained(None, path="meta-llama/Llama-2-7b-hf")(config, tmp_path)
+    errors = _errors(config, tmp_path)
+    assert len(errors) == 1 and errors[0].startswith("model.path: 'meta-llama/Llama-2-7b-hf' is a hub id that is "
+                                                     "not in the Hugging Face cache here"), errors
+    assert "offline is true" in errors[0] and "allowed: a local model folder, a cached hub id" in errors[0]
+    exp = experiment.load({**config, "offline": False}, cuda_available=False, workdir=str(tmp_path),
+                          basedir=str(ROOT))
+    assert any("hub id and cannot be checked" in n for n in exp.notes), exp.notes
+
+
+def test_cuda_graph_modes_on_the_cpu_are_refused_or_noted(tmp_path):
+    """config/random-tiny.yaml's `compiled` on device cpu was dropped with a job-log warning and an ok record."""
+    config = copy.deepcopy(DEFAULT)
+    config["benchmark"]["generate"]["modes"] = ["eager", "compiled"]
+    config["benchmark"]["generate"]["adapters"] = {"modes": ["fused"]}
+    errors = _errors({**config, "unsupported_methods": "error"}, tmp_path)
+    assert errors == ["benchmark.generate.modes[1]: 'compiled' replays CUDA graphs, and device is 'cpu'; allowed "
+                      "with device cpu: eager, static (or set unsupported_methods: skip to record its cells as "
+                      "unsupported)", errors[1]] and errors[1].startswith("benchmark.generate.adapters.modes[0]: 'fused'")
     exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
-    assert any("hub id and cannot be checked" in n and "offline" in n for n in exp.notes), exp.notes
+    assert exp.notes == ["benchmark.generate.modes[1]: 'compiled' replays CUDA graphs: its cells are recorded as "
+                         "unsupported on device 'cpu'",
+                         "benchmark.generate.adapters.modes[0]: 'fused' replays CUDA graphs: its cells are recorded "
+                         "as unsupported on device 'cpu'"]
+    on_gpu = experiment.load({**config, "device": "cuda"}, cuda_available=True, workdir=str(tmp_path),
+                             basedir=str(ROOT))
+    assert on_gpu.notes == []
+
+
+def test_cuda_graph_mode_cells_on_the_cpu_are_recorded_unsupported():
+    from quantbench import benchmark
+
+    spec = {"prompt_len": 8, "new_tokens": [4, 8], "batch_sizes": [1, 2], "fast_batch_sizes": [1]}
+    rows = benchmark.run_generate(None, 100, "cpu", spec, warmup=1, repeats=1, seed=0, avoid=[], pad_token_id=0,
+                                  weights_mb=1.0, bandwidth_gb_per_s=None, kv_bytes=4, mode="graphs")
+    assert [(r["batch_size"], r["new_tokens"], r["outcome"]) for r in rows] == [(1, 4, "unsupported"),
+                                                                                (1, 8, "unsupported")]
+    assert rows[0]["error"] == "graphs mode replays CUDA graphs; device is cpu"
 
 
 def test_cuda_only_method_is_skipped_under_the_skip_policy(tmp_path):
