@@ -15,6 +15,10 @@ from quantbench import config_file, experiment  # noqa: E402
 
 try:
     config_file.check(workflow.overwrite_configfiles or ["config/config.yaml"])
+    # An overlay given alone (no model: section anywhere): one line saying so.
+    overlay = config_file.overlay_problems(config, [str(f) for f in workflow.overwrite_configfiles])
+    if overlay:
+        raise experiment.ConfigError(overlay)
 except experiment.ConfigError as err:
     raise WorkflowError(str(err)) from None
 

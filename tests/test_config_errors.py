@@ -489,3 +489,60 @@ def test_misspelt_resources_rule_stops_a_dry_run(tmp_path):
     proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False, timeout=300)
     _assert_stopped_before_any_job(proc, work, "resources.quantise: not one of the workflow's rules; did you mean "
                                    "'quantize'? allowed: benchmark")
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_direct_snakemake_command_gives_the_run_sh_message(case, tmp_path):
+    """scripts/snakemake (the cluster command) checks --configfile files as scripts/run.sh does; a
+    bare `snakemake` cannot: it parses them before any workflow code runs."""
+    import subprocess
+    import sys
+
+    content, expected = FILE_CASES[case]
+    if content is not None:
+        (tmp_path / "bad.yaml").write_bytes(content)
+    args = ["-n", "--configfile", "bad.yaml"]
+    direct = subprocess.run(["bash", str(ROOT / "scripts/snakemake"), *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    checker = subprocess.run([sys.executable, "-m", "quantbench.config_file", *args], cwd=tmp_path,
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert direct.returncode == 1 and direct.stderr == checker.stderr and expected in direct.stderr, direct.stderr
+    assert direct.stdout == ""  # snakemake did not start
+
+
+def test_target_after_configfile_is_named_as_such(tmp_path):
+    (tmp_path / "setup.yaml").write_text("model: {name: x, source: toy}\n")
+    proc = subprocess_config_check(tmp_path, "-n", "--configfile", "setup.yaml", "all")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[1] == (
+        "  - all: written after --configfile setup.yaml, so Snakemake reads it as a second config file (it does "
+        "not exist); allowed: a target before --configfile (snakemake all --configfile setup.yaml ...), or "
+        "--configfile=setup.yaml all")
+    # two real config files after one flag are still read as config files
+    (tmp_path / "overlay.yaml").write_text("methods: {}\n")
+    assert subprocess_config_check(tmp_path, "--configfile", "setup.yaml", "overlay.yaml").returncode == 0
+
+
+def subprocess_config_check(cwd: Path, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "quantbench.config_file", *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_overlay_given_alone_says_it_is_an_overlay(tmp_path):
+    """An overlay alone listed the setup's keys as missing (and `encoder`, for a causal-LM setup)."""
+    from quantbench import config_file
+
+    overlay = yaml.safe_load((ROOT / "config/overlays/smollm2-int8dyn.yaml").read_text())
+    assert config_file.overlay_problems(overlay, ["config/overlays/smollm2-int8dyn.yaml"]) == [
+        "config/overlays/smollm2-int8dyn.yaml: no model: section, so this is an overlay (it adds to a setup); "
+        "allowed: the setup first, then the overlay, e.g. --configfile config/smollm2.yaml "
+        "config/overlays/smollm2-int8dyn.yaml"]
+    assert config_file.overlay_problems(DEFAULT, ["config/config.yaml"]) == []
+    assert "encoder: missing; required in the top level" not in experiment.schema_errors(overlay)
+    work = copy_project(tmp_path / "project")
+    proc = snakemake(work, "-n", "--configfile", "config/overlays/smollm2-int8dyn.yaml", check=False, timeout=300)
+    _assert_stopped_before_any_job(proc, work, "config/overlays/smollm2-int8dyn.yaml: no model: section, so this "
+                                   "is an overlay")
