@@ -169,7 +169,7 @@ class Experiment:
         the same backend whose parameters differ only in load-time choices (a GPTQ checkpoint
         serves every kernel), else the method itself. One calibration run then serves them all."""
         m = self.methods[method]
-        load_only = getattr(get_backend(m.backend), "LOAD_ONLY", set())
+        load_only = get_backend(m.backend).LOAD_ONLY
 
         def stored(x: Method) -> dict:
             return {k: v for k, v in x.params.items() if k not in load_only}
@@ -190,8 +190,7 @@ class Experiment:
 
 def _untrainable(method: Method) -> str | None:
     """Why PEFT cannot train LoRA on this method's layers, or None."""
-    why = getattr(get_backend(method.backend), "untrainable", None)
-    return why(method.params) if why else None
+    return get_backend(method.backend).untrainable(method.params)
 
 
 def _check_params(key: str, backend: str, entry: dict, errors: list[str]) -> dict:
@@ -326,9 +325,8 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
         params = _check_params(key, backend, entry, errors)
         # What one parameter alone cannot say (a kernel's bits, a group size against the model's
         # layer widths): each backend's own rules, once its parameters are individually valid.
-        problems = getattr(get_backend(backend), "problems", None)
-        if problems and not any(e.startswith(key) for e in errors):
-            errors += [f"{key}.{p}" for p in problems(params, model_dims)]
+        if not any(e.startswith(key) for e in errors):
+            errors += [f"{key}.{p}" for p in get_backend(backend).problems(params, model_dims)]
         methods[name] = Method(name, backend, params)
 
     baseline = config.get("baseline")
@@ -350,14 +348,13 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
         # A library this environment lacks (llama.cpp is an opt-in install) stops or skips a method
         # on any device; a CUDA-only kernel does on a CPU run, a CPU-only one (AWQ's torch_fused)
         # on a CUDA run.
-        missing = getattr(mod, "unavailable", lambda p: None)(method.params)
+        missing = mod.unavailable(method.params)
         if missing:
             why, instead = missing, ""
         elif device == "cuda":
-            needs_cpu = getattr(mod, "needs_cpu", None)
-            why, instead = needs_cpu(method.params) if needs_cpu else None, getattr(mod, "CUDA_ALTERNATIVE", "")
+            why, instead = mod.needs_cpu(method.params), mod.CUDA_ALTERNATIVE
         else:
-            why, instead = method.needs_cuda(), getattr(mod, "CPU_ALTERNATIVE", "")
+            why, instead = method.needs_cuda(), mod.CPU_ALTERNATIVE
         if why:
             if policy == "error" and missing:
                 errors.append(f"methods.{name}: {missing} (or set unsupported_methods: skip to record it as skipped)")
@@ -387,8 +384,8 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
         for kind in r.get("merge_into", []):
             if kind not in MERGE_KINDS:
                 errors.append(f"{key}.merge_into: {kind!r}; allowed: {', '.join(MERGE_KINDS)}")
-            elif kind == "dequant" and not hasattr(get_backend(methods[r["finetune_on"]].backend), "dequantize"):
-                able = [b for b in BACKENDS if b != "none" and hasattr(get_backend(b), "dequantize")]
+            elif kind == "dequant" and not get_backend(methods[r["finetune_on"]].backend).can_dequantize:
+                able = [b for b in BACKENDS if get_backend(b).can_dequantize]
                 errors.append(f"{key}.merge_into: 'dequant' needs a base whose backend can dequantize "
                               f"({', '.join(able)}); {r['finetune_on']!r} uses backend {methods[r['finetune_on']].backend!r}")
         for rq in requantize_targets(r):

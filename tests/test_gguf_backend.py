@@ -7,8 +7,10 @@ from __future__ import annotations
 import torch
 
 from quantbench import benchmark, distribution, llamacpp
-from quantbench.backends import gguf
+from quantbench.backends import get
 from quantbench.modelio import RunContext, load_causal_lm
+
+gguf = get("gguf")  # the registered backend (its module is quantbench.backends.gguf)
 
 # scripts/test.sh installs llama.cpp (scripts/setup-llamacpp.sh): its absence is a failure, not a skip
 assert llamacpp.available() is None, llamacpp.available()

@@ -5,6 +5,8 @@ the GEMM format, which every kernel below reads, so the kernel is a load-time ch
 serves them all) and the one that ran is recorded."""
 from __future__ import annotations
 
+from quantbench.backends.base import Backend, register
+
 import os
 from pathlib import Path
 
@@ -39,52 +41,6 @@ JIT = {"gemm": "awq", "marlin": "marlin", "exllama_v2": "exllamav2_awq"}
 def _env() -> None:
     # GPTQModel's loader pool asks for 2 workers and fails on smaller machines (see PITFALLS).
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
-
-
-def describe(params: dict) -> str:
-    g = params["group_size"]
-    return (f"AWQ {params['bits']}-bit, " + (f"group {g}" if g > 0 else "per row")
-            + f", zero_point={params['zero_point']}, kernel {params['kernel']}")
-
-
-def needs_cuda(params: dict) -> str | None:
-    if KERNELS[params["kernel"]][3] == "cuda":
-        return f"AWQ kernel {params['kernel']!r} runs on CUDA only"
-    return None
-
-
-def needs_cpu(params: dict) -> str | None:
-    if KERNELS[params["kernel"]][3] == "cpu":
-        return f"AWQ kernel {params['kernel']!r} runs on the CPU only (ATen's int4 CPU matmul)"
-    return None
-
-
-def problems(params: dict, model_dims: list[int] | None) -> list[str]:
-    kernel = params["kernel"]
-    _, bits, groups, _ = KERNELS[kernel]
-    out = []
-    if params["bits"] not in bits:
-        out.append(f"bits: {params['bits']} is not supported by AWQ kernel {kernel!r}; "
-                   f"allowed: {', '.join(map(str, bits))} (or another kernel)")
-    why = group_size_problem(params["group_size"], model_dims, per_row=-1 in groups,
-                             choices=[g for g in groups if g > 0])
-    if why:
-        out.append(f"group_size: {why} (AWQ kernel {kernel!r})")
-    return out
-
-
-def jit_extension(params: dict, dtype_name: str) -> str | None:
-    ext = JIT.get(params["kernel"])
-    if ext == "marlin":  # one build per activation dtype; a float32 run computes in bfloat16 (_dtype)
-        return "marlin_fp16" if dtype_name == "float16" else "marlin_bf16"
-    return ext
-
-
-def bits_per_weight(params: dict) -> float:
-    # Per group of g weights: one 16-bit scale and one zero point packed at `bits` bits (stored for
-    # zero_point false too, as the grid's midpoint).
-    g = params["group_size"]
-    return params["bits"] + (16 + params["bits"]) / g if g > 0 else float(params["bits"])
 
 
 def _dtype(ctx, kernel: str = "torch"):
@@ -137,47 +93,94 @@ def quantized(src: str, params: dict, ctx, in_memory: bool = False):
     return model, tokenizer, len(rows)
 
 
-def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
-    model, tokenizer, samples = quantized(src, params, ctx)
-    model.save(str(dst))
-    tokenizer.save_pretrained(dst)
-    return {"calibration_samples": samples, "quantize_dtype": str(_dtype(ctx)).removeprefix("torch.")}
+@register("awq")
+class AWQ(Backend):
+    SPEC = SPEC
+    DEFAULTS = DEFAULTS
+    LOAD_ONLY = frozenset(LOAD_ONLY)
+    CALIBRATED = CALIBRATED
+    CPU_ALTERNATIVE = CPU_ALTERNATIVE
+    CUDA_ALTERNATIVE = CUDA_ALTERNATIVE
 
+    def describe(self, params: dict) -> str:
+        g = params["group_size"]
+        return (f"AWQ {params['bits']}-bit, " + (f"group {g}" if g > 0 else "per row")
+                + f", zero_point={params['zero_point']}, kernel {params['kernel']}")
 
-def load(path: str, params: dict, ctx):
-    _env()
-    from gptqmodel import GPTQModel
+    def needs_cuda(self, params: dict) -> str | None:
+        if KERNELS[params["kernel"]][3] == "cuda":
+            return f"AWQ kernel {params['kernel']!r} runs on CUDA only"
+        return None
 
-    from quantbench.backends.gptq import kernel_names
+    def needs_cpu(self, params: dict) -> str | None:
+        if KERNELS[params["kernel"]][3] == "cpu":
+            return f"AWQ kernel {params['kernel']!r} runs on the CPU only (ATen's int4 CPU matmul)"
+        return None
 
-    kernel = params["kernel"]
-    backend = KERNELS[kernel][0]
-    dtype = _dtype(ctx, kernel)
-    model = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=dtype).model
-    return model, {"kernel": "+".join(kernel_names(model)), "awq_backend": backend,
-                   "compute_dtype": str(dtype).removeprefix("torch.")}
+    def problems(self, params: dict, model_dims: list[int] | None) -> list[str]:
+        kernel = params["kernel"]
+        _, bits, groups, _ = KERNELS[kernel]
+        out = []
+        if params["bits"] not in bits:
+            out.append(f"bits: {params['bits']} is not supported by AWQ kernel {kernel!r}; "
+                       f"allowed: {', '.join(map(str, bits))} (or another kernel)")
+        why = group_size_problem(params["group_size"], model_dims, per_row=-1 in groups,
+                                 choices=[g for g in groups if g > 0])
+        if why:
+            out.append(f"group_size: {why} (AWQ kernel {kernel!r})")
+        return out
 
+    def jit_extension(self, params: dict, dtype_name: str) -> str | None:
+        ext = JIT.get(params["kernel"])
+        if ext == "marlin":  # one build per activation dtype; a float32 run computes in bfloat16 (_dtype)
+            return "marlin_fp16" if dtype_name == "float16" else "marlin_bf16"
+        return ext
 
-def dequantize(path: str, ctx):
-    """The AWQ model with every quantized layer replaced by a plain Linear holding the weights the
-    torch kernel computes with: the base the adapter trained on, for merging (merge into 'dequant')."""
-    import torch
-    from gptqmodel.nn_modules.qlinear import AWQuantLinear
-    from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
+    def bits_per_weight(self, params: dict) -> float:
+        # Per group of g weights: one 16-bit scale and one zero point packed at `bits` bits (stored for
+        # zero_point false too, as the grid's midpoint).
+        g = params["group_size"]
+        return params["bits"] + (16 + params["bits"]) / g if g > 0 else float(params["bits"])
 
-    from quantbench.modelio import read_meta
+    def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
+        model, tokenizer, samples = quantized(src, params, ctx)
+        model.save(str(dst))
+        tokenizer.save_pretrained(dst)
+        return {"calibration_samples": samples, "quantize_dtype": str(_dtype(ctx)).removeprefix("torch.")}
 
-    # The torch kernel keeps the GEMM-format buffers as stored; the others repack them at load.
-    model, _ = load(path, {**read_meta(path)["params"], "kernel": "torch"}, ctx)
-    for name, module in list(model.named_modules()):
-        if isinstance(module, AWQuantLinear):
-            linear = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
-                                     device=ctx.device, dtype=ctx.dtype)
-            with torch.no_grad():
-                weight = dequantize_gemm(module.qweight, module.qzeros, module.scales, module.bits, module.group_size)
-                linear.weight.copy_(weight.t())  # the kernel computes x @ weight: (in, out)
-                if module.bias is not None:
-                    linear.bias.copy_(module.bias)
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent), child, linear)
-    return model.to(ctx.dtype)
+    def load(self, path: str, params: dict, ctx):
+        _env()
+        from gptqmodel import GPTQModel
+
+        from quantbench.backends.gptq import kernel_names
+
+        kernel = params["kernel"]
+        backend = KERNELS[kernel][0]
+        dtype = _dtype(ctx, kernel)
+        model = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=dtype).model
+        return model, {"kernel": "+".join(kernel_names(model)), "awq_backend": backend,
+                       "compute_dtype": str(dtype).removeprefix("torch.")}
+
+    def dequantize(self, path: str, ctx):
+        """The AWQ model with every quantized layer replaced by a plain Linear holding the weights the
+        torch kernel computes with: the base the adapter trained on, for merging (merge into 'dequant')."""
+        import torch
+        from gptqmodel.nn_modules.qlinear import AWQuantLinear
+        from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
+
+        from quantbench.modelio import read_meta
+
+        # The torch kernel keeps the GEMM-format buffers as stored; the others repack them at load.
+        model, _ = self.load(path, {**read_meta(path)["params"], "kernel": "torch"}, ctx)
+        for name, module in list(model.named_modules()):
+            if isinstance(module, AWQuantLinear):
+                linear = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
+                                         device=ctx.device, dtype=ctx.dtype)
+                with torch.no_grad():
+                    weight = dequantize_gemm(module.qweight, module.qzeros, module.scales, module.bits, module.group_size)
+                    linear.weight.copy_(weight.t())  # the kernel computes x @ weight: (in, out)
+                    if module.bias is not None:
+                        linear.bias.copy_(module.bias)
+                parent, _, child = name.rpartition(".")
+                setattr(model.get_submodule(parent), child, linear)
+        return model.to(ctx.dtype)

@@ -44,8 +44,7 @@ def prebuild_kernel(folder: str) -> dict:
     compilation (minutes for Marlin). The build is cached under GPTQMODEL_TORCH_EXTENSIONS_DIR
     (default ~/.cache/gptqmodel) and reused by every later job."""
     meta = read_meta(folder)
-    jit_extension = getattr(get_backend(meta["backend"]), "jit_extension", None)
-    ext = jit_extension(meta["params"], ctx.dtype_name) if jit_extension else None
+    ext = get_backend(meta["backend"]).jit_extension(meta["params"], ctx.dtype_name)
     if ext is None or ctx.device != "cuda":
         return {}
     from gptqmodel import extension
