@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from quantbench import gptqmodel_run
+
+gptqmodel_run.environment()  # for tests that load GPTQModel themselves
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ["Snakefile", "workflow", "config", "quantbench", "envs", "profiles"]
-os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 

@@ -218,7 +218,6 @@ def test_awq_kernels_and_dequantized_base_compute_the_same_weights(awq_saved, pr
     dequantized plain model (merge_into: [dequant]) all compute with the checkpoint's weights."""
     from gptqmodel.nn_modules.qlinear import AWQuantLinear
 
-    awq = get("awq")
     bf16 = _awq_ctx("bfloat16")
     torch_kernel = _log_probs(awq.load(str(awq_saved), AWQ, bf16)[0], prompt)
     plain = awq.dequantize(str(awq_saved), bf16)
@@ -264,7 +263,6 @@ def test_awq_kernel_table_is_what_gptqmodel_supports():
     from gptqmodel.nn_modules.qlinear import AWQuantLinear
     from gptqmodel.utils.backend import BACKEND
 
-    awq = get("awq")
     kernels = {cls.SUPPORTS_BACKENDS[0]: cls for cls in _subclasses(AWQuantLinear)}
     for name, (backend, bits, groups, where) in awq.KERNELS.items():
         cls = kernels[BACKEND(backend)]

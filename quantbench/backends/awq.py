@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from quantbench.backends.base import Backend, register
 
-import os
 from pathlib import Path
 
-from quantbench.backends.groups import group_size_problem
+from quantbench import gptqmodel_run
+from quantbench.backends.groups import bits_with_group_scales, group_size_problem
 
 # kernel name in the config -> (GPTQModel backend, bits, group sizes, where it runs). Bits and group
 # sizes are the kernels' own SUPPORTS_BITS and SUPPORTS_GROUP_SIZE in gptqmodel 7.6, within SPEC's
@@ -38,11 +38,6 @@ CALIBRATED = True  # quantize() needs ctx.calibration_texts
 JIT = {"gemm": "awq", "marlin": "marlin", "exllama_v2": "exllamav2_awq"}
 
 
-def _env() -> None:
-    # GPTQModel's loader pool asks for 2 workers and fails on smaller machines (see PITFALLS).
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
-
-
 def _dtype(ctx, kernel: str = "torch"):
     """GPTQModel quantizes AWQ and runs most of its kernels in 16 bits only (float32 raises "only
     supports [torch.float16, torch.bfloat16]"). A float32 run uses bfloat16, the dtype PITFALLS
@@ -68,28 +63,19 @@ def quantize_config(params: dict, device: str = "cpu", in_memory: bool = False):
 
 def quantized(src: str, params: dict, ctx, in_memory: bool = False):
     """GPTQModel's model quantized with AWQ, not yet saved; with `in_memory`, usable in this process."""
-    _env()
-    import tempfile
-
-    from gptqmodel import BACKEND, GPTQModel
-    from gptqmodel.looper import loop_processor
+    gptqmodel_run.environment()
+    from gptqmodel import BACKEND
 
     from quantbench.modelio import load_tokenizer
 
     tokenizer = load_tokenizer(src)
-    rows = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
-            for ids in (tokenizer(t, truncation=True, max_length=ctx.calibration_seq_len).input_ids
-                        for t in ctx.calibration_texts)]
-    config = quantize_config(params, ctx.device, in_memory)
-    model = GPTQModel.load(src, config, device=ctx.device, dtype=_dtype(ctx))
+    rows = gptqmodel_run.calibration_rows(tokenizer, ctx.calibration_texts, ctx.calibration_seq_len)
     # GPTQModel packs AWQ layers for its CUDA GEMM kernel unless told otherwise, and that kernel
     # refuses to start without CUDA ("AWQ: CUDA is not available"); the checkpoint format is the same.
     packer = BACKEND.AUTO if ctx.device == "cuda" else BACKEND.AWQ_TORCH
-    with tempfile.TemporaryDirectory() as logs:
-        # GPTQModel writes per-layer logs to ./logs of whatever the working directory is.
-        loop_processor._PROJECT_LOG_DIR = Path(logs)
-        model.quantize(rows, batch_size=ctx.calibration_batch_size, backend=packer,
-                       calibration_data_min_length=min(10, ctx.calibration_seq_len))
+    model = gptqmodel_run.quantized(src, quantize_config(params, ctx.device, in_memory), rows, ctx.device,
+                                    ctx.calibration_seq_len, ctx.calibration_batch_size, dtype=_dtype(ctx),
+                                    backend=packer)
     return model, tokenizer, len(rows)
 
 
@@ -137,10 +123,7 @@ class AWQ(Backend):
         return ext
 
     def bits_per_weight(self, params: dict) -> float:
-        # Per group of g weights: one 16-bit scale and one zero point packed at `bits` bits (stored for
-        # zero_point false too, as the grid's midpoint).
-        g = params["group_size"]
-        return params["bits"] + (16 + params["bits"]) / g if g > 0 else float(params["bits"])
+        return bits_with_group_scales(params["bits"], params["group_size"])
 
     def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
         model, tokenizer, samples = quantized(src, params, ctx)
@@ -149,7 +132,7 @@ class AWQ(Backend):
         return {"calibration_samples": samples, "quantize_dtype": str(_dtype(ctx)).removeprefix("torch.")}
 
     def load(self, path: str, params: dict, ctx):
-        _env()
+        gptqmodel_run.environment()
         from gptqmodel import GPTQModel
 
         from quantbench.backends.gptq import kernel_names

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from quantbench.backends.base import Backend, register
 
-import os
 from pathlib import Path
 
-from quantbench.backends.groups import group_size_problem
+from quantbench import gptqmodel_run
+from quantbench.backends.groups import bits_with_group_scales, group_size_problem
 
 
 # kernel name in the config -> (GPTQModel backend, bits it supports, runs on CPU)
@@ -27,11 +27,6 @@ CPU_ALTERNATIVE = "kernel torch"
 CALIBRATED = True  # quantize() needs ctx.calibration_texts
 # kernel -> GPTQModel JIT extension it builds on first use (the benchmark builds it before timing)
 JIT = {"marlin": "marlin", "exllama_v2": "exllamav2"}
-
-
-def _env() -> None:
-    # GPTQModel's loader pool asks for 2 workers and fails on smaller machines (see PITFALLS).
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 
 
 def quantize_config(params: dict, device: str = "cpu"):
@@ -104,38 +99,21 @@ class GPTQ(Backend):
         return ext
 
     def bits_per_weight(self, params: dict) -> float:
-        # Per group of g weights: one fp16 scale and one packed zero point of `bits` bits.
-        g = params["group_size"]
-        return params["bits"] + (16 + params["bits"]) / g if g > 0 else float(params["bits"])
+        return bits_with_group_scales(params["bits"], params["group_size"])
 
     def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
-        _env()
-        from gptqmodel import GPTQModel
-
         from quantbench.modelio import load_tokenizer
 
         tokenizer = load_tokenizer(src)
-        calibration = [
-            {"input_ids": ids, "attention_mask": [1] * len(ids)}
-            for ids in (tokenizer(t, truncation=True, max_length=ctx.calibration_seq_len).input_ids
-                        for t in ctx.calibration_texts)
-        ]
-        import tempfile
-
-        from gptqmodel.looper import loop_processor
-
-        model = GPTQModel.load(src, quantize_config(params, ctx.device), device=ctx.device, dtype=ctx.dtype)
-        with tempfile.TemporaryDirectory() as logs:
-            # GPTQModel writes per-layer logs to ./logs of whatever the working directory is.
-            loop_processor._PROJECT_LOG_DIR = Path(logs)
-            model.quantize(calibration, batch_size=ctx.calibration_batch_size,
-                           calibration_data_min_length=min(10, ctx.calibration_seq_len))
+        rows = gptqmodel_run.calibration_rows(tokenizer, ctx.calibration_texts, ctx.calibration_seq_len)
+        model = gptqmodel_run.quantized(src, quantize_config(params, ctx.device), rows, ctx.device,
+                                        ctx.calibration_seq_len, ctx.calibration_batch_size, dtype=ctx.dtype)
         model.save(str(dst))
         tokenizer.save_pretrained(dst)
-        return {"calibration_samples": len(calibration)}
+        return {"calibration_samples": len(rows)}
 
     def load(self, path: str, params: dict, ctx):
-        _env()
+        gptqmodel_run.environment()
         import torch
         from gptqmodel import GPTQModel
 
