@@ -13,6 +13,9 @@ sys.path.insert(0, workflow.basedir)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 # `python` in shell commands is the interpreter running Snakemake, unless a conda env overrides it.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+from quantbench import gptqmodel_run  # noqa: E402
+
+gptqmodel_run.environment()  # inherited by every job, whatever imports GPTQModel first
 from quantbench import numerics  # noqa: E402
 
 # Every job runs the kernels an AVX2 CPU runs, whatever this CPU has beyond (quantbench.numerics:

@@ -12,6 +12,9 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+from quantbench import gptqmodel_run  # noqa: E402
+
+gptqmodel_run.environment()  # inherited by every job, whatever imports GPTQModel first
 if config.get("offline", True):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
