@@ -11,15 +11,15 @@ min_version("9.0")
 # the embedded default is read here, so its syntax is checked here too (run.sh checks --configfile
 # files before Snakemake parses them).
 sys.path.insert(0, workflow.basedir)
-from quantbench import config_file, experiment  # noqa: E402
+from quantbench import config_file, config_messages  # noqa: E402
 
 try:
     config_file.check(workflow.overwrite_configfiles or ["config/config.yaml"])
     # An overlay given alone (no model: section anywhere): one line saying so.
     overlay = config_file.overlay_problems(config, [str(f) for f in workflow.overwrite_configfiles])
     if overlay:
-        raise experiment.ConfigError(overlay)
-except experiment.ConfigError as err:
+        raise config_messages.ConfigError(overlay)
+except config_messages.ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 

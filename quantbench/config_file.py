@@ -104,7 +104,7 @@ def configfiles_in(argv: list[str]) -> list[str]:
 
 def check(paths) -> None:
     """Raise ConfigError listing the problems of every file in paths (or of (file, follows) pairs)."""
-    from quantbench.experiment import ConfigError
+    from quantbench.config_messages import ConfigError
 
     pairs = [p if isinstance(p, tuple) else (p, None) for p in paths]
     errors = [e for p, after in pairs for e in problems(p, after)]
@@ -127,7 +127,7 @@ def overlay_problems(config: dict, files: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """Check the config files of a snakemake command line (scripts/run.sh passes its arguments)."""
-    from quantbench.experiment import ConfigError
+    from quantbench.config_messages import ConfigError
 
     try:
         check(configfile_words(argv))

