@@ -318,17 +318,6 @@ def test_cuda_graph_modes_on_the_cpu_are_refused_or_noted(tmp_path):
     assert on_gpu.notes == []
 
 
-def test_cuda_graph_mode_cells_on_the_cpu_are_recorded_unsupported():
-    from quantbench import benchmark
-
-    spec = {"prompt_len": 8, "new_tokens": [4, 8], "batch_sizes": [1, 2], "fast_batch_sizes": [1]}
-    rows = benchmark.run_generate(None, 100, "cpu", spec, warmup=1, repeats=1, seed=0, avoid=[], pad_token_id=0,
-                                  weights_mb=1.0, bandwidth_gb_per_s=None, kv_bytes=4, mode="graphs")
-    assert [(r["batch_size"], r["new_tokens"], r["outcome"]) for r in rows] == [(1, 4, "unsupported"),
-                                                                                (1, 8, "unsupported")]
-    assert rows[0]["error"] == "graphs mode replays CUDA graphs; device is cpu"
-
-
 def test_cuda_only_method_is_skipped_under_the_skip_policy(tmp_path):
     config = copy.deepcopy(DEFAULT)
     config["methods"]["gptq-marlin"] = MARLIN
