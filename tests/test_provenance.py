@@ -67,14 +67,22 @@ def test_warning_names_each_field_that_differs():
     assert "`cpu_flags`" in markdown.provenance_warnings(_records(cpu_flags="avx2 fma avx512f avx512_bf16"))[0]
 
 
-def test_report_shows_the_warning_and_skipped_methods():
+def _inputs(records, skipped):
+    from quantbench.report.figures import Inputs
+
     empty = pd.DataFrame()
-    text = markdown.render("toy", empty, empty, empty, empty, empty, {"gptq-marlin": "GPTQ kernel 'marlin' runs on CUDA only"},
-                           [], _records(git_commit="other"), {}, {"new_tokens": [8]})
+    params = {"title": "toy", "skipped": skipped, "recipes": [], "generate": {"new_tokens": [8]}}
+    # records of a stage that names no variant (what the warning reads is their provenance)
+    return Inputs([{**r, "stage": "build_model", "subject": "base"} for r in records], empty, empty, empty, empty,
+                  params)
+
+
+def test_report_shows_the_warning_and_skipped_methods():
+    skipped = {"gptq-marlin": "GPTQ kernel 'marlin' runs on CUDA only"}
+    text = markdown.render(_inputs(_records(git_commit="other"), skipped), pd.DataFrame(), [])
     assert "**Warning: mixed provenance.**" in text and "`git_commit`" in text
     assert "## Skipped methods" in text and "| gptq-marlin | GPTQ kernel 'marlin' runs on CUDA only |" in text
-    assert "mixed provenance" not in markdown.render("toy", empty, empty, empty, empty, empty, {}, [], _records(), {},
-                                                     {"new_tokens": [8]})
+    assert "mixed provenance" not in markdown.render(_inputs(_records(), {}), pd.DataFrame(), [])
 
 
 def test_dirty_means_code_not_config(tmp_path):

@@ -31,8 +31,7 @@ for name in figures.wanted(params["stages"]):
         style.save(fig, tmp)
     drawn.append((name, f"{name}.png", caption))
 
-text = markdown.render(params["title"], data.summary, data.bench, data.quality, data.finetune, quant,
-                       params["skipped"], params["recipes"], records, drawn, params["generate"])
+text = markdown.render(data, quant, drawn)
 with atomic_file(out / "report.md") as tmp:
     tmp.write_text(text)
 print(text)
