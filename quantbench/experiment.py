@@ -59,10 +59,6 @@ class Variant:
             return f"fine-tune on {self.base}, serve {self.base} + adapter"
         return f"serve {self.base}"
 
-    @property
-    def finetuned(self) -> bool:
-        return self.lora
-
 
 def parse_variant(name: str) -> Variant:
     m = VARIANT_RE.match(name)
@@ -140,10 +136,6 @@ class Experiment:
         if variant.merge:
             return f"{variant.base}+lora"
         return self.baseline
-
-    @property
-    def references(self) -> list[str]:
-        return sorted({self.reference(v) for v in self.variants})
 
     def checkpoint_of(self, method: str) -> str:
         """The method whose quantize job writes `method`'s checkpoint: the first runnable method of
