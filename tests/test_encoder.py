@@ -221,3 +221,24 @@ def test_wrong_model_kind_stops_before_any_job(kind, tiny_bert, tiny_model, sent
     assert len(lines) == 1, text[-3000:]
     assert "model.path:" in lines[0] and ("expects an encoder" if kind == "encoder" else "expects a causal") in lines[0]
     assert not (work / "results/wrong").exists()
+
+
+def test_encoder_workflow_plans_a_gpu_run_on_a_cpu_host(tiny_bert, sentences_file, tmp_path):
+    """encoder.smk now shares common.smk's setup (workflow/rules/setup.smk), so it honours
+    QUANTBENCH_ASSUME_CUDA like the causal-LM workflow; it used to stop with "no CUDA device"."""
+    import os
+    import subprocess
+    import sys
+
+    work = copy_project(tmp_path / "proj")
+    cfg = {"model": {"name": "tiny-bert", "kind": "encoder", "source": "pretrained", "path": str(tiny_bert)},
+           "device": "cuda", "encoder": {"sentences": str(sentences_file)},
+           "methods": {"fp32": {"backend": "none", "dtype": "float32"}}, "baseline": "fp32"}
+    (work / "enc.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "enc.yaml"]
+    planned = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "QUANTBENCH_ASSUME_CUDA": "1"})
+    assert planned.returncode == 0 and "This was a dry-run" in planned.stdout, planned.stderr[-2000:]
+    env = {k: v for k, v in os.environ.items() if k != "QUANTBENCH_ASSUME_CUDA"}
+    refused = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300, env=env)
+    assert refused.returncode != 0 and "QUANTBENCH_ASSUME_CUDA" in refused.stdout + refused.stderr

@@ -2,20 +2,13 @@
 import json
 import os
 import re
-import shutil
-import sys
 
 from snakemake.logging import logger
-from snakemake.utils import validate
 
-sys.path.insert(0, workflow.basedir)
-# Jobs (local or on a cluster node) import the quantbench library from this checkout.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
-# `python` in shell commands is the interpreter running Snakemake, unless a conda env overrides it.
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-from quantbench import gptqmodel_run  # noqa: E402
 
-gptqmodel_run.environment()  # inherited by every job, whatever imports GPTQModel first
+include: "setup.smk"
+
+
 from quantbench import numerics  # noqa: E402
 
 # Every job runs the kernels an AVX2 CPU runs, whatever this CPU has beyond (quantbench.numerics:
@@ -23,33 +16,22 @@ from quantbench import numerics  # noqa: E402
 # Benchmarks undo what was set here (NATIVE_KERNELS): their timings are of this machine's own kernels.
 PINNED_HERE = numerics.pin_kernels(os.environ)
 NATIVE_KERNELS = "env " + " ".join(f"-u {k}" for k in PINNED_HERE) + " " if PINNED_HERE else ""
-if config.get("offline", True):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from quantbench import code_inputs, config_messages, experiment, package_paths, source_checks, validation  # noqa: E402
 from quantbench.backends import calibrated  # noqa: E402
 from quantbench.encoder import checks as encoder_checks  # noqa: E402
 
 
-def _cuda_visible():
-    # Decided without importing torch: submit hosts of a cluster may have no GPU of their own.
-    return bool(os.environ.get("QUANTBENCH_ASSUME_CUDA")) or shutil.which("nvidia-smi") is not None
-
-
-# The whole config is checked before any job runs: schema (one line per problem, dotted keys) first,
-# then Snakemake's validate() to fill in the schema's defaults, then semantics and the files it names.
+# The whole config is checked before any job runs: its shape (setup.smk), then semantics and the
+# files it names.
 try:
-    schema_problems = config_messages.schema_errors(config)
-    if schema_problems:
-        raise config_messages.ConfigError(schema_problems)
-    validate(config, "../schemas/config.schema.yaml")
+    check_schema()
     # The model's kind first: checks that read the model (context length, layer names) would only
     # report consequences of a BERT folder given here.
     kind_problems = encoder_checks.kind_errors(config, os.getcwd())
     if kind_problems:
         raise config_messages.ConfigError(kind_problems)
-    EXP = validation.load(config, cuda_available=_cuda_visible(), workdir=os.getcwd(), basedir=workflow.basedir)
+    EXP = validation.load(config, cuda_available=cuda_visible(), workdir=os.getcwd(), basedir=workflow.basedir)
 except config_messages.ConfigError as err:
     raise WorkflowError(str(err)) from None
 for note in EXP.notes:

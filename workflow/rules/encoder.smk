@@ -4,31 +4,18 @@
 import json
 import os
 import re
-import shutil
-import sys
 
-from snakemake.utils import validate
 
-sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-from quantbench import gptqmodel_run  # noqa: E402
+include: "setup.smk"
 
-gptqmodel_run.environment()  # inherited by every job, whatever imports GPTQModel first
-if config.get("offline", True):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from quantbench import config_messages, package_paths, validation  # noqa: E402
+from quantbench import package_paths, validation  # noqa: E402
 from quantbench.encoder import checks  # noqa: E402
 
 try:
-    problems = config_messages.schema_errors(config)
-    if problems:
-        raise config_messages.ConfigError(problems)
-    validate(config, "../schemas/config.schema.yaml")
+    check_schema()
     # Methods and baseline as for a causal LM; the files an encoder needs are checked by checks.
-    EXP = validation.build(config, cuda_available=bool(shutil.which("nvidia-smi")))
+    EXP = validation.build(config, cuda_available=cuda_visible())
     problems = checks.encoder_errors(config, os.getcwd())
     if problems:
         raise config_messages.ConfigError(problems)
