@@ -67,6 +67,17 @@ def test_warning_names_each_field_that_differs():
     assert "`cpu_flags`" in markdown.provenance_warnings(_records(cpu_flags="avx2 fma avx512f avx512_bf16"))[0]
 
 
+def test_warning_lists_whole_values_and_counts_what_it_lists():
+    """The SmolLM2 report cut library versions mid-word and said "6 values" beside 4 commits."""
+    libs = [{"torch": "2.11.0", "transformers": "5.23.0", "gptqmodel": "7.6.0"},
+            {"torch": "2.13.0+cpu", "transformers": "5.23.0", "gptqmodel": "7.6.0"}]
+    records = [{"provenance": {"git_commit": f"{i:040x}", "libraries": libs[i % 2]}} for i in range(8)]
+    commits, libraries = markdown.provenance_warnings(records)
+    assert commits == ("records differ in `git_commit` (8 values: " + "; ".join(f"{i:040x}" for i in range(6))
+                       + "; and 2 more)")
+    assert libraries == "records differ in `libraries` (2 combinations; torch 2.11.0 / 2.13.0+cpu)"
+
+
 def _inputs(records, skipped):
     from quantbench.report.figures import Inputs
 

@@ -39,14 +39,23 @@ def noise_marked(quality: pd.DataFrame) -> pd.DataFrame:
     return shown.drop(columns="within_noise").rename(columns={"delta_noise_points": "delta_noise_95"})
 
 
-def provenance_warnings(records: list[dict]) -> list[str]:
-    """One line per provenance field whose value differs between records."""
+def provenance_warnings(records: list[dict], listed: int = 6) -> list[str]:
+    """One line per provenance field whose value differs between records: every value whole (at most
+    `listed`, then how many more), and of a mapping (the libraries) only the entries that differ."""
     warnings = []
     for key in PROVENANCE_KEYS:
-        values = {str(r.get("provenance", {}).get(key)) for r in records}
-        if len(values) > 1:
-            shown = "; ".join(sorted(v[:80] for v in values)[:4])
-            warnings.append(f"records differ in `{key}` ({len(values)} values: {shown})")
+        raw = [r.get("provenance", {}).get(key) for r in records]
+        values = sorted({str(v) for v in raw})
+        if len(values) < 2:
+            continue
+        if all(isinstance(v, dict) for v in raw):
+            names = sorted({k for v in raw for k in v})
+            differ = {k: sorted({str(v.get(k)) for v in raw}) for k in names}
+            shown = "; ".join(f"{k} {' / '.join(vs)}" for k, vs in differ.items() if len(vs) > 1)
+            warnings.append(f"records differ in `{key}` ({len(values)} combinations; {shown})")
+            continue
+        more = f"; and {len(values) - listed} more" if len(values) > listed else ""
+        warnings.append(f"records differ in `{key}` ({len(values)} values: {'; '.join(values[:listed])}{more})")
     return warnings
 
 
