@@ -21,6 +21,15 @@ def report_figures():
 
 
 REPORT = f"{R}/report"
+# The tables a setup's stages fill: a speed-only setup (no evaluate:, no fine-tune) gets no empty
+# quality.csv or finetune.csv (report.py writes the same set).
+STAGES = json.loads(report_params())["stages"]
+QUALITY_TABLE = (
+    [report(f"{REPORT}/quality.csv", category="Tables", caption="../report/quality.rst")]
+    if "evaluate" in STAGES
+    else []
+)
+FINETUNE_TABLE = [f"{REPORT}/finetune.csv"] if "finetune" in STAGES else []
 
 
 rule report:
@@ -28,9 +37,8 @@ rule report:
         md=report(f"{REPORT}/report.md", category="Report", caption="../report/workflow.rst"),
         summary=report(f"{REPORT}/summary.csv", category="Tables", caption="../report/summary.rst"),
         benchmark=report(f"{REPORT}/benchmark.csv", category="Tables", caption="../report/benchmark.rst"),
-        quality=report(f"{REPORT}/quality.csv", category="Tables", caption="../report/quality.rst"),
         quantize=f"{REPORT}/quantize.csv",
-        finetune=f"{REPORT}/finetune.csv",
+        stage_tables=QUALITY_TABLE + FINETUNE_TABLE,
         plots=report(
             expand(f"{REPORT}/{{p}}.png", p=report_figures()),
             category="Figures", caption="../report/figure.rst"),
