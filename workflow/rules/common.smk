@@ -40,7 +40,7 @@ for name, why in EXP.skipped.items():
     logger.warning(f"config: skipping method {name}: {why} (unsupported_methods: skip; the report lists it)")
 # Every job's record carries this hash of the whole config (through the environment, not params:
 # a params change would rerun every job).
-os.environ["QUANTBENCH_CONFIG_HASH"] = experiment.config_hash(config)
+os.environ.update(QUANTBENCH_CONFIG_HASH=experiment.config_hash(config))
 
 R = f"results/{EXP.model_name}"
 # Relative to the working directory: input paths are part of Snakemake's rerun triggers, so an
@@ -214,3 +214,6 @@ def get_final_output():
     consumers are up to date for a deleted intermediate and leaves it, so a deleted quantize record
     would never be made again while the report kept showing it (report_records: report.smk)."""
     return report_records() + [f"{R}/report/report.md"]
+
+
+include: "stage_functions.smk"

@@ -1,14 +1,4 @@
 # Quality of every variant: lm-eval suite, plus KL / top-1 agreement / perplexity against a reference.
-from quantbench import suites
-
-
-def evaluate_params(variant):
-    ev = {"suite": "toy", "num_fewshot": None, "limit": None, "batch_size": 8, "max_length": None,
-          "fewshot_seed": 1234, "distribution_tokens": 4096, "distribution_window": 128,
-          **config.get("evaluate", {})}
-    # The resolved task list is part of the params: the dry run shows it, and a suite change reruns.
-    tasks = [f"{e['task']}:{suites.fewshot(e, ev['num_fewshot'])}-shot" for e in suites.suite(ev["suite"])]
-    return job_params(variant, evaluate=ev, tasks=tasks, heldout_dataset=dataset_spec("heldout"))
 
 
 rule reference_logprobs:

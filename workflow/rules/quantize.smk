@@ -1,22 +1,6 @@
 # Quantize the base model with each method; re-quantize merged models for deployment.
 
 
-def quantize_spec(variant, method):
-    m = EXP.methods[method]
-    extra = {"method": method_entry(method)}
-    if calibrated(m.backend):  # calibration settings matter to GPTQ and AWQ only
-        data = config.get("data", {})
-        extra.update(calibration=dataset_spec("calibration"),
-                     calibration_samples=data.get("calibration_samples", 128),
-                     calibration_seq_len=data.get("calibration_seq_len", 512))
-    return job_params(variant, **extra)
-
-
-def calibration_arg(method):
-    path = data_file("calibration")
-    return f"--calibration {path}" if path and calibrated(EXP.methods[method].backend) else ""
-
-
 # Methods whose checkpoints would be identical (they differ only in a load-time choice such as
 # the GPTQ kernel) share one quantize job; the others link its output.
 OWNERS = [m for m in EXP.runnable if EXP.checkpoint_of(m) == m]

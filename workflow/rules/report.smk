@@ -1,25 +1,6 @@
 # Tables, figures and the markdown report, all read from the result records.
 
 
-def report_params():
-    from quantbench.report.params import report_params as params
-
-    return json.dumps(params(EXP), sort_keys=True)
-
-
-def report_records(wildcards=None):
-    from quantbench.report.params import record_paths
-
-    return record_paths(EXP, R)
-
-
-def report_figures():
-    from quantbench.report.figures import wanted
-    from quantbench.report.params import stages
-
-    return wanted(stages(EXP))
-
-
 REPORT = f"{R}/report"
 # The tables a setup's stages fill: a speed-only setup (no evaluate:, no fine-tune) gets no empty
 # quality.csv or finetune.csv (report.py writes the same set).
@@ -48,6 +29,7 @@ rule report:
         lib=library("report.py"),
     params:
         spec=report_params(),
+        out=lambda wildcards, output: os.path.dirname(output.md),
     resources:
         **job_resources("report", uses_model=False),
     conda:
@@ -55,4 +37,4 @@ rule report:
     log:
         f"{R}/logs/report.log",
     shell:
-        "python {input.script} --params {params.spec:q} --records {input.records} --out {REPORT} > {log} 2>&1"
+        "python {input.script} --params {params.spec:q} --records {input.records} --out {params.out} > {log} 2>&1"

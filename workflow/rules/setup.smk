@@ -9,9 +9,9 @@ from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 # Jobs (local or on a cluster node) import the quantbench library from this checkout.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 # `python` in shell commands is the interpreter running Snakemake, unless a conda env overrides it.
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+os.environ.update(PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
 from quantbench import config_messages, gptqmodel_run  # noqa: E402
 
 gptqmodel_run.environment()  # inherited by every job, whatever imports GPTQModel first

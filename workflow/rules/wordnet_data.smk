@@ -13,7 +13,8 @@ rule build_wordnet_data:
     params:
         spec=job_params("data", wordnet=config["data"].get("wordnet", {})),
         wordnet=WORDNET_DIR,
-        tokenizer=base_model(),
+        # the local base model folder (the input), or a hub id
+        tokenizer=lambda wildcards, input: " ".join(input.model) or base_model(),
     resources:
         **job_resources("build_wordnet_data", uses_model=False),
     conda:
