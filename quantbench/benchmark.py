@@ -145,7 +145,8 @@ def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None, retries: int
             if _is_oom(exc):
                 return {"outcome": "oom", "error": str(exc).splitlines()[0][:300]}
             log.error("cell failed:\n%s", traceback.format_exc())
-            return {"outcome": "error", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+            first = str(exc).splitlines()[0][:300] if str(exc) else ""
+            return {"outcome": "error", "error": f"{type(exc).__name__}: {first}"}
         spread = timing.summarize(steps or samples)["iqr_over_median"]
         if spread <= spread_limit:
             break

@@ -50,7 +50,8 @@ def _schema_message(err) -> list[str]:
     hint = f" ({schema['description']})" if "description" in schema else ""
     kind, where = err.validator, (key if key != "(config)" else "the top level")
     if kind == "required":
-        return [f"{join(key, k)}: missing; required in {where}" for k in val if isinstance(inst, dict) and k not in inst]
+        return [f"{join(key, k)}: missing; required in {where}"
+                for k in val if isinstance(inst, dict) and k not in inst]
     if kind == "additionalProperties" and isinstance(inst, dict):
         allowed = list(schema.get("properties", {}))
         return [f"{join(key, k)}: unknown key;{did_you_mean(k, allowed)} allowed in {where}: {', '.join(allowed)}"

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from quantbench.backends import get as get_backend
 
 MERGE_KINDS = ("fp", "dequant")
-VARIANT_RE = re.compile(r"^(?P<base>[^+]+)(?P<lora>\+lora)?(?:\+merge-(?P<merge>fp|dequant))?(?:\+(?P<requant>[^+]+))?$")
+VARIANT_RE = re.compile(r"^(?P<base>[^+]+)(?P<lora>\+lora)?(?:\+merge-(?P<merge>fp|dequant))?"
+                        r"(?:\+(?P<requant>[^+]+))?$")
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,8 @@ def lora_target_errors(config: dict, methods: dict[str, Method], facts: ModelFac
     if isinstance(targets, str) and targets.lower() == "all-linear":
         if gptqmodel:
             return [f"{key}: 'all-linear' finds no layer to train on the GPTQ/AWQ base(s) {', '.join(gptqmodel)}: PEFT "
-                    "takes torch.nn.Linear layers only, GPTQModel's quantized layers are not, and it leaves out lm_head; "
+                    "takes torch.nn.Linear layers only, GPTQModel's quantized layers are not, and it leaves out "
+                    "lm_head; "
                     f"allowed: the layer names, e.g. {example}"]
         return []
     if layers is None:

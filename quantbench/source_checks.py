@@ -145,7 +145,8 @@ def file_errors(config: dict, needs: dict[str, bool], workdir: str, basedir: str
 
 def _model_folder_errors(folder: Path, shown: str) -> list[str]:
     if not folder.is_dir():
-        return [f"model.path: {shown!r} is a file; allowed: a model folder (config.json, weights, tokenizer) or a hub id"]
+        return [f"model.path: {shown!r} is a file; allowed: a model folder (config.json, weights, tokenizer) "
+                "or a hub id"]
     names = {p.name for p in folder.iterdir()}
     errors = []
     if "config.json" not in names:

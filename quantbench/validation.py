@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from quantbench.backends import BACKENDS, calibrated, get as get_backend
+from quantbench.backends import BACKENDS, calibrated
+from quantbench.backends import get as get_backend
 from quantbench.config_messages import ConfigError, did_you_mean, schema_errors
 from quantbench.experiment import MERGE_KINDS, REQUANTIZE_BACKENDS, Experiment, Method, requantize_targets
 from quantbench.model_facts import context_errors, lora_target_errors, model_dims, model_facts
@@ -154,7 +155,8 @@ def _device_policy(config: dict, methods: dict[str, Method], cuda_available: boo
                 errors.append(f"methods.{name}: {missing} (or set unsupported_methods: skip to record it as skipped)")
             elif policy == "error":
                 errors.append(f"methods.{name}: {why}, and device is {device!r}; allowed with device {device}: "
-                              f"{instead or 'another method'} (or set unsupported_methods: skip to record it as skipped)")
+                              f"{instead or 'another method'} (or set unsupported_methods: skip to record it as "
+                              "skipped)")
             else:
                 skipped[name] = why
     return skipped
@@ -189,7 +191,8 @@ def _recipe_errors(config: dict, methods: dict[str, Method]) -> list[str]:
             elif kind == "dequant" and not get_backend(methods[r["finetune_on"]].backend).can_dequantize:
                 able = [b for b in BACKENDS if get_backend(b).can_dequantize]
                 errors.append(f"{key}.merge_into: 'dequant' needs a base whose backend can dequantize "
-                              f"({', '.join(able)}); {r['finetune_on']!r} uses backend {methods[r['finetune_on']].backend!r}")
+                              f"({', '.join(able)}); {r['finetune_on']!r} uses backend "
+                              f"{methods[r['finetune_on']].backend!r}")
         for rq in requantize_targets(r):
             if rq not in methods or methods[rq].backend not in REQUANTIZE_BACKENDS:
                 allowed = [m for m, x in methods.items() if x.backend in REQUANTIZE_BACKENDS]

@@ -8,8 +8,8 @@ import torch
 from quantbench.atomic import atomic_dir
 from quantbench.backends import get
 from quantbench.benchmark import decode_weights_mb
-from quantbench.memory import model_weights_mb
 from quantbench.loading import load_model
+from quantbench.memory import model_weights_mb
 from quantbench.modelio import RunContext, write_meta
 
 CASES = {
@@ -84,9 +84,9 @@ def test_lora_trains_on_every_trainable_backend(name, tiny_model, tmp_path):
 def test_jit_extensions_the_benchmark_prebuilds_are_gptqmodels(backend):
     """Each CUDA kernel names the GPTQModel extension it compiles on first use, which the benchmark
     builds before its clock starts; a misspelt name would leave the build inside load_s."""
-    from gptqmodel import extension
-
     import importlib
+
+    from gptqmodel import extension
 
     mod = importlib.import_module(f"quantbench.backends.{backend}")  # its kernel tables
     for kernel in mod.KERNELS:

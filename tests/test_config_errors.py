@@ -307,7 +307,8 @@ def test_cuda_graph_modes_on_the_cpu_are_refused_or_noted(tmp_path):
     errors = _errors({**config, "unsupported_methods": "error"}, tmp_path)
     assert errors == ["benchmark.generate.modes[1]: 'compiled' replays CUDA graphs, and device is 'cpu'; allowed "
                       "with device cpu: eager, static (or set unsupported_methods: skip to record its cells as "
-                      "unsupported)", errors[1]] and errors[1].startswith("benchmark.generate.adapters.modes[0]: 'fused'")
+                      "unsupported)", errors[1]]
+    assert errors[1].startswith("benchmark.generate.adapters.modes[0]: 'fused'")
     exp = validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert exp.notes == ["benchmark.generate.modes[1]: 'compiled' replays CUDA graphs: its cells are recorded as "
                          "unsupported on device 'cpu'",
@@ -336,7 +337,8 @@ def test_cpu_only_kernel_on_cuda_is_skipped_or_stops_the_run(tmp_path):
     exp = validation.load(config, cuda_available=True, workdir=str(tmp_path), basedir=str(ROOT))
     assert list(exp.skipped) == ["awq-fused"] and "runs on the CPU only" in exp.skipped["awq-fused"]
     errors = _errors({**config, "unsupported_methods": "error"}, tmp_path, cuda=True)
-    assert len(errors) == 1 and errors[0].startswith("methods.awq-fused: AWQ kernel 'torch_fused' runs on the CPU only"), errors
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("methods.awq-fused: AWQ kernel 'torch_fused' runs on the CPU only"), errors
     assert "device is 'cuda'; allowed with device cuda: kernel torch, gemm, marlin or exllama_v2" in errors[0], errors
     assert validation.load({**config, "device": "cpu"}, cuda_available=False, workdir=str(tmp_path),
                            basedir=str(ROOT)).skipped == {}

@@ -3,8 +3,8 @@ and the report warns when it mixes records of different provenance."""
 from __future__ import annotations
 
 import copy
-import os
 import json
+import os
 import sys
 
 import pandas as pd

@@ -315,7 +315,8 @@ def test_awq_adapter_merged_into_the_dequantized_base_reproduces_it(awq_saved, t
 
     ctx = _awq_ctx()
     params = {"steps": 6, "batch_size": 4, "seq_len": 32, "learning_rate": 2e-2,
-              "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "up_proj", "down_proj"]}}
+              "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
+                       "target_modules": ["q_proj", "v_proj", "up_proj", "down_proj"]}}
     model, tokenizer, info = load_model(str(awq_saved), ctx, trainable=True)
     trained, _ = finetune.train(model, tokenizer, CALIBRATION, info["backend"], params, "cpu", 0)
     trained.save_pretrained(tmp_path / "adapter")

@@ -5,11 +5,10 @@ the GEMM format, which every kernel below reads, so the kernel is a load-time ch
 serves them all) and the one that ran is recorded."""
 from __future__ import annotations
 
-from quantbench.backends.base import Backend, register
-
 from pathlib import Path
 
 from quantbench import gptqmodel_run
+from quantbench.backends.base import Backend, register
 from quantbench.backends.groups import bits_with_group_scales, group_size_problem
 
 # kernel name in the config -> (GPTQModel backend, bits, group sizes, where it runs). Bits and group
@@ -160,7 +159,8 @@ class AWQ(Backend):
                 linear = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
                                          device=ctx.device, dtype=ctx.dtype)
                 with torch.no_grad():
-                    weight = dequantize_gemm(module.qweight, module.qzeros, module.scales, module.bits, module.group_size)
+                    weight = dequantize_gemm(module.qweight, module.qzeros, module.scales, module.bits,
+                                         module.group_size)
                     linear.weight.copy_(weight.t())  # the kernel computes x @ weight: (in, out)
                     if module.bias is not None:
                         linear.bias.copy_(module.bias)

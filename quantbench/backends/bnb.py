@@ -1,10 +1,9 @@
 """bitsandbytes: LLM.int8() and 4-bit NF4/FP4 (QLoRA), serialized with save_pretrained."""
 from __future__ import annotations
 
-from quantbench.backends.base import Backend, register
-
 from pathlib import Path
 
+from quantbench.backends.base import Backend, register
 
 SPEC = {"bits": [4, 8], "quant_type": ["nf4", "fp4"], "double_quant": [True, False],
         "compute_dtype": ["auto", "float32", "float16", "bfloat16"]}

@@ -4,12 +4,11 @@ llama.cpp on the CPU. The folder holds model.gguf beside the tokenizer and confi
 tokenize with them; the ids are the GGUF vocabulary's)."""
 from __future__ import annotations
 
-from quantbench.backends.base import Backend, register
-
 import re
 import shutil
 from pathlib import Path
 
+from quantbench.backends.base import Backend, register
 from quantbench.gguf_types import TYPES
 
 SPEC = {"type": list(TYPES), "n_ctx": int}

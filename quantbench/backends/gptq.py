@@ -2,13 +2,11 @@
 quantization, with the inference kernel chosen explicitly and recorded."""
 from __future__ import annotations
 
-from quantbench.backends.base import Backend, register
-
 from pathlib import Path
 
 from quantbench import gptqmodel_run
+from quantbench.backends.base import Backend, register
 from quantbench.backends.groups import bits_with_group_scales, group_size_problem
-
 
 # kernel name in the config -> (GPTQModel backend, bits it supports, runs on CPU)
 # Bits per kernel are the kernels' own SUPPORTS_BITS in gptqmodel 7.6.
@@ -124,7 +122,8 @@ class GPTQ(Backend):
         # 2 cores: 309 tokens/s in float32 against 6 in bf16 on an AMD EPYC without AVX512-BF16
         # (bf16 matmuls there run 6.6x slower than fp32), and the same numbers on every CPU.
         upcast = ctx.device == "cpu" and ctx.dtype == torch.float32
-        dtype = torch.float16 if upcast else ctx.dtype if ctx.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+        sixteen = ctx.dtype if ctx.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+        dtype = torch.float16 if upcast else sixteen
         wrapper = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=dtype)
         model = wrapper.model
         if upcast:

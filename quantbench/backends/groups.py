@@ -18,7 +18,8 @@ def group_size_problem(g: int, model_dims: list[int] | None, per_row: bool = Tru
     if g <= 0:
         return f"{g} must be a positive divisor of the layer widths{whole}"
     if g % multiple_of:
-        return f"{g} is not a multiple of {multiple_of}; allowed: multiples of {multiple_of} dividing the layer widths{whole}"
+        return (f"{g} is not a multiple of {multiple_of}; allowed: multiples of {multiple_of} dividing the layer "
+                f"widths{whole}")
     bad = sorted({d for d in model_dims or [] if d % g})
     if bad:
         return (f"{g} does not divide the layer width(s) {bad}; choose a divisor of "

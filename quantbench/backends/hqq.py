@@ -4,10 +4,9 @@ quantize_model, save_quantized, from_quantized). transformers 5.23's HqqConfig s
 yet", so the folder holds hqq's format (config.json + qmodel.pt), not a from_pretrained one."""
 from __future__ import annotations
 
-from quantbench.backends.base import Backend, register
-
 from pathlib import Path
 
+from quantbench.backends.base import Backend, register
 from quantbench.backends.groups import group_size_problem
 
 # hqq 0.2.8's Quantizer.SUPPORTED_BITS (tests/test_quantized_logits.py checks they agree), with the

@@ -1,10 +1,9 @@
 """The unquantized baseline: the model as trained, in the configured floating-point dtype."""
 from __future__ import annotations
 
-from quantbench.backends.base import Backend, register
-
 from pathlib import Path
 
+from quantbench.backends.base import Backend, register
 
 SPEC = {"dtype": ["float32", "float16", "bfloat16"]}
 DEFAULTS = {"dtype": "float32"}

@@ -3,10 +3,9 @@ weight, and int4 weight-only, applied through transformers' TorchAoConfig and sa
 save_pretrained (safetensors), which reloads to identical logits (tests/test_quantized_logits.py)."""
 from __future__ import annotations
 
-from quantbench.backends.base import Backend, register
-
 from pathlib import Path
 
+from quantbench.backends.base import Backend, register
 from quantbench.backends.groups import group_size_problem
 
 # scheme -> (weight bits, runs on the CPU). torchao 0.18 has Config classes only.
@@ -29,8 +28,7 @@ def _dtype(params: dict, ctx):
 
 
 def quantization_config(params: dict):
-    from torchao.quantization import (Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig,
-                                      Int8WeightOnlyConfig)
+    from torchao.quantization import Int4WeightOnlyConfig, Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
     from transformers import TorchAoConfig
 
     scheme = params["scheme"]
