@@ -30,7 +30,6 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-
 report: "workflow/report/workflow.rst"
 
 
@@ -40,33 +39,29 @@ if (config.get("model") or {}).get("kind", "causal-lm") == "encoder":
     include: "workflow/rules/encoder.smk"
 
     rule all:
+        default_target: True
         input:
             f"{R}/report/encoder.md",
-        default_target: True
 
 else:
 
     include: "workflow/rules/common.smk"
+
     if config["model"]["source"] == "toy":
 
         include: "workflow/rules/toy.smk"
-
 
     if config["model"]["source"] == "random":
 
         include: "workflow/rules/random_model.smk"
 
-
     if config["model"]["source"] == "gguf":
 
         include: "workflow/rules/gguf_model.smk"
 
-
     if config.get("data", {}).get("source") == "wordnet":
 
         include: "workflow/rules/wordnet_data.smk"
-
-
     include: "workflow/rules/quantize.smk"
     include: "workflow/rules/finetune.smk"
     include: "workflow/rules/merge.smk"
@@ -76,8 +71,7 @@ else:
 
     check_resource_keys()
 
-
     rule all:
+        default_target: True
         input:
             get_final_output(),
-        default_target: True

@@ -21,7 +21,6 @@ from quantbench import code_inputs, config_messages, experiment, package_paths, 
 from quantbench.backends import calibrated  # noqa: E402
 from quantbench.encoder import checks as encoder_checks  # noqa: E402
 
-
 # The whole config is checked before any job runs: its shape (setup.smk), then semantics and the
 # files it names.
 try:
@@ -62,8 +61,9 @@ def library(script, *backends):
     """The quantbench files a job of workflow/scripts/<script> runs, and those of the backends it
     loads by name: inputs, so that editing the library reruns exactly the jobs that run the edited
     code (and what depends on them). Relative to the working directory, like SCRIPTS."""
-    files = code_inputs.modules(f"{workflow.basedir}/workflow/scripts/{script}", workflow.basedir,
-                                tuple(sorted(set(backends))))
+    files = code_inputs.modules(
+        f"{workflow.basedir}/workflow/scripts/{script}", workflow.basedir, tuple(sorted(set(backends)))
+    )
     return [os.path.relpath(f) for f in files]
 
 
@@ -102,8 +102,11 @@ def job_resources(rule, uses_model=True):
     that load a model when device is cuda; SLURM partition and account from the config or from
     QB_SLURM_PARTITION / QB_SLURM_ACCOUNT. Locally, `--resources gpu=1` keeps GPU jobs apart."""
     entry = {**RESOURCES.get("default", {}), **RESOURCES.get(rule, {})}
-    res = {"mem_mb": entry.get("mem_mb", 4000), "runtime": entry.get("runtime", 60),
-           "gpu": entry.get("gpus", 1) if uses_model and DEVICE == "cuda" else 0}
+    res = {
+        "mem_mb": entry.get("mem_mb", 4000),
+        "runtime": entry.get("runtime", 60),
+        "gpu": entry.get("gpus", 1) if uses_model and DEVICE == "cuda" else 0,
+    }
     if res["gpu"] and RESOURCES.get("gpu_model"):
         res["gpu_model"] = RESOURCES["gpu_model"]
     for key, env in (("slurm_partition", "QB_SLURM_PARTITION"), ("slurm_account", "QB_SLURM_ACCOUNT")):
@@ -120,9 +123,12 @@ def check_resource_keys():
     """A `resources:` entry names a rule; a misspelt one (quantise) would leave its rule at the
     defaults without a word. Called once every rule is defined."""
     rules = sorted({r.name for r in workflow.rules} | {"default"})
-    bad = [f"resources.{k}: not one of the workflow's rules;{config_messages.did_you_mean(k, rules)} "
-           f"allowed: {', '.join(rules)} (or a setting: {', '.join(RESOURCE_SETTINGS)})"
-           for k in RESOURCES if k not in rules and k not in RESOURCE_SETTINGS]
+    bad = [
+        f"resources.{k}: not one of the workflow's rules;{config_messages.did_you_mean(k, rules)} "
+        f"allowed: {', '.join(rules)} (or a setting: {', '.join(RESOURCE_SETTINGS)})"
+        for k in RESOURCES
+        if k not in rules and k not in RESOURCE_SETTINGS
+    ]
     if bad:
         raise WorkflowError(str(config_messages.ConfigError(bad)))
 
@@ -140,8 +146,17 @@ wildcard_constraints:
 
 def job_params(variant, **extra):
     """What a job's output depends on, as JSON: params: changes rerun exactly the jobs they affect."""
-    return json.dumps({"variant": variant, "device": DEVICE, "dtype": DTYPE, "seed": SEED,
-                       "offline": config.get("offline", True), **extra}, sort_keys=True)
+    return json.dumps(
+        {
+            "variant": variant,
+            "device": DEVICE,
+            "dtype": DTYPE,
+            "seed": SEED,
+            "offline": config.get("offline", True),
+            **extra,
+        },
+        sort_keys=True,
+    )
 
 
 def method_entry(name):
@@ -160,8 +175,11 @@ def base_model():
 # Files inside installed packages (pkg:<package>/<path>) are resolved here, once, to real paths.
 GGUF_FILE = package_paths.resolve(config["model"]["path"]) if config["model"]["source"] == "gguf" else None
 DATA_SOURCE = config.get("data", {}).get("source", "toy")
-WORDNET_DIR = (package_paths.resolve(config["data"].get("wordnet", {}).get("path", source_checks.WORDNET_DEFAULT))
-               if DATA_SOURCE == "wordnet" else None)
+WORDNET_DIR = (
+    package_paths.resolve(config["data"].get("wordnet", {}).get("path", source_checks.WORDNET_DEFAULT))
+    if DATA_SOURCE == "wordnet"
+    else None
+)
 
 
 def base_model_input(wildcards=None):

@@ -42,21 +42,29 @@ except WorkflowError:  # a cluster executor sets no --cores
 def encoder_params(method):
     """What an encoder job's output depends on: params: changes rerun exactly those jobs."""
     m = EXP.methods[method]
-    return json.dumps({"method": {"name": m.name, "backend": m.backend, "params": m.params},
-                       "model_path": config["model"]["path"], "device": DEVICE, "seed": config.get("seed", 0),
-                       **ENC, "sentences": SENTENCES, "sentences_from": ENC["sentences"]},
-                      sort_keys=True)
+    return json.dumps(
+        {
+            "method": {"name": m.name, "backend": m.backend, "params": m.params},
+            "model_path": config["model"]["path"],
+            "device": DEVICE,
+            "seed": config.get("seed", 0),
+            **ENC,
+            "sentences": SENTENCES,
+            "sentences_from": ENC["sentences"],
+        },
+        sort_keys=True,
+    )
 
 
 rule encoder_sentences:
-    output:
-        f"{R}/data/sentences.jsonl",
     input:
         script=f"{SCRIPTS}/encoder_sentences.py",
-    params:
-        wordnet=ENC["sentences"],
+    output:
+        f"{R}/data/sentences.jsonl",
     log:
         f"{R}/logs/encoder/sentences.log",
+    params:
+        wordnet=ENC["sentences"],
     shell:
         "python {input.script} --wordnet {params.wordnet:q} --out {output} 2>&1 | tee {log}"
 
@@ -66,54 +74,54 @@ wildcard_constraints:
 
 
 rule encoder_quantize:
-    output:
-        model=directory(f"{R}/models/{{method}}"),
-        record=f"{R}/records/quantize/{{method}}.json",
     input:
         sentences=SENTENCES_INPUT,
         script=f"{SCRIPTS}/encoder_quantize.py",
-    params:
-        spec=lambda w: encoder_params(w.method),
-    threads: MAX_THREADS
+    output:
+        model=directory(f"{R}/models/{{method}}"),
+        record=f"{R}/records/quantize/{{method}}.json",
     log:
         f"{R}/logs/quantize/{{method}}.log",
+    threads: MAX_THREADS
+    params:
+        spec=lambda w: encoder_params(w.method),
     shell:
         "python {input.script} --params {params.spec:q} --out {output.model} --record {output.record}"
         " --threads {threads} 2>&1 | tee {log}"
 
 
 rule encoder_reference:
-    output:
-        f"{R}/reference/encoder_embeddings.pt",
     input:
         model=f"{R}/models/{EXP.baseline}",
         record=f"{R}/records/quantize/{EXP.baseline}.json",
         sentences=SENTENCES_INPUT,
         script=f"{SCRIPTS}/encoder_embed.py",
-    params:
-        spec=encoder_params(EXP.baseline),
-    threads: MAX_THREADS
+    output:
+        f"{R}/reference/encoder_embeddings.pt",
     log:
         f"{R}/logs/encoder/reference.log",
+    threads: MAX_THREADS
+    params:
+        spec=encoder_params(EXP.baseline),
     shell:
         "python {input.script} --params {params.spec:q} --model {input.model} --quantize-record {input.record}"
         " --embeddings {output} --threads {threads} 2>&1 | tee {log}"
 
 
 rule encoder_evaluate:
-    output:
-        f"{R}/records/encoder/{{method}}.json",
     input:
         model=f"{R}/models/{{method}}",
         record=f"{R}/records/quantize/{{method}}.json",
         reference=rules.encoder_reference.output,
         sentences=SENTENCES_INPUT,
         script=f"{SCRIPTS}/encoder_embed.py",
-    params:
-        spec=lambda w: encoder_params(w.method),
-    threads: MAX_THREADS
+    output:
+        f"{R}/records/encoder/{{method}}.json",
     log:
         f"{R}/logs/encoder/{{method}}.log",
+    threads: MAX_THREADS
+    params:
+        spec=lambda w: encoder_params(w.method),
     shell:
         "python {input.script} --params {params.spec:q} --model {input.model} --quantize-record {input.record}"
         " --reference {input.reference} --record {output} --threads {threads} 2>&1 | tee {log}"
@@ -123,23 +131,37 @@ def encoder_setup():
     path = package_paths.resolve(config["model"]["path"])
     with open(os.path.join(path, "config.json")) as f:
         model_type = json.load(f).get("model_type")
-    return {"model": config["model"]["path"], "model_type": model_type, "sentences_file": ENC["sentences"],
-            "max_sentences": ENC["max_sentences"], "batch_size": ENC["batch_size"], "max_length": ENC["max_length"],
-            "device": DEVICE, "baseline": EXP.baseline}
+    return {
+        "model": config["model"]["path"],
+        "model_type": model_type,
+        "sentences_file": ENC["sentences"],
+        "max_sentences": ENC["max_sentences"],
+        "batch_size": ENC["batch_size"],
+        "max_length": ENC["max_length"],
+        "device": DEVICE,
+        "baseline": EXP.baseline,
+    }
 
 
 rule encoder_report:
+    input:
+        records=expand(f"{R}/records/encoder/{{m}}.json", m=EXP.runnable),
+        script=f"{SCRIPTS}/encoder_report.py",
     output:
         md=report(f"{R}/report/encoder.md", category="Encoder", caption="../report/encoder.rst"),
         csv=f"{R}/report/encoder.csv",
         claims=f"{R}/report/encoder_claims.csv",
-    input:
-        records=expand(f"{R}/records/encoder/{{m}}.json", m=EXP.runnable),
-        script=f"{SCRIPTS}/encoder_report.py",
-    params:
-        spec=json.dumps({"title": EXP.model_name, "min_cosine": ENC["min_cosine"], "setup": encoder_setup(),
-                         "skipped": EXP.skipped}, sort_keys=True),
     log:
         f"{R}/logs/report/encoder.log",
+    params:
+        spec=json.dumps(
+            {
+                "title": EXP.model_name,
+                "min_cosine": ENC["min_cosine"],
+                "setup": encoder_setup(),
+                "skipped": EXP.skipped,
+            },
+            sort_keys=True,
+        ),
     shell:
         "python {input.script} --params {params.spec:q} --records {input.records} --out {R}/report 2>&1 | tee {log}"

@@ -12,73 +12,73 @@ localrules:
 
 
 rule quantize:
-    wildcard_constraints:
-        method=alternation(OWNERS),
-    output:
-        model=directory(f"{R}/models/{{method}}"),
-        record=f"{R}/records/quantize/{{method}}.json",
     input:
         base=base_model_input,
         data=data_input("calibration"),
         script=f"{SCRIPTS}/quantize.py",
         lib=lambda w: library("quantize.py", EXP.methods[w.method].backend),
+    output:
+        model=directory(f"{R}/models/{{method}}"),
+        record=f"{R}/records/quantize/{{method}}.json",
+    log:
+        f"{R}/logs/quantize/{{method}}.log",
+    wildcard_constraints:
+        method=alternation(OWNERS),
+    conda:
+        method_env
+    resources:
+        **job_resources("quantize"),
     params:
         spec=lambda w: quantize_spec(w.method, w.method),
         src=base_model(),
         calibration=lambda w: calibration_arg(w.method),
-    resources:
-        **job_resources("quantize"),
-    conda:
-        method_env
-    log:
-        f"{R}/logs/quantize/{{method}}.log",
     shell:
         "python {input.script} --params {params.spec:q} --src {params.src} {params.calibration}"
         " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"
 
 
 rule reuse_checkpoint:
-    wildcard_constraints:
-        method=alternation(SHARERS),
-    output:
-        model=directory(f"{R}/models/{{method}}"),
-        record=f"{R}/records/quantize/{{method}}.json",
     input:
         model=lambda w: f"{R}/models/{EXP.checkpoint_of(w.method)}",
         record=lambda w: f"{R}/records/quantize/{EXP.checkpoint_of(w.method)}.json",
         script=f"{SCRIPTS}/reuse_checkpoint.py",
         lib=library("reuse_checkpoint.py"),
-    params:
-        spec=lambda w: quantize_spec(w.method, w.method),
-    resources:
-        **job_resources("quantize", uses_model=False),
-    conda:
-        method_env
+    output:
+        model=directory(f"{R}/models/{{method}}"),
+        record=f"{R}/records/quantize/{{method}}.json",
     log:
         f"{R}/logs/quantize/{{method}}.log",
+    wildcard_constraints:
+        method=alternation(SHARERS),
+    conda:
+        method_env
+    resources:
+        **job_resources("quantize", uses_model=False),
+    params:
+        spec=lambda w: quantize_spec(w.method, w.method),
     shell:
         "python {input.script} --params {params.spec:q} --src {input.model} --src-record {input.record}"
         " --out {output.model} --record {output.record} 2>&1 | tee {log}"
 
 
 rule requantize:
-    output:
-        model=directory(f"{R}/models/{{base}}+lora+merge-{{kind}}+{{method}}"),
-        record=f"{R}/records/quantize/{{base}}+lora+merge-{{kind}}+{{method}}.json",
     input:
         merged=f"{R}/models/{{base}}+lora+merge-{{kind}}",
         data=data_input("calibration"),
         script=f"{SCRIPTS}/quantize.py",
         lib=lambda w: library("quantize.py", EXP.methods[w.method].backend),
+    output:
+        model=directory(f"{R}/models/{{base}}+lora+merge-{{kind}}+{{method}}"),
+        record=f"{R}/records/quantize/{{base}}+lora+merge-{{kind}}+{{method}}.json",
+    log:
+        f"{R}/logs/requantize/{{base}}+lora+merge-{{kind}}+{{method}}.log",
+    conda:
+        method_env
+    resources:
+        **job_resources("requantize"),
     params:
         spec=lambda w: quantize_spec(f"{w.base}+lora+merge-{w.kind}+{w.method}", w.method),
         calibration=lambda w: calibration_arg(w.method),
-    resources:
-        **job_resources("requantize"),
-    conda:
-        method_env
-    log:
-        f"{R}/logs/requantize/{{base}}+lora+merge-{{kind}}+{{method}}.log",
     shell:
         "python {input.script} --params {params.spec:q} --src {input.merged} {params.calibration}"
         " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"

@@ -14,6 +14,10 @@ FINETUNE_TABLE = [f"{REPORT}/finetune.csv"] if "finetune" in STAGES else []
 
 
 rule report:
+    input:
+        records=report_records(),
+        script=f"{SCRIPTS}/report.py",
+        lib=library("report.py"),
     output:
         md=report(f"{REPORT}/report.md", category="Report", caption="../report/workflow.rst"),
         summary=report(f"{REPORT}/summary.csv", category="Tables", caption="../report/summary.rst"),
@@ -21,20 +25,16 @@ rule report:
         quantize=f"{REPORT}/quantize.csv",
         stage_tables=QUALITY_TABLE + FINETUNE_TABLE,
         plots=report(
-            expand(f"{REPORT}/{{p}}.png", p=report_figures()),
-            category="Figures", caption="../report/figure.rst"),
-    input:
-        records=report_records(),
-        script=f"{SCRIPTS}/report.py",
-        lib=library("report.py"),
+            expand(f"{REPORT}/{{p}}.png", p=report_figures()), category="Figures", caption="../report/figure.rst"
+        ),
+    log:
+        f"{R}/logs/report.log",
+    conda:
+        conda_env("report")
+    resources:
+        **job_resources("report", uses_model=False),
     params:
         spec=report_params(),
         out=lambda wildcards, output: os.path.dirname(output.md),
-    resources:
-        **job_resources("report", uses_model=False),
-    conda:
-        conda_env("report")
-    log:
-        f"{R}/logs/report.log",
     shell:
         "python {input.script} --params {params.spec:q} --records {input.records} --out {params.out} > {log} 2>&1"

@@ -10,9 +10,11 @@ def quantize_spec(variant, method):
     extra = {"method": method_entry(method)}
     if calibrated(m.backend):  # calibration settings matter to GPTQ and AWQ only
         data = config.get("data", {})
-        extra.update(calibration=dataset_spec("calibration"),
-                     calibration_samples=data.get("calibration_samples", 128),
-                     calibration_seq_len=data.get("calibration_seq_len", 512))
+        extra.update(
+            calibration=dataset_spec("calibration"),
+            calibration_samples=data.get("calibration_samples", 128),
+            calibration_seq_len=data.get("calibration_seq_len", 512),
+        )
     return job_params(variant, **extra)
 
 
@@ -22,9 +24,17 @@ def calibration_arg(method):
 
 
 def evaluate_params(variant):
-    ev = {"suite": "toy", "num_fewshot": None, "limit": None, "batch_size": 8, "max_length": None,
-          "fewshot_seed": 1234, "distribution_tokens": 4096, "distribution_window": 128,
-          **config.get("evaluate", {})}
+    ev = {
+        "suite": "toy",
+        "num_fewshot": None,
+        "limit": None,
+        "batch_size": 8,
+        "max_length": None,
+        "fewshot_seed": 1234,
+        "distribution_tokens": 4096,
+        "distribution_window": 128,
+        **config.get("evaluate", {}),
+    }
     # The resolved task list is part of the params: the dry run shows it, and a suite change reruns.
     tasks = [f"{e['task']}:{suites.fewshot(e, ev['num_fewshot'])}-shot" for e in suites.suite(ev["suite"])]
     return job_params(variant, evaluate=ev, tasks=tasks, heldout_dataset=dataset_spec("heldout"))
