@@ -11,11 +11,15 @@ min_version("9.0")
 # the embedded default is read here, so its syntax is checked here too (run.sh checks --configfile
 # files before Snakemake parses them).
 sys.path.insert(0, workflow.basedir)
-from quantbench import config_file, experiment  # noqa: E402
+from quantbench import config_file, config_messages  # noqa: E402
 
 try:
     config_file.check(workflow.overwrite_configfiles or ["config/config.yaml"])
-except experiment.ConfigError as err:
+    # An overlay given alone (no model: section anywhere): one line saying so.
+    overlay = config_file.overlay_problems(config, [str(f) for f in workflow.overwrite_configfiles])
+    if overlay:
+        raise config_messages.ConfigError(overlay)
+except config_messages.ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 
@@ -24,7 +28,6 @@ except experiment.ConfigError as err:
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
-
 
 
 report: "workflow/report/workflow.rst"
@@ -36,33 +39,29 @@ if (config.get("model") or {}).get("kind", "causal-lm") == "encoder":
     include: "workflow/rules/encoder.smk"
 
     rule all:
+        default_target: True
         input:
             f"{R}/report/encoder.md",
-        default_target: True
 
 else:
 
     include: "workflow/rules/common.smk"
+
     if config["model"]["source"] == "toy":
 
         include: "workflow/rules/toy.smk"
-
 
     if config["model"]["source"] == "random":
 
         include: "workflow/rules/random_model.smk"
 
-
     if config["model"]["source"] == "gguf":
 
         include: "workflow/rules/gguf_model.smk"
 
-
     if config.get("data", {}).get("source") == "wordnet":
 
         include: "workflow/rules/wordnet_data.smk"
-
-
     include: "workflow/rules/quantize.smk"
     include: "workflow/rules/finetune.smk"
     include: "workflow/rules/merge.smk"
@@ -72,8 +71,7 @@ else:
 
     check_resource_keys()
 
-
     rule all:
+        default_target: True
         input:
             get_final_output(),
-        default_target: True

@@ -26,11 +26,6 @@ def _tmp_pattern(final: Path) -> re.Pattern:
     return re.compile(re.escape(f"{TMP_PREFIX}{final.name}{TMP_MARK}") + r"[A-Za-z0-9_]+" + suffix + "$")
 
 
-def is_temporary(path: str | Path) -> bool:
-    """Whether a path is an unfinished output (a leftover of a killed job, or a write in progress)."""
-    return Path(path).name.startswith(TMP_PREFIX)
-
-
 def leftovers(root: str | Path) -> list[Path]:
     """Every unfinished output under root."""
     return sorted(p for p in Path(root).rglob(f"{TMP_PREFIX}*") if TMP_MARK in p.name)

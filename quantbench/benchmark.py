@@ -34,8 +34,9 @@ import traceback
 import torch
 from tqdm import tqdm
 
-from quantbench import energy, graph_capture, memory, timing
+from quantbench import energy, memory, timing
 from quantbench.benchmark_grid import cell_batch_sizes, generate_grid, max_new_tokens  # noqa: F401
+from quantbench.decoders import DECODERS, StepClock
 from quantbench.unsupported import Unsupported
 
 log = logging.getLogger(__name__)
@@ -89,28 +90,6 @@ def _decode_tensors(model):
             if state2 is not None:
                 yield getattr(state2, "absmax", None)
         yield getattr(t, "SCB", None)  # bitsandbytes Int8Params row scales
-
-
-class StepClock:
-    """A logits processor that records a CUDA event at every decode step and changes nothing.
-
-    generate calls logits processors once per new token, after that token's forward pass: the
-    first event follows the prefill, the last follows the last forward pass."""
-
-    def __init__(self):
-        self.events: list = []
-
-    def __call__(self, input_ids, scores):
-        ev = torch.cuda.Event(enable_timing=True)
-        ev.record()
-        self.events.append(ev)
-        return scores
-
-    def decode_s(self) -> float | None:
-        if len(self.events) < 2:
-            return None
-        self.events[-1].synchronize()
-        return self.events[0].elapsed_time(self.events[-1]) / 1e3 / (len(self.events) - 1)
 
 
 def _timed_runs(fn, device: str, warmup: int, repeats: int, warm_fn=None, meter=None):
@@ -167,7 +146,8 @@ def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None, retries: int
             if _is_oom(exc):
                 return {"outcome": "oom", "error": str(exc).splitlines()[0][:300]}
             log.error("cell failed:\n%s", traceback.format_exc())
-            return {"outcome": "error", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+            first = str(exc).splitlines()[0][:300] if str(exc) else ""
+            return {"outcome": "error", "error": f"{type(exc).__name__}: {first}"}
         spread = timing.summarize(steps or samples)["iqr_over_median"]
         if spread <= spread_limit:
             break
@@ -206,181 +186,7 @@ def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid, r
     return rows
 
 
-class StaticDecoder:
-    """Greedy decoding over a static KV cache, one decode step at a time; subclasses make the step
-    fast. One cache per batch size, sized for the longest generation of the grid, so every cell of
-    a batch size shares one compiled step or captured graph (a new cache shape would need its own)."""
-
-    def __init__(self, model, max_cache_len: int):
-        from transformers import StaticCache
-
-        self.model, self.max_cache_len, self.caches = model, max_cache_len, {}
-        self._StaticCache = StaticCache
-        self.patched: dict = {}  # what the decoder did to the model to make it fast
-
-    @property
-    def info(self) -> dict:
-        """What goes into each row this decoder timed."""
-        return self.patched
-
-    def _compile(self, fn, mode: str, dynamic: bool | None = False):
-        """torch.compile with Marlin made traceable first (quantbench.traceable_marlin)."""
-        from quantbench import traceable_marlin
-
-        self.patched = traceable_marlin.patch(self.model, self.model.dtype)
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        return torch.compile(fn, mode=mode, fullgraph=False, dynamic=dynamic)
-
-    def _step(self, tok, pos, cache):
-        out = self.model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True)
-        return out.logits[:, -1, :].argmax(-1, keepdim=True)
-
-    def step(self, tok, pos, cache):
-        raise NotImplementedError
-
-    def cache(self, batch: int, device):
-        if batch not in self.caches:
-            config = getattr(self.model, "config", None)
-            self.caches[batch] = self._StaticCache(config=config, max_cache_len=self.max_cache_len)
-        return self.caches[batch]
-
-    def generate(self, ids, new_tokens: int):
-        """Returns (tokens [batch, new_tokens], seconds per decode step from CUDA events)."""
-        cache = self.cache(ids.shape[0], ids.device)
-        prompt_len = ids.shape[1]
-        if prompt_len + new_tokens > self.max_cache_len:
-            raise ValueError(f"{prompt_len}+{new_tokens} tokens exceed the static cache ({self.max_cache_len})")
-        positions = torch.arange(prompt_len + new_tokens, device=ids.device)
-        with torch.inference_mode():
-            cache.reset()  # its tensors were made under inference mode: only there can they be zeroed
-            out = self.model(input_ids=ids, past_key_values=cache, cache_position=positions[:prompt_len],
-                             use_cache=True, logits_to_keep=1)
-            tok = out.logits[:, -1, :].argmax(-1, keepdim=True)
-            tokens = [tok]
-            first = torch.cuda.Event(enable_timing=True) if ids.is_cuda else None
-            if first is not None:
-                first.record()
-            for i in range(new_tokens - 1):
-                # clone: a graph's output buffer is overwritten by the next replay
-                tok = self.step(tok, positions[prompt_len + i:prompt_len + i + 1], cache).clone()
-                tokens.append(tok)
-            step_s = None
-            if first is not None and new_tokens > 1:
-                last = torch.cuda.Event(enable_timing=True)
-                last.record()
-                last.synchronize()
-                step_s = first.elapsed_time(last) / 1e3 / (new_tokens - 1)
-        return torch.cat(tokens, dim=1), step_s
-
-
-class _Messages(logging.Handler):
-    """Keeps the distinct first lines of the warnings a library logger emits."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        line = record.getMessage().splitlines()[0][:300]
-        if line not in self.lines:
-            self.lines.append(line)
-
-
-class CompiledDecoder(StaticDecoder):
-    """The decode step torch.compile'd with mode="reduce-overhead": inductor fuses the small ops
-    and replays the result as CUDA graphs. GPTQModel's Marlin GEMM is declared a custom op first
-    (quantbench.traceable_marlin) so it no longer breaks the graph; kernels still opaque to dynamo
-    (bitsandbytes int8's outlier search, exllama_v2's handle) break it into pieces, each with its
-    own guards. Why inductor left a step without CUDA graphs, and how often dynamo compiled, go
-    into every row: a compiled cell far slower than the captured one is otherwise unexplained."""
-
-    _SKIP_LOGGER = "torch._inductor.cudagraph_utils.__cudagraphs"
-
-    def __init__(self, model, max_cache_len: int):
-        super().__init__(model, max_cache_len)
-        self._skips = _Messages()
-        logging.getLogger(self._SKIP_LOGGER).addHandler(self._skips)
-        self._compiled = self._compile(self._step, "reduce-overhead")
-
-    @property
-    def info(self) -> dict:
-        from torch._dynamo.utils import counters
-
-        return {**self.patched, "cudagraph_skips": list(self._skips.lines),
-                "dynamo_unique_graphs": counters["stats"].get("unique_graphs", 0),
-                "dynamo_graph_breaks": sum(counters["graph_break"].values())}
-
-    def step(self, tok, pos, cache):
-        torch.compiler.cudagraph_mark_step_begin()
-        return self._compiled(tok, pos, cache)
-
-
-class GraphDecoder(StaticDecoder):
-    """The eager decode step captured whole into one CUDA graph per batch size (torch.cuda.graph),
-    no compiler: every kernel the step launches (custom ones too) is replayed with no host work.
-    Capture fails on steps that synchronise with the host (bitsandbytes int8's outlier search);
-    the cell then records that error."""
-
-    def __init__(self, model, max_cache_len: int):
-        super().__init__(model, max_cache_len)
-        self.graphs: dict[int, tuple] = {}
-        self.blocked = graph_capture.blocker(model)
-
-    def _capture(self, tok, pos, cache):
-        static_tok, static_pos = tok.clone(), pos.clone()
-        # Warm-up on a side stream before capture (lazy allocations, cuBLAS workspaces, Triton
-        # autotuning must not happen inside it). It writes this step's own K/V: the same values
-        # the replay writes again.
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self._step(static_tok, static_pos, cache)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = self._step(static_tok, static_pos, cache)
-        return graph, static_tok, static_pos, static_out
-
-    def step(self, tok, pos, cache):
-        if self.blocked:
-            # a capture would succeed and replay a step without these kernels: refuse, per cell
-            raise Unsupported(f"excluded from CUDA graph capture: {self.blocked}")
-        batch = tok.shape[0]
-        if batch not in self.graphs:
-            self.graphs[batch] = self._capture(tok, pos, cache)
-        graph, static_tok, static_pos, static_out = self.graphs[batch]
-        static_tok.copy_(tok)
-        static_pos.copy_(pos)
-        graph.replay()
-        return static_out
-
-
-class FusedDecoder(GraphDecoder):
-    """inductor's fused decode step (torch.compile, default mode: no CUDA graphs of its own)
-    captured into one CUDA graph per batch size by GraphDecoder: the fusion of the compiled mode
-    without depending on whether cudagraph trees accept the step. GPTQModel's Marlin GEMM is a
-    custom op (quantbench.traceable_marlin), so the compiled step has no break at it. The capture's
-    warm-up runs on a side stream and compiles there; capture starts once compilation is done.
-
-    Shapes are static at the first batch size and dynamic in the batch from the second on
-    (dynamo's automatic dynamic shapes): two compilations cover batch 1, 4 and 16 instead of three,
-    the largest part of a cell's cost at full depth. A model whose kernels a graph cannot hold
-    (quantbench.graph_capture) is refused per cell, as in GraphDecoder: uncaptured, the step would
-    time the host, not the kernels."""
-
-    def __init__(self, model, max_cache_len: int):
-        super().__init__(model, max_cache_len)
-        self._fused = self._compile(super()._step, "default", dynamic=None)
-
-    def _step(self, tok, pos, cache):
-        return self._fused(tok, pos, cache)
-
-
-DECODERS = {"compiled": CompiledDecoder, "graphs": GraphDecoder, "fused": FusedDecoder}
-
-
-def _generate_fn(model, mode, ids, mask, new_tokens, use_cache, pad_token_id, prompt_len, decoder):
+def generate_call(model, mode, ids, mask, new_tokens, use_cache, pad_token_id, prompt_len, decoder):
     if mode in DECODER_MODES:
         def fn():
             tokens, step_s = decoder.generate(ids, new_tokens)
@@ -418,18 +224,20 @@ def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, 
     rows = []
     decoder = None
     if mode in DECODER_MODES:
-        if device != "cuda":
-            log.warning("%s mode needs CUDA graphs; skipped on %s", mode, device)
-            return []
+        if device != "cuda":  # validation noted it (or refused it under unsupported_methods: error)
+            return [{"scenario": "generate", "mode": mode, "batch_size": bs, "prompt_len": spec["prompt_len"],
+                     "new_tokens": n, "use_cache": use_cache, "outcome": "unsupported",
+                     "error": f"{mode} mode replays CUDA graphs; device is {device}"}
+                    for bs, n, use_cache in generate_grid(spec, mode)]
         decoder = DECODERS[mode](model, spec["prompt_len"] + max_new_tokens(spec))
     warm_tokens = spec.get("warmup_new_tokens")
     for bs, new_tokens, use_cache in tqdm(generate_grid(spec, mode), desc=f"generate ({mode})", mininterval=2):
         ids, mask = random_prompts(vocab_size, bs, spec["prompt_len"], device, seed, avoid)
         args = (model, mode, ids, mask)
         rest = (use_cache, pad_token_id, spec["prompt_len"], decoder)
-        fn = _generate_fn(*args, new_tokens, *rest)
+        fn = generate_call(*args, new_tokens, *rest)
         # A shorter warm-up launches every kernel a long call does (the decode step is the same).
-        warm = _generate_fn(*args, min(new_tokens, warm_tokens), *rest) if warm_tokens else fn
+        warm = generate_call(*args, min(new_tokens, warm_tokens), *rest) if warm_tokens else fn
         # compiled: the first call compiles, the next records the CUDA graphs; graphs: the first
         # call captures. None of them is timed.
         cell = _cell(fn, device, max(warmup, 2) if mode in DECODER_MODES else warmup, repeats, warm_fn=warm,
@@ -453,68 +261,3 @@ def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, 
     if decoder is not None and decoders is not None:
         decoders[mode] = decoder
     return rows
-
-
-def eager_reference(model, vocab_size, device, prompt_len, new_tokens, batch, seed, avoid, pad_token_id):
-    """Prompts and the greedy tokens eager generate picks for them: what every fast decoder of
-    this batch size is checked against (computed once, shared by the modes)."""
-    ids, mask = random_prompts(vocab_size, batch, prompt_len, device, seed + 1, avoid)
-    with torch.inference_mode():
-        ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
-                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_token_id)
-    return ids, ref[:, prompt_len:]
-
-
-def fast_matches_eager(model, mode, vocab_size, device, prompt_len, new_tokens, seed, avoid, pad_token_id,
-                       decoder: StaticDecoder | None = None, batch: int = 1, reference=None) -> dict:
-    """Does a static-cache decoder pick the same greedy tokens as eager generate? Random weights
-    give near-tied logits, so a late divergence is fp16 rounding, an early one a bug. Pass the
-    decoder the timed cells used, so the check covers the very graphs that were timed, and the
-    eager_reference of this batch size if one was already computed."""
-    ids, ref = reference or eager_reference(model, vocab_size, device, prompt_len, new_tokens, batch, seed,
-                                            avoid, pad_token_id)
-    decoder = decoder or DECODERS[mode](model, prompt_len + new_tokens)
-    got, _ = decoder.generate(ids, new_tokens)
-    # per sequence: the first step where it differs (None: identical)
-    firsts = []
-    for row in (ref == got).tolist():
-        firsts.append(row.index(False) if False in row else None)
-    diverged = [f for f in firsts if f is not None]
-    return {"mode": mode, "batch_size": ids.shape[0], "new_tokens": new_tokens, "identical": not diverged,
-            "first_difference_at": min(diverged) if diverged else None,
-            "sequences_identical": firsts.count(None)}
-
-
-def profile_generate(model, mode, vocab_size, device, spec, seed, avoid, pad_token_id, new_tokens: int,
-                     decoder: StaticDecoder | None = None, top: int = 12) -> dict:
-    """Where a batch-1 generate call spends its time: CUDA kernel time against wall time, and the
-    kernels that ran (the names show which matmul kernel the backend really used)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    ids, mask = random_prompts(vocab_size, 1, spec["prompt_len"], device, seed, avoid)
-    if mode in DECODER_MODES:
-        decoder = decoder or DECODERS[mode](model, spec["prompt_len"] + max_new_tokens(spec))
-    fn = _generate_fn(model, mode, ids, mask, new_tokens, True, pad_token_id, spec["prompt_len"], decoder)
-    fn()  # warm: compilation and graph capture stay out of the profile
-    timing._sync(device)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        t0 = time.perf_counter()
-        fn()
-        timing._sync(device)
-        wall = time.perf_counter() - t0
-    kernels = []
-    for evt in prof.key_averages():
-        dev_us = getattr(evt, "self_device_time_total", None)
-        if dev_us is None:
-            dev_us = getattr(evt, "self_cuda_time_total", 0)
-        if dev_us and str(getattr(evt, "device_type", "")).endswith("CUDA"):
-            kernels.append({"kernel": evt.key[:160], "calls": evt.count, "device_ms": dev_us / 1e3})
-    kernels.sort(key=lambda k: -k["device_ms"])
-    busy_ms = sum(k["device_ms"] for k in kernels)
-    launches = sum(k["calls"] for k in kernels)
-    return {"mode": mode, "batch_size": 1, "new_tokens": new_tokens, "wall_ms": wall * 1e3,
-            "kernel_ms": busy_ms, "gpu_busy_pct": 100 * busy_ms / (wall * 1e3) if wall else None,
-            "kernel_launches": launches, "launches_per_token": launches / new_tokens,
-            "top_kernels": [{**k, "share_pct": 100 * k["device_ms"] / busy_ms if busy_ms else None}
-                            for k in kernels[:top]]}
-

@@ -2,9 +2,11 @@
 and names no key twice (YAML's last duplicate silently wins, so `gptq-4bit: ...` written twice
 would quietly measure only the second one). One line per problem, naming the file and the line.
 
-Snakemake parses `--configfile` itself before the workflow runs, with a message that names neither
-the file nor the line (or a traceback for a missing file); `scripts/run.sh` runs this module on the
-same arguments first, and the Snakefile checks the files it reads (duplicates pass Snakemake).
+Snakemake parses `--configfile` itself before the workflow runs (in its command line, before the
+Snakefile is read), with a message that names neither the file nor the line (or a traceback for a
+missing file or a non-UTF-8 byte); no code of a workflow runs before that. So `scripts/run.sh` and
+`scripts/snakemake` (snakemake with this check first: the command for a cluster) run this module on
+the same arguments first, and the Snakefile checks the files it reads (duplicates pass Snakemake).
 """
 from __future__ import annotations
 
@@ -40,9 +42,18 @@ def _dotted_duplicates(text: str) -> list[tuple[str, int, int]]:
     return out
 
 
-def problems(path: str | Path) -> list[str]:
-    """Everything wrong with one config file as a file; [] when it can be read as one mapping."""
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def problems(path: str | Path, after: str | None = None) -> list[str]:
+    """Everything wrong with one config file as a file; [] when it can be read as one mapping.
+    `after`: the config file it follows on the command line (Snakemake's --configfile takes every
+    word up to the next flag, so a target written there is read as a second config file)."""
     path = Path(path)
+    if after is not None and not path.exists() and path.suffix not in CONFIG_SUFFIXES:
+        return [f"{path}: written after --configfile {after}, so Snakemake reads it as a second config file "
+                f"(it does not exist); allowed: a target before --configfile (snakemake {path} --configfile "
+                f"{after} ...), or --configfile={after} {path}"]
     if not path.is_file():
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
         what = "is a folder" if path.is_dir() else "does not exist"
@@ -68,37 +79,58 @@ def problems(path: str | Path) -> list[str]:
             "last one; allowed: each key once" for key, first, second in _dotted_duplicates(text)]
 
 
-def configfiles_in(argv: list[str]) -> list[str]:
-    """The files a snakemake command line names with --configfile (several may follow one flag)."""
-    files, taking = [], False
+def configfile_words(argv: list[str]) -> list[tuple[str, str | None]]:
+    """(file, the file it follows after the same flag, or None) for every word a snakemake command
+    line gives --configfile (several may follow one flag)."""
+    files, taking, previous = [], False, None
     for arg in argv:
         flag, eq, value = arg.partition("=")
         if flag in CONFIGFILE_FLAGS:
-            taking = not eq
+            taking, previous = not eq, None
             if eq:
-                files.append(value)
+                files.append((value, None))
         elif taking and not arg.startswith("-"):
-            files.append(arg)
+            files.append((arg, previous))
+            previous = arg
         else:
             taking = False
     return files
 
 
-def check(paths) -> None:
-    """Raise ConfigError listing the problems of every file in paths."""
-    from quantbench.experiment import ConfigError
+def configfiles_in(argv: list[str]) -> list[str]:
+    """The files a snakemake command line names with --configfile."""
+    return [f for f, _ in configfile_words(argv)]
 
-    errors = [e for p in paths for e in problems(p)]
+
+def check(paths) -> None:
+    """Raise ConfigError listing the problems of every file in paths (or of (file, follows) pairs)."""
+    from quantbench.config_messages import ConfigError
+
+    pairs = [p if isinstance(p, tuple) else (p, None) for p in paths]
+    errors = [e for p, after in pairs for e in problems(p, after)]
     if errors:
         raise ConfigError(errors)
 
 
+def overlay_problems(config: dict, files: list[str]) -> list[str]:
+    """Config files that together hold no `model:` section are overlays given without the setup they
+    extend (config/overlays/*.yaml add a method to a setup): say so, rather than list the setup's keys
+    as missing."""
+    if not files or "model" in config:
+        return []
+    here = Path.cwd()
+    shown = " ".join(str(Path(f).relative_to(here)) if Path(f).is_relative_to(here) else str(f) for f in files)
+    return [f"{shown}: no model: section, so {'this is an overlay' if len(files) == 1 else 'these are overlays'} "
+            f"(it adds to a setup); allowed: the setup first, then the overlay, e.g. --configfile "
+            f"config/smollm2.yaml {shown}"]
+
+
 def main(argv: list[str]) -> int:
     """Check the config files of a snakemake command line (scripts/run.sh passes its arguments)."""
-    from quantbench.experiment import ConfigError
+    from quantbench.config_messages import ConfigError
 
     try:
-        check(configfiles_in(argv))
+        check(configfile_words(argv))
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 1

@@ -30,7 +30,9 @@ class GGUFInfo:
     path: str
     version: int
     metadata: dict = field(default_factory=dict)   # scalar keys only; arrays are skipped
+    array_lengths: dict = field(default_factory=dict)  # array keys (e.g. tokenizer.ggml.tokens) -> items
     tensor_types: dict = field(default_factory=dict)  # ggml type name -> count
+    tensor_names: set = field(default_factory=set)
     size_bytes: int = 0
     parameters: int = 0  # elements over all tensors: the model's size once dequantized
 
@@ -76,6 +78,13 @@ def _scalar_formats():
             T.FLOAT32: "f", T.BOOL: "?", T.UINT64: "Q", T.INT64: "q", T.FLOAT64: "d"}
 
 
+class _Array:
+    """An array value, skipped: only its length is kept."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+
 def _value(cur: _Cursor, vtype: int, formats: dict):
     from gguf import GGUFValueType as T
 
@@ -90,7 +99,7 @@ def _value(cur: _Cursor, vtype: int, formats: dict):
         else:
             for _ in range(n):
                 _value(cur, item_type, formats)
-        return None
+        return _Array(n)
     return cur.unpack(formats[vtype])
 
 
@@ -118,11 +127,13 @@ def inspect(path: str | Path) -> GGUFInfo:
             for _ in range(n_kv):
                 key = cur.string()
                 value = _value(cur, cur.unpack("I"), formats)
-                if value is not None:
+                if isinstance(value, _Array):
+                    info.array_lengths[key] = value.n
+                else:
                     info.metadata[key] = value
             end = 0
             for _ in range(n_tensors):
-                cur.string()
+                info.tensor_names.add(cur.string())
                 dims = [cur.unpack("Q") for _ in range(cur.unpack("I"))]
                 qtype = GGMLQuantizationType(cur.unpack("I"))
                 offset = cur.unpack("Q")
@@ -143,13 +154,35 @@ def inspect(path: str | Path) -> GGUFInfo:
     return info
 
 
+def _missing_tensors(info: GGUFInfo) -> list[str]:
+    """What transformers' GGUF loader needs of any architecture: the token embedding, and tensors for
+    each of the block_count layers the header declares (names are llama.cpp's: blk.<i>.*)."""
+    names = info.tensor_names
+    missing = [] if "token_embd.weight" in names else ["token_embd.weight"]
+    blocks = info.arch_key("block_count")
+    if not isinstance(blocks, int) or blocks < 1:
+        return missing + [f"{info.architecture}.block_count (metadata)"]
+    return missing + [f"blk.{i}.*" for i in range(blocks) if not any(n.startswith(f"blk.{i}.") for n in names)]
+
+
 def check(path: str | Path) -> GGUFInfo:
-    """inspect() plus what the conversion needs: an architecture transformers can load as a causal LM."""
+    """inspect() plus what the conversion needs: an architecture transformers can load as a causal LM,
+    the tensors of every layer the header declares, and a tokenizer (transformers builds it from the
+    file's tokenizer.ggml.* keys)."""
     info = inspect(path)
     allowed = supported_architectures()
     if info.architecture not in allowed:
         raise GGUFError(f"{path}: GGUF architecture {info.architecture!r} cannot be loaded as a causal LM by "
                         f"transformers; allowed: {', '.join(allowed)}")
+    missing = _missing_tensors(info)
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise GGUFError(f"{path}: the tensor table lacks {shown} ({len(info.tensor_names)} tensor(s) for "
+                        f"block_count {info.arch_key('block_count')}); allowed: a complete model file")
+    if not info.metadata.get("tokenizer.ggml.model") or not info.array_lengths.get("tokenizer.ggml.tokens"):
+        raise GGUFError(f"{path}: no tokenizer (tokenizer.ggml.model and tokenizer.ggml.tokens are missing or "
+                        "empty), which transformers builds the model's tokenizer from; allowed: a GGUF file "
+                        "written with its tokenizer, as llama.cpp's convert_hf_to_gguf.py writes it")
     return info
 
 

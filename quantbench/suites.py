@@ -15,15 +15,18 @@ SUITES: dict[str, list[dict]] = {
         {"task": "gsm8k", "num_fewshot": 5, "metric": "exact_match,strict-match", "dataset": "openai/gsm8k"},
     ],
     "leaderboard-v2": [
-        {"task": "leaderboard_ifeval", "num_fewshot": 0, "metric": "prompt_level_strict_acc,none", "dataset": "wis-k/instruction-following-eval"},
+        {"task": "leaderboard_ifeval", "num_fewshot": 0, "metric": "prompt_level_strict_acc,none",
+         "dataset": "wis-k/instruction-following-eval"},
         {"task": "leaderboard_bbh", "num_fewshot": 3, "metric": "acc_norm,none", "dataset": "SaylorTwift/bbh"},
-        {"task": "leaderboard_math_hard", "num_fewshot": 4, "metric": "exact_match,none", "dataset": "DigitalLearningGmbH/MATH-lighteval"},
+        {"task": "leaderboard_math_hard", "num_fewshot": 4, "metric": "exact_match,none",
+         "dataset": "DigitalLearningGmbH/MATH-lighteval"},
         {"task": "leaderboard_gpqa", "num_fewshot": 0, "metric": "acc_norm,none", "dataset": "Idavidrein/gpqa"},
         {"task": "leaderboard_musr", "num_fewshot": 0, "metric": "acc_norm,none", "dataset": "TAUR-Lab/MuSR"},
         {"task": "leaderboard_mmlu_pro", "num_fewshot": 5, "metric": "acc,none", "dataset": "TIGER-Lab/MMLU-Pro"},
     ],
     "perplexity": [
-        {"task": "wikitext", "num_fewshot": 0, "metric": "word_perplexity,none", "dataset": "EleutherAI/wikitext_document_level", "higher_is_better": False},
+        {"task": "wikitext", "num_fewshot": 0, "metric": "word_perplexity,none",
+         "dataset": "EleutherAI/wikitext_document_level", "higher_is_better": False},
     ],
     # The toy default's local tasks: the same code path as a real model (few-shot multiple choice
     # and a rolling perplexity task), on files the build_toy_data rule writes.

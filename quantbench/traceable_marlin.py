@@ -8,7 +8,7 @@ one opaque node: inductor fuses what lies between the GEMMs and one CUDA graph r
 
 `patch(model)` routes every Marlin layer that uses the plain (unpadded) path through the op; the
 kernel and its arguments are exactly those of GPTQModel's own forward, so tokens must not change
-(benchmark.fast_matches_eager checks this for every fast cell).
+(decode_checks.fast_matches_eager checks this for every fast cell).
 """
 from __future__ import annotations
 

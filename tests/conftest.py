@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from quantbench import gptqmodel_run
+
+gptqmodel_run.environment()  # for tests that load GPTQModel themselves
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ["Snakefile", "workflow", "config", "quantbench", "envs", "profiles"]
-os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
@@ -70,7 +73,8 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n"
+                             f"{proc.stderr[-6000:]}")
     return proc
 
 

@@ -22,7 +22,9 @@ def _byte_tokens() -> list[str]:
     return [chr(c) for _, c in sorted(zip(bs, cs))]
 
 
-def write_tiny_llama(path: Path, architecture: str = "llama", seed: int = 0) -> Path:
+def write_tiny_llama(path: Path, architecture: str = "llama", seed: int = 0, layers_written: int = LAYERS,
+                     tokenizer: bool = True) -> Path:
+    """layers_written < LAYERS and tokenizer=False write the incomplete files validation must refuse."""
     import gguf
 
     rng = np.random.default_rng(seed)
@@ -41,20 +43,21 @@ def write_tiny_llama(path: Path, architecture: str = "llama", seed: int = 0) -> 
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(vocab)
     w.add_file_type(0)  # all F32
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_types([1] * (vocab - 1) + [3])
-    w.add_token_merges(merges)
-    w.add_bos_token_id(vocab - 1)
-    w.add_eos_token_id(vocab - 1)
+    if tokenizer:
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("default")
+        w.add_token_list(tokens)
+        w.add_token_types([1] * (vocab - 1) + [3])
+        w.add_token_merges(merges)
+        w.add_bos_token_id(vocab - 1)
+        w.add_eos_token_id(vocab - 1)
 
     def t(name, *shape):
         w.add_tensor(name, (rng.standard_normal(shape) * 0.05).astype(np.float32))
 
     t("token_embd.weight", vocab, HIDDEN)
     head_dim = HIDDEN // HEADS
-    for i in range(LAYERS):
+    for i in range(layers_written):
         w.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(HIDDEN, dtype=np.float32))
         t(f"blk.{i}.attn_q.weight", HIDDEN, HIDDEN)
         t(f"blk.{i}.attn_k.weight", KV_HEADS * head_dim, HIDDEN)

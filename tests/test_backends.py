@@ -8,8 +8,8 @@ import torch
 from quantbench.atomic import atomic_dir
 from quantbench.backends import get
 from quantbench.benchmark import decode_weights_mb
-from quantbench.memory import model_weights_mb
 from quantbench.loading import load_model
+from quantbench.memory import model_weights_mb
 from quantbench.modelio import RunContext, write_meta
 
 CASES = {
@@ -84,13 +84,53 @@ def test_lora_trains_on_every_trainable_backend(name, tiny_model, tmp_path):
 def test_jit_extensions_the_benchmark_prebuilds_are_gptqmodels(backend):
     """Each CUDA kernel names the GPTQModel extension it compiles on first use, which the benchmark
     builds before its clock starts; a misspelt name would leave the build inside load_s."""
+    import importlib
+
     from gptqmodel import extension
 
-    mod = get(backend)
+    mod = importlib.import_module(f"quantbench.backends.{backend}")  # its kernel tables
     for kernel in mod.KERNELS:
         for dtype_name in ("float16", "bfloat16", "float32"):
-            ext = mod.jit_extension({"kernel": kernel}, dtype_name)
+            ext = get(backend).jit_extension({"kernel": kernel}, dtype_name)
             assert (ext is None) == (kernel not in mod.JIT), (kernel, ext)
             if ext:
                 assert ext in extension.available_extensions(), (kernel, ext)
     assert get("awq").jit_extension({"kernel": "marlin"}, "float32") == "marlin_bf16"  # awq._dtype: bfloat16
+
+
+def test_every_registered_backend_satisfies_the_contract():
+    """Each name a config may use registers one Backend subclass that implements every required
+    member (an abstract one left out makes the class uninstantiable) and whose optional parameter
+    tables name only parameters it validates."""
+    import inspect
+
+    from quantbench.backends import BACKENDS
+    from quantbench.backends.base import REGISTRY, Backend
+
+    required = {n for n, m in vars(Backend).items() if getattr(m, "__isabstractmethod__", False)}
+    assert required == {"describe", "needs_cuda", "bits_per_weight", "quantize", "load"}
+    for name in BACKENDS:
+        backend = get(name)
+        assert isinstance(backend, Backend) and backend.name == name and REGISTRY[name] is backend
+        assert not inspect.isabstract(type(backend))
+        assert isinstance(backend.SPEC, dict) and backend.SPEC, name
+        assert set(backend.DEFAULTS) <= set(backend.SPEC) and backend.LOAD_ONLY <= set(backend.SPEC), name
+        for member in required:
+            assert getattr(type(backend), member) is not getattr(Backend, member), (name, member)
+    assert [n for n in BACKENDS if get(n).can_dequantize] == ["bnb", "torchao", "hqq", "awq"]
+    assert [n for n in BACKENDS if get(n).CALIBRATED] == ["gptq", "awq"]
+
+
+def test_a_backend_missing_a_required_member_is_refused():
+    from quantbench.backends.base import Backend
+
+    class Incomplete(Backend):
+        SPEC = {"bits": [4]}
+
+        def describe(self, params):
+            return "x"
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
+    with pytest.raises(TypeError, match="not in SPEC"):
+        type("BadDefaults", (Incomplete,), {"DEFAULTS": {"group_size": 64}})

@@ -51,13 +51,17 @@ def test_warmup_runs_short_and_timed_runs_full_length(tiny_model):
     assert row["decode_tokens_per_s"] > 0
 
 
-def test_graph_modes_are_skipped_without_cuda(tiny_model):
+def test_graph_modes_without_cuda_are_recorded_unsupported(tiny_model):
+    """Were dropped with a job-log warning and an ok record (validation notes them too)."""
     from quantbench.loading import load_model
     from quantbench.modelio import RunContext
 
     model, tok, _ = load_model(str(tiny_model), RunContext(device="cpu", dtype_name="float32"))
-    spec = {"prompt_len": 4, "new_tokens": [3], "batch_sizes": [1]}
-    for mode in ("compiled", "graphs"):
-        assert benchmark.run_generate(model, model.config.vocab_size, "cpu", spec, warmup=0, repeats=1, seed=0,
+    spec = {"prompt_len": 4, "new_tokens": [3, 5], "batch_sizes": [1, 2], "fast_batch_sizes": [1]}
+    for mode in ("compiled", "graphs", "fused"):
+        rows = benchmark.run_generate(model, model.config.vocab_size, "cpu", spec, warmup=0, repeats=1, seed=0,
                                       avoid=set(), pad_token_id=tok.pad_token_id, weights_mb=1.0,
-                                      bandwidth_gb_per_s=None, kv_bytes=4, mode=mode) == []
+                                      bandwidth_gb_per_s=None, kv_bytes=4, mode=mode)
+        assert [(r["batch_size"], r["new_tokens"], r["outcome"]) for r in rows] == [(1, 3, "unsupported"),
+                                                                                    (1, 5, "unsupported")]
+        assert rows[0]["error"] == f"{mode} mode replays CUDA graphs; device is cpu"

@@ -11,7 +11,7 @@ import os
 import torch
 import yaml
 
-from quantbench import experiment
+from quantbench import validation
 from quantbench.loading import load_model
 from quantbench.modelio import RunContext, read_meta
 from tests.conftest import copy_project, snakemake
@@ -37,14 +37,14 @@ def _config() -> dict:
 def test_owner_is_the_first_method_with_the_same_stored_parameters():
     cfg = _config()
     cfg["methods"]["gptq-4bit-g32-marlin"] = {"backend": "gptq", "bits": 4, "group_size": 32, "kernel": "marlin"}
-    exp = experiment.build(cfg, cuda_available=True)
+    exp = validation.build(cfg, cuda_available=True)
     assert exp.checkpoint_of("gptq-4bit-g32") == "gptq-4bit-g32"
     assert exp.checkpoint_of("gptq-4bit-g32-again") == "gptq-4bit-g32"
     assert exp.checkpoint_of("gptq-4bit-g32-marlin") == "gptq-4bit-g32"  # differs in kernel only
     assert exp.checkpoint_of("gptq-8bit-g32") == "gptq-8bit-g32"
     assert exp.checkpoint_of("fp32") == "fp32"
     # A skipped method owns nothing: without CUDA the Marlin method is skipped, the others unchanged.
-    cpu = experiment.build(cfg, cuda_available=False)
+    cpu = validation.build(cfg, cuda_available=False)
     assert "gptq-4bit-g32-marlin" in cpu.skipped and cpu.checkpoint_of("gptq-4bit-g32-again") == "gptq-4bit-g32"
 
 

@@ -1,5 +1,5 @@
 """Bad configs stop before any job runs, each with one message naming the key, the value and what
-is allowed: unit-level on experiment.load (schema, semantics, files), and through real Snakemake."""
+is allowed: unit-level on validation.load (schema, semantics, files), and through real Snakemake."""
 from __future__ import annotations
 
 import copy
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quantbench import experiment
+from quantbench import config_messages, validation
 from tests.conftest import ROOT, copy_project, snakemake
 
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
@@ -233,6 +233,12 @@ CASES = {
                               ["methods.gguf-q8", "toy model's locally trained tokenizer", "model.source: pretrained or gguf"]),
     "requantize to an unquantized method": (_set("recipes[0].requantize", ["gptq-4bit-g32", "fp32"]),
                                             ["recipes[0].requantize", "'fp32'", "GPTQ or GGUF method"]),
+    # someone trimming SmolLM2 to two layers for a quick test got the whole model, hours later
+    "num_hidden_layers with a pretrained model": (
+        _both(_pretrained(["config.json", "model.safetensors", "tokenizer.json"]), _set("model.num_hidden_layers", 2)),
+        ["model.num_hidden_layers", "'pretrained'", "truncates only a random architecture", "model.source: random"]),
+    "num_hidden_layers with the toy model": (_set("model.num_hidden_layers", 2),
+                                             ["model.num_hidden_layers", "model.toy.num_hidden_layers"]),
     "toy data with a real model": (_both(_pretrained(["config.json", "model.safetensors", "tokenizer.json"]),
                                          _set("data", {"source": "toy"})),
                                    ["data.source", "'toy'", "'pretrained'", "allowed with this model: files, wordnet"]),
@@ -240,8 +246,8 @@ CASES = {
 
 
 def _errors(config: dict, tmp_path: Path, cuda: bool = False) -> list[str]:
-    with pytest.raises(experiment.ConfigError) as info:
-        experiment.load(config, cuda_available=cuda, workdir=str(tmp_path), basedir=str(ROOT))
+    with pytest.raises(config_messages.ConfigError) as info:
+        validation.load(config, cuda_available=cuda, workdir=str(tmp_path), basedir=str(ROOT))
     return info.value.errors
 
 
@@ -264,36 +270,62 @@ def test_bad_config_gives_one_clear_message(case, tmp_path):
 
 
 def test_default_config_is_valid_and_files_source_passes(tmp_path):
-    exp = experiment.load(copy.deepcopy(DEFAULT), cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(copy.deepcopy(DEFAULT), cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert exp.notes == [] and exp.skipped == {}
     config = copy.deepcopy(DEFAULT)
     _files_source(calibration=TEXTS, finetune=PAIRS, heldout=TEXTS)(config, tmp_path)
-    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert exp.notes == []  # 32 texts >= calibration_samples 16
 
 
 def test_fewer_texts_than_samples_is_a_note_not_an_error(tmp_path):
     config = copy.deepcopy(DEFAULT)
     _files_source(calibration=TEXTS[:10], finetune=PAIRS, heldout=TEXTS)(config, tmp_path)
-    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert any("has 10 texts, fewer than data.calibration_samples (16)" in n for n in exp.notes)
 
 
-def test_hub_ids_are_noted_not_checked(tmp_path, monkeypatch):
+def test_uncached_hub_id_stops_an_offline_run_and_is_noted_online(tmp_path, monkeypatch):
+    """An uncached hub id with offline: true was only a warning; the first job then failed."""
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     config = copy.deepcopy(DEFAULT)
     _pretrained(None, path="meta-llama/Llama-2-7b-hf")(config, tmp_path)
-    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
-    assert any("hub id and cannot be checked" in n and "offline" in n for n in exp.notes), exp.notes
+    errors = _errors(config, tmp_path)
+    assert len(errors) == 1 and errors[0].startswith("model.path: 'meta-llama/Llama-2-7b-hf' is a hub id that is "
+                                                     "not in the Hugging Face cache here"), errors
+    assert "offline is true" in errors[0] and "allowed: a local model folder, a cached hub id" in errors[0]
+    exp = validation.load({**config, "offline": False}, cuda_available=False, workdir=str(tmp_path),
+                          basedir=str(ROOT))
+    assert any("hub id and cannot be checked" in n for n in exp.notes), exp.notes
+
+
+def test_cuda_graph_modes_on_the_cpu_are_refused_or_noted(tmp_path):
+    """config/random-tiny.yaml's `compiled` on device cpu was dropped with a job-log warning and an ok record."""
+    config = copy.deepcopy(DEFAULT)
+    config["benchmark"]["generate"]["modes"] = ["eager", "compiled"]
+    config["benchmark"]["generate"]["adapters"] = {"modes": ["fused"]}
+    errors = _errors({**config, "unsupported_methods": "error"}, tmp_path)
+    assert errors == ["benchmark.generate.modes[1]: 'compiled' replays CUDA graphs, and device is 'cpu'; allowed "
+                      "with device cpu: eager, static (or set unsupported_methods: skip to record its cells as "
+                      "unsupported)", errors[1]]
+    assert errors[1].startswith("benchmark.generate.adapters.modes[0]: 'fused'")
+    exp = validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    assert exp.notes == ["benchmark.generate.modes[1]: 'compiled' replays CUDA graphs: its cells are recorded as "
+                         "unsupported on device 'cpu'",
+                         "benchmark.generate.adapters.modes[0]: 'fused' replays CUDA graphs: its cells are recorded "
+                         "as unsupported on device 'cpu'"]
+    on_gpu = validation.load({**config, "device": "cuda"}, cuda_available=True, workdir=str(tmp_path),
+                             basedir=str(ROOT))
+    assert on_gpu.notes == []
 
 
 def test_cuda_only_method_is_skipped_under_the_skip_policy(tmp_path):
     config = copy.deepcopy(DEFAULT)
     config["methods"]["gptq-marlin"] = MARLIN
-    exp = experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert exp.skipped == {"gptq-marlin": "GPTQ kernel 'marlin' runs on CUDA only"}
     assert "gptq-marlin" not in [v.name for v in exp.variants]
-    with_cuda = experiment.load({**config, "device": "cuda"}, cuda_available=True, workdir=str(tmp_path),
+    with_cuda = validation.load({**config, "device": "cuda"}, cuda_available=True, workdir=str(tmp_path),
                                 basedir=str(ROOT))
     assert with_cuda.skipped == {}
 
@@ -302,12 +334,13 @@ def test_cpu_only_kernel_on_cuda_is_skipped_or_stops_the_run(tmp_path):
     config = copy.deepcopy(DEFAULT)
     config["methods"]["awq-fused"] = AWQ_FUSED
     config["device"] = "cuda"
-    exp = experiment.load(config, cuda_available=True, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(config, cuda_available=True, workdir=str(tmp_path), basedir=str(ROOT))
     assert list(exp.skipped) == ["awq-fused"] and "runs on the CPU only" in exp.skipped["awq-fused"]
     errors = _errors({**config, "unsupported_methods": "error"}, tmp_path, cuda=True)
-    assert len(errors) == 1 and errors[0].startswith("methods.awq-fused: AWQ kernel 'torch_fused' runs on the CPU only"), errors
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("methods.awq-fused: AWQ kernel 'torch_fused' runs on the CPU only"), errors
     assert "device is 'cuda'; allowed with device cuda: kernel torch, gemm, marlin or exllama_v2" in errors[0], errors
-    assert experiment.load({**config, "device": "cpu"}, cuda_available=False, workdir=str(tmp_path),
+    assert validation.load({**config, "device": "cpu"}, cuda_available=False, workdir=str(tmp_path),
                            basedir=str(ROOT)).skipped == {}
 
 
@@ -318,7 +351,7 @@ def test_every_problem_is_listed_once(tmp_path):
     config["finetune"]["bases"].append("nope")
     errors = _errors(config, tmp_path)
     assert [e.split(":")[0] for e in errors] == ["methods.bnb-int8.bits", "baseline", "finetune.bases[3]"]
-    assert str(experiment.ConfigError(errors)).count("\n  - ") == 3
+    assert str(config_messages.ConfigError(errors)).count("\n  - ") == 3
 
 
 def test_schema_problems_are_all_listed_before_semantics(tmp_path):
@@ -396,8 +429,8 @@ def test_offline_suite_needs_its_datasets_in_the_cache(tmp_path, monkeypatch):
     for i, d in enumerate(wanted):
         root, name = (hub, f"datasets--{d.replace('/', '--')}") if i % 2 else (processed, d.replace("/", "___"))
         (root / name).mkdir(parents=True)
-    experiment.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
-    experiment.load({**config, "offline": False}, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    validation.load({**config, "offline": False}, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
 
 
 FILE_CASES = {
@@ -447,3 +480,60 @@ def test_misspelt_resources_rule_stops_a_dry_run(tmp_path):
     proc = snakemake(work, "-n", "--configfile", "bad.yaml", check=False, timeout=300)
     _assert_stopped_before_any_job(proc, work, "resources.quantise: not one of the workflow's rules; did you mean "
                                    "'quantize'? allowed: benchmark")
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+def test_direct_snakemake_command_gives_the_run_sh_message(case, tmp_path):
+    """scripts/snakemake (the cluster command) checks --configfile files as scripts/run.sh does; a
+    bare `snakemake` cannot: it parses them before any workflow code runs."""
+    import subprocess
+    import sys
+
+    content, expected = FILE_CASES[case]
+    if content is not None:
+        (tmp_path / "bad.yaml").write_bytes(content)
+    args = ["-n", "--configfile", "bad.yaml"]
+    direct = subprocess.run(["bash", str(ROOT / "scripts/snakemake"), *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    checker = subprocess.run([sys.executable, "-m", "quantbench.config_file", *args], cwd=tmp_path,
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert direct.returncode == 1 and direct.stderr == checker.stderr and expected in direct.stderr, direct.stderr
+    assert direct.stdout == ""  # snakemake did not start
+
+
+def test_target_after_configfile_is_named_as_such(tmp_path):
+    (tmp_path / "setup.yaml").write_text("model: {name: x, source: toy}\n")
+    proc = subprocess_config_check(tmp_path, "-n", "--configfile", "setup.yaml", "all")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[1] == (
+        "  - all: written after --configfile setup.yaml, so Snakemake reads it as a second config file (it does "
+        "not exist); allowed: a target before --configfile (snakemake all --configfile setup.yaml ...), or "
+        "--configfile=setup.yaml all")
+    # two real config files after one flag are still read as config files
+    (tmp_path / "overlay.yaml").write_text("methods: {}\n")
+    assert subprocess_config_check(tmp_path, "--configfile", "setup.yaml", "overlay.yaml").returncode == 0
+
+
+def subprocess_config_check(cwd: Path, *args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "quantbench.config_file", *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_overlay_given_alone_says_it_is_an_overlay(tmp_path):
+    """An overlay alone listed the setup's keys as missing (and `encoder`, for a causal-LM setup)."""
+    from quantbench import config_file
+
+    overlay = yaml.safe_load((ROOT / "config/overlays/smollm2-int8dyn.yaml").read_text())
+    assert config_file.overlay_problems(overlay, ["config/overlays/smollm2-int8dyn.yaml"]) == [
+        "config/overlays/smollm2-int8dyn.yaml: no model: section, so this is an overlay (it adds to a setup); "
+        "allowed: the setup first, then the overlay, e.g. --configfile config/smollm2.yaml "
+        "config/overlays/smollm2-int8dyn.yaml"]
+    assert config_file.overlay_problems(DEFAULT, ["config/config.yaml"]) == []
+    assert "encoder: missing; required in the top level" not in config_messages.schema_errors(overlay)
+    work = copy_project(tmp_path / "project")
+    proc = snakemake(work, "-n", "--configfile", "config/overlays/smollm2-int8dyn.yaml", check=False, timeout=300)
+    _assert_stopped_before_any_job(proc, work, "config/overlays/smollm2-int8dyn.yaml: no model: section, so this "
+                                   "is an overlay")

@@ -59,14 +59,14 @@ def test_commented_sample_methods_are_valid_where_they_are_offered():
     against that config's model (its layer widths decide which group sizes fit)."""
     import yaml
 
-    from quantbench import experiment
+    from quantbench import model_facts, validation
 
     text = (ROOT / "config" / "smollm2.yaml").read_text()
     samples = {m[1]: yaml.safe_load(m[2]) for m in map(SAMPLE_METHOD.match, text.splitlines()) if m}
     assert {"hqq-3bit-g64", "gguf-q6_k"} <= set(samples)
     config = yaml.safe_load(text)
     config["methods"].update(samples)
-    dims = experiment.model_dims(config, str(ROOT), str(ROOT))
+    dims = model_facts.model_dims(config, str(ROOT), str(ROOT))
     assert dims and set(dims) == {576, 1536}
-    exp = experiment.build(config, cuda_available=False, model_dims=dims)
+    exp = validation.build(config, cuda_available=False, model_dims=dims)
     assert set(samples) <= set(exp.runnable)

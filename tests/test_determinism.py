@@ -86,7 +86,7 @@ def _config_without_temp_paths(path: Path) -> dict:
 
 def _job_env() -> dict:
     """The environment a workflow job gets: the kernels pinned as common.smk pins them."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GPTQMODEL_CPU_WORKERS": "2"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # GPTQMODEL_CPU_WORKERS: conftest (gptqmodel_run)
     numerics.pin_kernels(env)
     return env
 

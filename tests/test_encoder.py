@@ -4,7 +4,6 @@ model's, the report's verdicts come from the records, and a model of the wrong k
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
@@ -12,7 +11,7 @@ import torch
 import yaml
 
 from quantbench.encoder import checks, embed, report, similarity
-from quantbench.encoder.quantize import Unsupported, quantize
+from quantbench.encoder.quantize import quantize
 from tests.conftest import ROOT, copy_project, snakemake
 
 SENTENCES = [
@@ -47,7 +46,8 @@ def tiny_bert(tmp_path_factory):
     tok.train_from_iterator(SENTENCES * 4, trainers.WordPieceTrainer(vocab_size=300, special_tokens=special,
                                                                      show_progress=False))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]")
     cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -195,7 +195,8 @@ def test_encoder_dag_runs_and_reports(tiny_bert, sentences_file, tmp_path):
     assert table.loc["bnb-nf4", "outcome"] == "ok" and table.loc["bnb-nf4", "embed_ms_per_batch"] > 0
     # GPTQModel refuses BERT; transformers' GPTQConfig quantizes it once told the block name
     gptq = table.loc["gptq-4bit-g32"]
-    assert gptq["outcome"] == "ok" and gptq["route"] == "transformers-gptqconfig" and "GPTQModel refused" in gptq["reason"]
+    assert gptq["outcome"] == "ok" and gptq["route"] == "transformers-gptqconfig"
+    assert "GPTQModel refused" in gptq["reason"]
     claims = pd.read_csv(out / "report/encoder_claims.csv").set_index("claim")["verdict"]
     assert claims[report.CLAIMS["bnb"]] == "confirmed" and claims[report.CLAIMS["gptq"]] == "refuted"
     assert "**refuted**" in (out / "report/encoder.md").read_text()
@@ -221,3 +222,24 @@ def test_wrong_model_kind_stops_before_any_job(kind, tiny_bert, tiny_model, sent
     assert len(lines) == 1, text[-3000:]
     assert "model.path:" in lines[0] and ("expects an encoder" if kind == "encoder" else "expects a causal") in lines[0]
     assert not (work / "results/wrong").exists()
+
+
+def test_encoder_workflow_plans_a_gpu_run_on_a_cpu_host(tiny_bert, sentences_file, tmp_path):
+    """encoder.smk now shares common.smk's setup (workflow/rules/setup.smk), so it honours
+    QUANTBENCH_ASSUME_CUDA like the causal-LM workflow; it used to stop with "no CUDA device"."""
+    import os
+    import subprocess
+    import sys
+
+    work = copy_project(tmp_path / "proj")
+    cfg = {"model": {"name": "tiny-bert", "kind": "encoder", "source": "pretrained", "path": str(tiny_bert)},
+           "device": "cuda", "encoder": {"sentences": str(sentences_file)},
+           "methods": {"fp32": {"backend": "none", "dtype": "float32"}}, "baseline": "fp32"}
+    (work / "enc.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "enc.yaml"]
+    planned = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "QUANTBENCH_ASSUME_CUDA": "1"})
+    assert planned.returncode == 0 and "This was a dry-run" in planned.stdout, planned.stderr[-2000:]
+    env = {k: v for k, v in os.environ.items() if k != "QUANTBENCH_ASSUME_CUDA"}
+    refused = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300, env=env)
+    assert refused.returncode != 0 and "QUANTBENCH_ASSUME_CUDA" in refused.stdout + refused.stderr

@@ -51,7 +51,8 @@ def test_env_parses_and_agrees_with_requirements(name):
     pinned = {**pins(pip), **post_deploy_pins(name)}
     assert ENVS[name] <= set(pinned), f"{name} lacks {ENVS[name] - set(pinned)}"
     for package, version in pinned.items():
-        assert REQUIRED.get(package) == version, f"{name}: {package}=={version}, requirements.txt {REQUIRED.get(package)}"
+        assert REQUIRED.get(package) == version, (f"{name}: {package}=={version}, "
+                                                  f"requirements.txt {REQUIRED.get(package)}")
 
 
 def test_rules_name_only_existing_envs():
@@ -70,7 +71,8 @@ def test_every_backend_runs_in_an_existing_env():
     text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
     shared = ast.literal_eval(re.search(r"^SHARED_ENVS = (\{.*?\})$", text, re.M)[1])
     for backend in BACKENDS:
-        assert shared.get(backend, backend) in ENVS, f"backend {backend!r} has no env; add envs/{backend}.yaml or share one"
+        assert shared.get(backend, backend) in ENVS, (f"backend {backend!r} has no env; add envs/{backend}.yaml "
+                                                      "or share one")
     assert shared["awq"] == "gptq" and "gptqmodel" in ENVS["gptq"]  # AWQ runs on GPTQModel
 
 

@@ -3,7 +3,7 @@ import copy
 import pytest
 import yaml
 
-from quantbench import experiment
+from quantbench import experiment, validation
 from tests.conftest import ROOT
 
 
@@ -13,7 +13,7 @@ def config():
 
 
 def test_default_config_derives_all_three_pipelines(config):
-    exp = experiment.build(config, cuda_available=False, model_dims=[192, 512])
+    exp = validation.build(config, cuda_available=False, model_dims=[192, 512])
     names = [v.name for v in exp.variants]
     assert "bnb-nf4+lora" in names  # fine-tune on bnb, serve bnb
     assert "gptq-4bit-g32+lora" in names  # fine-tune on GPTQ, serve GPTQ
@@ -24,19 +24,19 @@ def test_default_config_derives_all_three_pipelines(config):
 
 
 def test_variant_names_round_trip(config):
-    exp = experiment.build(config, cuda_available=False, model_dims=[192, 512])
+    exp = validation.build(config, cuda_available=False, model_dims=[192, 512])
     for v in exp.variants:
         assert experiment.parse_variant(v.name) == v
 
 
 def test_references(config):
-    exp = experiment.build(config, cuda_available=False, model_dims=[192, 512])
+    exp = validation.build(config, cuda_available=False, model_dims=[192, 512])
     assert exp.reference(experiment.parse_variant("gptq-2bit-g32")) == "fp32"
     assert exp.reference(experiment.parse_variant("bnb-nf4+lora+merge-dequant+gptq-4bit-g32")) == "bnb-nf4+lora"
 
 
 def test_serving_method(config):
-    exp = experiment.build(config, cuda_available=False, model_dims=[192, 512])
+    exp = validation.build(config, cuda_available=False, model_dims=[192, 512])
     assert exp.serving_method(experiment.parse_variant("bnb-nf4+lora+merge-fp")).name == "fp32"
     assert exp.serving_method(experiment.parse_variant("bnb-nf4+lora+merge-fp+gptq-4bit-g32")).name == "gptq-4bit-g32"
 
@@ -44,7 +44,7 @@ def test_serving_method(config):
 def test_cuda_only_method_is_skipped_with_reason(config):
     config = copy.deepcopy(config)
     config["methods"]["gptq-4bit-marlin"] = {"backend": "gptq", "bits": 4, "group_size": 32, "kernel": "marlin"}
-    exp = experiment.build(config, cuda_available=False, model_dims=[192, 512])
+    exp = validation.build(config, cuda_available=False, model_dims=[192, 512])
     assert "gptq-4bit-marlin" in exp.skipped
     assert "CUDA" in exp.skipped["gptq-4bit-marlin"]
     assert "gptq-4bit-marlin" not in [v.name for v in exp.variants]

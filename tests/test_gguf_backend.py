@@ -7,8 +7,10 @@ from __future__ import annotations
 import torch
 
 from quantbench import benchmark, distribution, llamacpp
-from quantbench.backends import gguf
+from quantbench.backends import get
 from quantbench.modelio import RunContext, load_causal_lm
+
+gguf = get("gguf")  # the registered backend (its module is quantbench.backends.gguf)
 
 # scripts/test.sh installs llama.cpp (scripts/setup-llamacpp.sh): its absence is a failure, not a skip
 assert llamacpp.available() is None, llamacpp.available()
@@ -67,8 +69,10 @@ def test_scores_through_lm_eval_adapter_match_hflm(smol_tiny, tmp_path):
     for (a, ga), (b, gb) in zip(ours, theirs):
         assert abs(a - b) < 1e-2 * max(1.0, abs(b)), (ours, theirs)
         assert ga == gb
-    rolling = [Instance(request_type="loglikelihood_rolling", doc={}, arguments=("A short text to score " * 20,), idx=0)]
-    a, b = LlamaCppLM(model, tok).loglikelihood_rolling(rolling, True), HFLM(pretrained=ref, tokenizer=tok).loglikelihood_rolling(rolling, True)
+    rolling = [Instance(request_type="loglikelihood_rolling", doc={}, arguments=("A short text to score " * 20,),
+                        idx=0)]
+    a = LlamaCppLM(model, tok).loglikelihood_rolling(rolling, True)
+    b = HFLM(pretrained=ref, tokenizer=tok).loglikelihood_rolling(rolling, True)
     assert abs(a[0] - b[0]) < 1e-2 * abs(b[0])
 
 

@@ -3,8 +3,8 @@ and the report warns when it mixes records of different provenance."""
 from __future__ import annotations
 
 import copy
-import os
 import json
+import os
 import sys
 
 import pandas as pd
@@ -67,14 +67,33 @@ def test_warning_names_each_field_that_differs():
     assert "`cpu_flags`" in markdown.provenance_warnings(_records(cpu_flags="avx2 fma avx512f avx512_bf16"))[0]
 
 
-def test_report_shows_the_warning_and_skipped_methods():
+def test_warning_lists_whole_values_and_counts_what_it_lists():
+    """The SmolLM2 report cut library versions mid-word and said "6 values" beside 4 commits."""
+    libs = [{"torch": "2.11.0", "transformers": "5.23.0", "gptqmodel": "7.6.0"},
+            {"torch": "2.13.0+cpu", "transformers": "5.23.0", "gptqmodel": "7.6.0"}]
+    records = [{"provenance": {"git_commit": f"{i:040x}", "libraries": libs[i % 2]}} for i in range(8)]
+    commits, libraries = markdown.provenance_warnings(records)
+    assert commits == ("records differ in `git_commit` (8 values: " + "; ".join(f"{i:040x}" for i in range(6))
+                       + "; and 2 more)")
+    assert libraries == "records differ in `libraries` (2 combinations; torch 2.11.0 / 2.13.0+cpu)"
+
+
+def _inputs(records, skipped):
+    from quantbench.report.figures import Inputs
+
     empty = pd.DataFrame()
-    text = markdown.render("toy", empty, empty, empty, empty, empty, {"gptq-marlin": "GPTQ kernel 'marlin' runs on CUDA only"},
-                           [], _records(git_commit="other"), {}, {"new_tokens": [8]})
+    params = {"title": "toy", "skipped": skipped, "recipes": [], "generate": {"new_tokens": [8]}}
+    # records of a stage that names no variant (what the warning reads is their provenance)
+    return Inputs([{**r, "stage": "build_model", "subject": "base"} for r in records], empty, empty, empty, empty,
+                  params)
+
+
+def test_report_shows_the_warning_and_skipped_methods():
+    skipped = {"gptq-marlin": "GPTQ kernel 'marlin' runs on CUDA only"}
+    text = markdown.render(_inputs(_records(git_commit="other"), skipped), pd.DataFrame(), [])
     assert "**Warning: mixed provenance.**" in text and "`git_commit`" in text
     assert "## Skipped methods" in text and "| gptq-marlin | GPTQ kernel 'marlin' runs on CUDA only |" in text
-    assert "mixed provenance" not in markdown.render("toy", empty, empty, empty, empty, empty, {}, [], _records(), {},
-                                                     {"new_tokens": [8]})
+    assert "mixed provenance" not in markdown.render(_inputs(_records(), {}), pd.DataFrame(), [])
 
 
 def test_dirty_means_code_not_config(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from quantbench.atomic import atomic_dir
-from quantbench.backends import get
+from quantbench.backends import awq, get, hqq, torchao
 from quantbench.loading import load_model
 from quantbench.modelio import RunContext, load_causal_lm, write_meta
 
@@ -40,11 +40,11 @@ def _in_memory(name: str, src, ctx):
         from transformers import AutoModelForCausalLM
 
         return AutoModelForCausalLM.from_pretrained(
-            str(src), quantization_config=get("torchao").quantization_config(params), dtype=ctx.dtype)
+            str(src), quantization_config=torchao.quantization_config(params), dtype=ctx.dtype)
     from hqq.models.hf.base import AutoHQQHFModel
 
     model, _ = load_causal_lm(str(src), ctx.device, ctx.dtype)
-    AutoHQQHFModel.quantize_model(model, quant_config=get("hqq").quant_config(params), compute_dtype=ctx.dtype,
+    AutoHQQHFModel.quantize_model(model, quant_config=hqq.quant_config(params), compute_dtype=ctx.dtype,
                                   device=ctx.device)
     return model
 
@@ -164,7 +164,7 @@ def test_hqq_spec_is_what_hqq_supports():
     from hqq.core.quantize import Quantizer
 
     assert sorted(get("hqq").SPEC["bits"]) == sorted(Quantizer.SUPPORTED_BITS)
-    assert set(get("hqq").STORED_BITS) == set(Quantizer.SUPPORTED_BITS)
+    assert set(hqq.STORED_BITS) == set(Quantizer.SUPPORTED_BITS)
 
 
 @pytest.mark.parametrize("name", ["hqq-4bit-g32", "torchao-int8wo"])
@@ -206,7 +206,7 @@ def test_awq_reload_matches_memory_and_beats_naive_rounding(awq_saved, tiny_mode
     reloaded, _, info = load_model(str(awq_saved), ctx)
     assert info["kernel"] == "AwqTorchLinear" and info["compute_dtype"] == "bfloat16", info
     saved = _log_probs(reloaded, prompt)
-    in_memory = get("awq").quantized(str(tiny_model), AWQ, ctx, in_memory=True)[0].model
+    in_memory = awq.quantized(str(tiny_model), AWQ, ctx, in_memory=True)[0].model
     assert torch.equal(saved, _log_probs(in_memory, prompt)), info
     naive = _naive(load_causal_lm(str(tiny_model), "cpu", torch.float32)[0], AWQ["bits"])
     kl, kl_naive = _kl(fp32, saved), _kl(fp32, _log_probs(naive, prompt))
@@ -218,7 +218,6 @@ def test_awq_kernels_and_dequantized_base_compute_the_same_weights(awq_saved, pr
     dequantized plain model (merge_into: [dequant]) all compute with the checkpoint's weights."""
     from gptqmodel.nn_modules.qlinear import AWQuantLinear
 
-    awq = get("awq")
     bf16 = _awq_ctx("bfloat16")
     torch_kernel = _log_probs(awq.load(str(awq_saved), AWQ, bf16)[0], prompt)
     plain = awq.dequantize(str(awq_saved), bf16)
@@ -264,7 +263,6 @@ def test_awq_kernel_table_is_what_gptqmodel_supports():
     from gptqmodel.nn_modules.qlinear import AWQuantLinear
     from gptqmodel.utils.backend import BACKEND
 
-    awq = get("awq")
     kernels = {cls.SUPPORTS_BACKENDS[0]: cls for cls in _subclasses(AWQuantLinear)}
     for name, (backend, bits, groups, where) in awq.KERNELS.items():
         cls = kernels[BACKEND(backend)]
@@ -317,7 +315,8 @@ def test_awq_adapter_merged_into_the_dequantized_base_reproduces_it(awq_saved, t
 
     ctx = _awq_ctx()
     params = {"steps": 6, "batch_size": 4, "seq_len": 32, "learning_rate": 2e-2,
-              "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "up_proj", "down_proj"]}}
+              "lora": {"r": 4, "alpha": 8, "dropout": 0.0,
+                       "target_modules": ["q_proj", "v_proj", "up_proj", "down_proj"]}}
     model, tokenizer, info = load_model(str(awq_saved), ctx, trainable=True)
     trained, _ = finetune.train(model, tokenizer, CALIBRATION, info["backend"], params, "cpu", 0)
     trained.save_pretrained(tmp_path / "adapter")

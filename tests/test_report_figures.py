@@ -10,7 +10,7 @@ import yaml
 from matplotlib.legend import Legend
 from matplotlib.markers import MarkerStyle
 
-from quantbench import experiment
+from quantbench import validation
 from quantbench.records import load_records
 from quantbench.report import figures, style
 from quantbench.report.params import record_paths, report_params
@@ -22,7 +22,7 @@ COMMITTED = {"smollm2-135m": "config/smollm2.yaml", "toy-llama": "config/config.
 
 def _inputs(tmp_path, name):
     shutil.copytree(ROOT / "results" / name / "records", tmp_path / "records")
-    exp = experiment.build(yaml.safe_load((ROOT / COMMITTED[name]).read_text()), cuda_available=True)
+    exp = validation.build(yaml.safe_load((ROOT / COMMITTED[name]).read_text()), cuda_available=True)
     paths = [p for p in record_paths(exp, str(tmp_path)) if Path(p).exists()]
     return figures.inputs(load_records(paths), report_params(exp))
 
@@ -123,7 +123,7 @@ def test_a_setup_gets_the_figures_of_the_stages_it_runs():
     from quantbench.report.params import stages
 
     def figures_of(config):
-        exp = experiment.build(yaml.safe_load((ROOT / "config" / config).read_text()), cuda_available=True)
+        exp = validation.build(yaml.safe_load((ROOT / "config" / config).read_text()), cuda_available=True)
         return figures.wanted(stages(exp))
 
     assert figures_of("llama2-7b-fast.yaml") == ["decode_vs_memory", "throughput_vs_batch", "memory"]

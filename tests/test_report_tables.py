@@ -1,5 +1,5 @@
-import pytest
 import pandas as pd
+import pytest
 
 from quantbench.report import tables
 from quantbench.report.pareto import pareto_front
@@ -98,5 +98,6 @@ def test_noisy_cells_say_why_their_spread_stands():
         {"variant": "d", "scenario": "generate", "mode": "eager", "batch_size": 1, "outcome": "error",
          "iqr_over_median": float("nan"), "attempts": float("nan"), "spread_above_limit": float("nan")},
     ])
-    assert tables.noisy_cells(bench) == ["a generate eager bs=1: 0.12 (after 3 measurements)",
-                                         "b prefill bs=4: 0.09 (measured once, before the benchmark re-measured noisy cells)"]
+    assert tables.noisy_cells(bench) == [
+        "a generate eager bs=1: 0.12 (after 3 measurements)",
+        "b prefill bs=4: 0.09 (measured once, before the benchmark re-measured noisy cells)"]

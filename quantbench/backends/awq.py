@@ -5,10 +5,11 @@ the GEMM format, which every kernel below reads, so the kernel is a load-time ch
 serves them all) and the one that ran is recorded."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from quantbench.backends.groups import group_size_problem
+from quantbench import gptqmodel_run
+from quantbench.backends.base import Backend, register
+from quantbench.backends.groups import bits_with_group_scales, group_size_problem
 
 # kernel name in the config -> (GPTQModel backend, bits, group sizes, where it runs). Bits and group
 # sizes are the kernels' own SUPPORTS_BITS and SUPPORTS_GROUP_SIZE in gptqmodel 7.6, within SPEC's
@@ -36,57 +37,6 @@ CALIBRATED = True  # quantize() needs ctx.calibration_texts
 JIT = {"gemm": "awq", "marlin": "marlin", "exllama_v2": "exllamav2_awq"}
 
 
-def _env() -> None:
-    # GPTQModel's loader pool asks for 2 workers and fails on smaller machines (see PITFALLS).
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
-
-
-def describe(params: dict) -> str:
-    g = params["group_size"]
-    return (f"AWQ {params['bits']}-bit, " + (f"group {g}" if g > 0 else "per row")
-            + f", zero_point={params['zero_point']}, kernel {params['kernel']}")
-
-
-def needs_cuda(params: dict) -> str | None:
-    if KERNELS[params["kernel"]][3] == "cuda":
-        return f"AWQ kernel {params['kernel']!r} runs on CUDA only"
-    return None
-
-
-def needs_cpu(params: dict) -> str | None:
-    if KERNELS[params["kernel"]][3] == "cpu":
-        return f"AWQ kernel {params['kernel']!r} runs on the CPU only (ATen's int4 CPU matmul)"
-    return None
-
-
-def problems(params: dict, model_dims: list[int] | None) -> list[str]:
-    kernel = params["kernel"]
-    _, bits, groups, _ = KERNELS[kernel]
-    out = []
-    if params["bits"] not in bits:
-        out.append(f"bits: {params['bits']} is not supported by AWQ kernel {kernel!r}; "
-                   f"allowed: {', '.join(map(str, bits))} (or another kernel)")
-    why = group_size_problem(params["group_size"], model_dims, per_row=-1 in groups,
-                             choices=[g for g in groups if g > 0])
-    if why:
-        out.append(f"group_size: {why} (AWQ kernel {kernel!r})")
-    return out
-
-
-def jit_extension(params: dict, dtype_name: str) -> str | None:
-    ext = JIT.get(params["kernel"])
-    if ext == "marlin":  # one build per activation dtype; a float32 run computes in bfloat16 (_dtype)
-        return "marlin_fp16" if dtype_name == "float16" else "marlin_bf16"
-    return ext
-
-
-def bits_per_weight(params: dict) -> float:
-    # Per group of g weights: one 16-bit scale and one zero point packed at `bits` bits (stored for
-    # zero_point false too, as the grid's midpoint).
-    g = params["group_size"]
-    return params["bits"] + (16 + params["bits"]) / g if g > 0 else float(params["bits"])
-
-
 def _dtype(ctx, kernel: str = "torch"):
     """GPTQModel quantizes AWQ and runs most of its kernels in 16 bits only (float32 raises "only
     supports [torch.float16, torch.bfloat16]"). A float32 run uses bfloat16, the dtype PITFALLS
@@ -112,72 +62,108 @@ def quantize_config(params: dict, device: str = "cpu", in_memory: bool = False):
 
 def quantized(src: str, params: dict, ctx, in_memory: bool = False):
     """GPTQModel's model quantized with AWQ, not yet saved; with `in_memory`, usable in this process."""
-    _env()
-    import tempfile
-
-    from gptqmodel import BACKEND, GPTQModel
-    from gptqmodel.looper import loop_processor
+    gptqmodel_run.environment()
+    from gptqmodel import BACKEND
 
     from quantbench.modelio import load_tokenizer
 
     tokenizer = load_tokenizer(src)
-    rows = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
-            for ids in (tokenizer(t, truncation=True, max_length=ctx.calibration_seq_len).input_ids
-                        for t in ctx.calibration_texts)]
-    config = quantize_config(params, ctx.device, in_memory)
-    model = GPTQModel.load(src, config, device=ctx.device, dtype=_dtype(ctx))
+    rows = gptqmodel_run.calibration_rows(tokenizer, ctx.calibration_texts, ctx.calibration_seq_len)
     # GPTQModel packs AWQ layers for its CUDA GEMM kernel unless told otherwise, and that kernel
     # refuses to start without CUDA ("AWQ: CUDA is not available"); the checkpoint format is the same.
     packer = BACKEND.AUTO if ctx.device == "cuda" else BACKEND.AWQ_TORCH
-    with tempfile.TemporaryDirectory() as logs:
-        # GPTQModel writes per-layer logs to ./logs of whatever the working directory is.
-        loop_processor._PROJECT_LOG_DIR = Path(logs)
-        model.quantize(rows, batch_size=ctx.calibration_batch_size, backend=packer,
-                       calibration_data_min_length=min(10, ctx.calibration_seq_len))
+    model = gptqmodel_run.quantized(src, quantize_config(params, ctx.device, in_memory), rows, ctx.device,
+                                    ctx.calibration_seq_len, ctx.calibration_batch_size, dtype=_dtype(ctx),
+                                    backend=packer)
     return model, tokenizer, len(rows)
 
 
-def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
-    model, tokenizer, samples = quantized(src, params, ctx)
-    model.save(str(dst))
-    tokenizer.save_pretrained(dst)
-    return {"calibration_samples": samples, "quantize_dtype": str(_dtype(ctx)).removeprefix("torch.")}
+@register("awq")
+class AWQ(Backend):
+    SPEC = SPEC
+    DEFAULTS = DEFAULTS
+    LOAD_ONLY = frozenset(LOAD_ONLY)
+    CALIBRATED = CALIBRATED
+    CPU_ALTERNATIVE = CPU_ALTERNATIVE
+    CUDA_ALTERNATIVE = CUDA_ALTERNATIVE
 
+    def describe(self, params: dict) -> str:
+        g = params["group_size"]
+        return (f"AWQ {params['bits']}-bit, " + (f"group {g}" if g > 0 else "per row")
+                + f", zero_point={params['zero_point']}, kernel {params['kernel']}")
 
-def load(path: str, params: dict, ctx):
-    _env()
-    from gptqmodel import GPTQModel
+    def needs_cuda(self, params: dict) -> str | None:
+        if KERNELS[params["kernel"]][3] == "cuda":
+            return f"AWQ kernel {params['kernel']!r} runs on CUDA only"
+        return None
 
-    from quantbench.backends.gptq import kernel_names
+    def needs_cpu(self, params: dict) -> str | None:
+        if KERNELS[params["kernel"]][3] == "cpu":
+            return f"AWQ kernel {params['kernel']!r} runs on the CPU only (ATen's int4 CPU matmul)"
+        return None
 
-    kernel = params["kernel"]
-    backend = KERNELS[kernel][0]
-    dtype = _dtype(ctx, kernel)
-    model = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=dtype).model
-    return model, {"kernel": "+".join(kernel_names(model)), "awq_backend": backend,
-                   "compute_dtype": str(dtype).removeprefix("torch.")}
+    def problems(self, params: dict, model_dims: list[int] | None) -> list[str]:
+        kernel = params["kernel"]
+        _, bits, groups, _ = KERNELS[kernel]
+        out = []
+        if params["bits"] not in bits:
+            out.append(f"bits: {params['bits']} is not supported by AWQ kernel {kernel!r}; "
+                       f"allowed: {', '.join(map(str, bits))} (or another kernel)")
+        why = group_size_problem(params["group_size"], model_dims, per_row=-1 in groups,
+                                 choices=[g for g in groups if g > 0])
+        if why:
+            out.append(f"group_size: {why} (AWQ kernel {kernel!r})")
+        return out
 
+    def jit_extension(self, params: dict, dtype_name: str) -> str | None:
+        ext = JIT.get(params["kernel"])
+        if ext == "marlin":  # one build per activation dtype; a float32 run computes in bfloat16 (_dtype)
+            return "marlin_fp16" if dtype_name == "float16" else "marlin_bf16"
+        return ext
 
-def dequantize(path: str, ctx):
-    """The AWQ model with every quantized layer replaced by a plain Linear holding the weights the
-    torch kernel computes with: the base the adapter trained on, for merging (merge into 'dequant')."""
-    import torch
-    from gptqmodel.nn_modules.qlinear import AWQuantLinear
-    from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
+    def bits_per_weight(self, params: dict) -> float:
+        return bits_with_group_scales(params["bits"], params["group_size"])
 
-    from quantbench.modelio import read_meta
+    def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
+        model, tokenizer, samples = quantized(src, params, ctx)
+        model.save(str(dst))
+        tokenizer.save_pretrained(dst)
+        return {"calibration_samples": samples, "quantize_dtype": str(_dtype(ctx)).removeprefix("torch.")}
 
-    # The torch kernel keeps the GEMM-format buffers as stored; the others repack them at load.
-    model, _ = load(path, {**read_meta(path)["params"], "kernel": "torch"}, ctx)
-    for name, module in list(model.named_modules()):
-        if isinstance(module, AWQuantLinear):
-            linear = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
-                                     device=ctx.device, dtype=ctx.dtype)
-            with torch.no_grad():
-                weight = dequantize_gemm(module.qweight, module.qzeros, module.scales, module.bits, module.group_size)
-                linear.weight.copy_(weight.t())  # the kernel computes x @ weight: (in, out)
-                if module.bias is not None:
-                    linear.bias.copy_(module.bias)
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent), child, linear)
-    return model.to(ctx.dtype)
+    def load(self, path: str, params: dict, ctx):
+        gptqmodel_run.environment()
+        from gptqmodel import GPTQModel
+
+        from quantbench.backends.gptq import kernel_names
+
+        kernel = params["kernel"]
+        backend = KERNELS[kernel][0]
+        dtype = _dtype(ctx, kernel)
+        model = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=dtype).model
+        return model, {"kernel": "+".join(kernel_names(model)), "awq_backend": backend,
+                       "compute_dtype": str(dtype).removeprefix("torch.")}
+
+    def dequantize(self, path: str, ctx):
+        """The AWQ model with every quantized layer replaced by a plain Linear holding the weights the
+        torch kernel computes with: the base the adapter trained on, for merging (merge into 'dequant')."""
+        import torch
+        from gptqmodel.nn_modules.qlinear import AWQuantLinear
+        from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
+
+        from quantbench.modelio import read_meta
+
+        # The torch kernel keeps the GEMM-format buffers as stored; the others repack them at load.
+        model, _ = self.load(path, {**read_meta(path)["params"], "kernel": "torch"}, ctx)
+        for name, module in list(model.named_modules()):
+            if isinstance(module, AWQuantLinear):
+                linear = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
+                                         device=ctx.device, dtype=ctx.dtype)
+                with torch.no_grad():
+                    weight = dequantize_gemm(module.qweight, module.qzeros, module.scales, module.bits,
+                                         module.group_size)
+                    linear.weight.copy_(weight.t())  # the kernel computes x @ weight: (in, out)
+                    if module.bias is not None:
+                        linear.bias.copy_(module.bias)
+                parent, _, child = name.rpartition(".")
+                setattr(model.get_submodule(parent), child, linear)
+        return model.to(ctx.dtype)

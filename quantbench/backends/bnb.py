@@ -3,31 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from quantbench.backends.base import Backend, register
 
 SPEC = {"bits": [4, 8], "quant_type": ["nf4", "fp4"], "double_quant": [True, False],
         "compute_dtype": ["auto", "float32", "float16", "bfloat16"]}
 DEFAULTS = {"quant_type": "nf4", "double_quant": True, "compute_dtype": "auto"}
 BLOCKSIZE_4BIT = 64  # bitsandbytes' 4-bit blockwise quantization block
-
-
-def describe(params: dict) -> str:
-    if params["bits"] == 8:
-        return "bitsandbytes LLM.int8()"
-    dq = "+double-quant" if params["double_quant"] else ""
-    return f"bitsandbytes {params['quant_type']}{dq}"
-
-
-def needs_cuda(params: dict) -> str | None:
-    return None  # bitsandbytes >= 0.48 runs int8 and 4-bit on the CPU
-
-
-def bits_per_weight(params: dict) -> float:
-    if params["bits"] == 8:
-        return 8.0
-    # One absmax per block: fp32 (32 bits) or, with double quantization, an 8-bit code plus a
-    # second-level fp32 constant per 256 blocks (Dettmers et al. 2023, QLoRA, section 3).
-    absmax_bits = 8 + 32 / 256 if params["double_quant"] else 32
-    return 4 + absmax_bits / BLOCKSIZE_4BIT
 
 
 def quantization_config(params: dict, device: str):
@@ -45,21 +26,6 @@ def quantization_config(params: dict, device: str):
                               bnb_4bit_compute_dtype=torch_dtype(compute))
 
 
-def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
-    from transformers import AutoModelForCausalLM
-
-    from quantbench.modelio import load_tokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(
-        src, quantization_config=quantization_config(params, ctx.device),
-        device_map=ctx.device, dtype=ctx.dtype)
-    # Saved before any forward pass: on CPUs with AVX512-BF16, inference first corrupts the
-    # 4-bit scales that save_pretrained then writes (see PITFALLS).
-    model.save_pretrained(dst)
-    load_tokenizer(src).save_pretrained(dst)
-    return {}
-
-
 def disable_cpu_bf16_fast_path(model) -> None:
     """bitsandbytes' AVX512-BF16 CPU path computes in bf16 whatever dtype was asked for, so results
     would depend on the CPU model; turn it off for comparable numbers."""
@@ -70,18 +36,53 @@ def disable_cpu_bf16_fast_path(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def load(path: str, params: dict, ctx):
-    from transformers import AutoModelForCausalLM
+@register("bnb")
+class BitsAndBytes(Backend):
+    SPEC = SPEC
+    DEFAULTS = DEFAULTS
 
-    model = AutoModelForCausalLM.from_pretrained(path, device_map=ctx.device, dtype=ctx.dtype)
-    if ctx.device == "cpu":
-        disable_cpu_bf16_fast_path(model)
-    kernel = "bnb-int8" if params["bits"] == 8 else f"bnb-{params['quant_type']}"
-    return model, {"kernel": f"{kernel}-{ctx.device}"}
+    def describe(self, params: dict) -> str:
+        if params["bits"] == 8:
+            return "bitsandbytes LLM.int8()"
+        dq = "+double-quant" if params["double_quant"] else ""
+        return f"bitsandbytes {params['quant_type']}{dq}"
 
+    def needs_cuda(self, params: dict) -> str | None:
+        return None  # bitsandbytes >= 0.48 runs int8 and 4-bit on the CPU
 
-def dequantize(path: str, ctx):
-    from transformers import AutoModelForCausalLM
+    def bits_per_weight(self, params: dict) -> float:
+        if params["bits"] == 8:
+            return 8.0
+        # One absmax per block: fp32 (32 bits) or, with double quantization, an 8-bit code plus a
+        # second-level fp32 constant per 256 blocks (Dettmers et al. 2023, QLoRA, section 3).
+        absmax_bits = 8 + 32 / 256 if params["double_quant"] else 32
+        return 4 + absmax_bits / BLOCKSIZE_4BIT
 
-    model = AutoModelForCausalLM.from_pretrained(path, device_map=ctx.device, dtype=ctx.dtype)
-    return model.dequantize(dtype=ctx.dtype)
+    def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
+        from transformers import AutoModelForCausalLM
+
+        from quantbench.modelio import load_tokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(
+            src, quantization_config=quantization_config(params, ctx.device),
+            device_map=ctx.device, dtype=ctx.dtype)
+        # Saved before any forward pass: on CPUs with AVX512-BF16, inference first corrupts the
+        # 4-bit scales that save_pretrained then writes (see PITFALLS).
+        model.save_pretrained(dst)
+        load_tokenizer(src).save_pretrained(dst)
+        return {}
+
+    def load(self, path: str, params: dict, ctx):
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(path, device_map=ctx.device, dtype=ctx.dtype)
+        if ctx.device == "cpu":
+            disable_cpu_bf16_fast_path(model)
+        kernel = "bnb-int8" if params["bits"] == 8 else f"bnb-{params['quant_type']}"
+        return model, {"kernel": f"{kernel}-{ctx.device}"}
+
+    def dequantize(self, path: str, ctx):
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(path, device_map=ctx.device, dtype=ctx.dtype)
+        return model.dequantize(dtype=ctx.dtype)

@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+from quantbench.backends.base import Backend, register
 from quantbench.gguf_types import TYPES
 
 SPEC = {"type": list(TYPES), "n_ctx": int}
@@ -21,69 +22,68 @@ CONVERT_TYPE = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 FALLBACK_RE = re.compile(r"falling back to", re.IGNORECASE)
 
 
-def describe(params: dict) -> str:
-    return f"GGUF {params['type']} (llama.cpp)"
+@register("gguf")
+class GGUF(Backend):
+    SPEC = SPEC
+    DEFAULTS = DEFAULTS
+    LOAD_ONLY = frozenset(LOAD_ONLY)
 
+    def describe(self, params: dict) -> str:
+        return f"GGUF {params['type']} (llama.cpp)"
 
-def needs_cuda(params: dict) -> str | None:
-    return None  # llama.cpp's CPU backend; this build has no GPU backend
+    def needs_cuda(self, params: dict) -> str | None:
+        return None  # llama.cpp's CPU backend; this build has no GPU backend
 
+    def unavailable(self, params: dict) -> str | None:
+        from quantbench import llamacpp
 
-def unavailable(params: dict) -> str | None:
-    from quantbench import llamacpp
+        return llamacpp.available()
 
-    return llamacpp.available()
+    def untrainable(self, params: dict) -> str | None:
+        return "a GGUF file run by llama.cpp is not a PyTorch module; PEFT cannot train LoRA on it"
 
+    def problems(self, params: dict, model_dims: list[int] | None) -> list[str]:
+        if params["n_ctx"] < 16:
+            return [f"n_ctx: {params['n_ctx']} is too small; allowed: at least 16 (the longest sequence a job feeds)"]
+        return []
 
-def untrainable(params: dict) -> str | None:
-    return "a GGUF file run by llama.cpp is not a PyTorch module; PEFT cannot train LoRA on it"
+    def bits_per_weight(self, params: dict) -> float:
+        return TYPES[params["type"]][1]
 
+    def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
+        import torch
 
-def problems(params: dict, model_dims: list[int] | None) -> list[str]:
-    if params["n_ctx"] < 16:
-        return [f"n_ctx: {params['n_ctx']} is too small; allowed: at least 16 (the longest sequence a job feeds)"]
-    return []
+        from quantbench import llamacpp
+        from quantbench.modelio import load_tokenizer
 
+        why = llamacpp.available()
+        if why:
+            raise RuntimeError(why)
+        outtype = CONVERT_TYPE[ctx.dtype_name]
+        converted = Path(dst) / f"model-{outtype}.gguf"
+        llamacpp.convert(src, converted, outtype)
+        ftype, _ = TYPES[params["type"]]
+        if params["type"].lower() == outtype:
+            converted.rename(Path(dst) / llamacpp.GGUF_FILE)
+            log: list[str] = []
+        else:
+            log = llamacpp.quantize_file(converted, Path(dst) / llamacpp.GGUF_FILE, ftype, torch.get_num_threads())
+            converted.unlink()  # the intermediate is the base's size: not kept
+        for name in ("config.json", "generation_config.json"):
+            if (Path(src) / name).is_file():
+                shutil.copy2(Path(src) / name, Path(dst) / name)
+        load_tokenizer(src).save_pretrained(dst)
+        summary = llamacpp.tensor_summary(Path(dst) / llamacpp.GGUF_FILE)
+        fallbacks = [line.strip() for line in log if FALLBACK_RE.search(line)]
+        return {"converted_as": outtype, "tensor_types": summary["tensor_types"],
+                "measured_bits_per_weight": summary["measured_bits_per_weight"],
+                "fallback_tensors": len(fallbacks), "fallback_examples": fallbacks[:3]}
 
-def bits_per_weight(params: dict) -> float:
-    return TYPES[params["type"]][1]
+    def load(self, path: str, params: dict, ctx):
+        import torch
 
+        from quantbench.llamacpp import LlamaCppModel
 
-def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
-    import torch
-
-    from quantbench import llamacpp
-    from quantbench.modelio import load_tokenizer
-
-    why = llamacpp.available()
-    if why:
-        raise RuntimeError(why)
-    outtype = CONVERT_TYPE[ctx.dtype_name]
-    converted = Path(dst) / f"model-{outtype}.gguf"
-    llamacpp.convert(src, converted, outtype)
-    ftype, _ = TYPES[params["type"]]
-    if params["type"].lower() == outtype:
-        converted.rename(Path(dst) / llamacpp.GGUF_FILE)
-        log: list[str] = []
-    else:
-        log = llamacpp.quantize_file(converted, Path(dst) / llamacpp.GGUF_FILE, ftype, torch.get_num_threads())
-        converted.unlink()  # the intermediate is the base's size: not kept
-    for name in ("config.json", "generation_config.json"):
-        if (Path(src) / name).is_file():
-            shutil.copy2(Path(src) / name, Path(dst) / name)
-    load_tokenizer(src).save_pretrained(dst)
-    summary = llamacpp.tensor_summary(Path(dst) / llamacpp.GGUF_FILE)
-    fallbacks = [line.strip() for line in log if FALLBACK_RE.search(line)]
-    return {"converted_as": outtype, "tensor_types": summary["tensor_types"],
-            "measured_bits_per_weight": summary["measured_bits_per_weight"],
-            "fallback_tensors": len(fallbacks), "fallback_examples": fallbacks[:3]}
-
-
-def load(path: str, params: dict, ctx):
-    import torch
-
-    from quantbench.llamacpp import LlamaCppModel
-
-    n_ctx = params.get("n_ctx", DEFAULTS["n_ctx"])
-    model = LlamaCppModel(path, n_threads=torch.get_num_threads(), n_ctx=n_ctx)
-    return model, model.info()
+        n_ctx = params.get("n_ctx", DEFAULTS["n_ctx"])
+        model = LlamaCppModel(path, n_threads=torch.get_num_threads(), n_ctx=n_ctx)
+        return model, model.info()

@@ -2,11 +2,11 @@
 quantization, with the inference kernel chosen explicitly and recorded."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from quantbench.backends.groups import group_size_problem
-
+from quantbench import gptqmodel_run
+from quantbench.backends.base import Backend, register
+from quantbench.backends.groups import bits_with_group_scales, group_size_problem
 
 # kernel name in the config -> (GPTQModel backend, bits it supports, runs on CPU)
 # Bits per kernel are the kernels' own SUPPORTS_BITS in gptqmodel 7.6.
@@ -27,51 +27,6 @@ CALIBRATED = True  # quantize() needs ctx.calibration_texts
 JIT = {"marlin": "marlin", "exllama_v2": "exllamav2"}
 
 
-def _env() -> None:
-    # GPTQModel's loader pool asks for 2 workers and fails on smaller machines (see PITFALLS).
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
-
-
-def describe(params: dict) -> str:
-    return (f"GPTQ {params['bits']}-bit, group {params['group_size']}, "
-            f"desc_act={params['desc_act']}, kernel {params['kernel']}")
-
-
-def needs_cuda(params: dict) -> str | None:
-    if not KERNELS[params["kernel"]][2]:
-        return f"GPTQ kernel {params['kernel']!r} runs on CUDA only"
-    return None
-
-
-def problems(params: dict, model_dims: list[int] | None) -> list[str]:
-    out = []
-    allowed = KERNELS[params["kernel"]][1]
-    if params["bits"] not in allowed:
-        out.append(f"bits: {params['bits']} is not supported by GPTQ kernel {params['kernel']!r}; "
-                   f"allowed: {', '.join(map(str, allowed))} (or another kernel)")
-    damp = params.get("damp_percent")
-    if isinstance(damp, float) and not 0 < damp < 1:  # GPTQModel's QuantizeConfig raises otherwise
-        out.append(f"damp_percent: {damp} is out of range; allowed: 0 < damp_percent < 1 "
-                   "(a fraction of the Hessian's mean diagonal)")
-    why = group_size_problem(params["group_size"], model_dims)
-    if why:
-        out.append(f"group_size: {why}")
-    return out
-
-
-def jit_extension(params: dict, dtype_name: str) -> str | None:
-    ext = JIT.get(params["kernel"])
-    if ext == "marlin":  # one build per activation dtype
-        return "marlin_bf16" if dtype_name == "bfloat16" else "marlin_fp16"
-    return ext
-
-
-def bits_per_weight(params: dict) -> float:
-    # Per group of g weights: one fp16 scale and one packed zero point of `bits` bits.
-    g = params["group_size"]
-    return params["bits"] + (16 + params["bits"]) / g if g > 0 else float(params["bits"])
-
-
 def quantize_config(params: dict, device: str = "cpu"):
     from gptqmodel import QuantizeConfig
 
@@ -81,33 +36,6 @@ def quantize_config(params: dict, device: str = "cpu"):
     return QuantizeConfig(bits=params["bits"], group_size=params["group_size"],
                           desc_act=params["desc_act"], sym=params["sym"],
                           damp_percent=params["damp_percent"], **fast)
-
-
-def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
-    _env()
-    from gptqmodel import GPTQModel
-
-    from quantbench.modelio import load_tokenizer
-
-    tokenizer = load_tokenizer(src)
-    calibration = [
-        {"input_ids": ids, "attention_mask": [1] * len(ids)}
-        for ids in (tokenizer(t, truncation=True, max_length=ctx.calibration_seq_len).input_ids
-                    for t in ctx.calibration_texts)
-    ]
-    import tempfile
-
-    from gptqmodel.looper import loop_processor
-
-    model = GPTQModel.load(src, quantize_config(params, ctx.device), device=ctx.device, dtype=ctx.dtype)
-    with tempfile.TemporaryDirectory() as logs:
-        # GPTQModel writes per-layer logs to ./logs of whatever the working directory is.
-        loop_processor._PROJECT_LOG_DIR = Path(logs)
-        model.quantize(calibration, batch_size=ctx.calibration_batch_size,
-                       calibration_data_min_length=min(10, ctx.calibration_seq_len))
-    model.save(str(dst))
-    tokenizer.save_pretrained(dst)
-    return {"calibration_samples": len(calibration)}
 
 
 def kernel_names(model) -> list[str]:
@@ -130,26 +58,79 @@ def _eager_dequantize(model) -> int:
     return n
 
 
-def load(path: str, params: dict, ctx):
-    _env()
-    import torch
-    from gptqmodel import GPTQModel
+@register("gptq")
+class GPTQ(Backend):
+    SPEC = SPEC
+    DEFAULTS = DEFAULTS
+    LOAD_ONLY = frozenset(LOAD_ONLY)
+    CALIBRATED = CALIBRATED
+    CPU_ALTERNATIVE = CPU_ALTERNATIVE
 
-    backend = KERNELS[params["kernel"]][0]
-    # GPTQModel loads in 16-bit only. A float32 run on the CPU (the default there) loads in fp16,
-    # which keeps the checkpoint's fp16 scales exact, then computes in float32: the torch kernel
-    # dequantizes into the scales' dtype and matmuls in the input's. Measured on SmolLM2-135M,
-    # 2 cores: 309 tokens/s in float32 against 6 in bf16 on an AMD EPYC without AVX512-BF16
-    # (bf16 matmuls there run 6.6x slower than fp32), and the same numbers on every CPU.
-    upcast = ctx.device == "cpu" and ctx.dtype == torch.float32
-    dtype = torch.float16 if upcast else ctx.dtype if ctx.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
-    wrapper = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=dtype)
-    model = wrapper.model
-    if upcast:
-        model = model.to(torch.float32)  # floating-point tensors only: packed int32 weights stay
-        dtype = torch.float32
-    info = {"kernel": "+".join(kernel_names(model)), "gptq_backend": backend,
-            "compute_dtype": str(dtype).removeprefix("torch.")}
-    if ctx.device == "cpu":
-        info["eager_dequantize_layers"] = _eager_dequantize(model)
-    return model, info
+    def describe(self, params: dict) -> str:
+        return (f"GPTQ {params['bits']}-bit, group {params['group_size']}, "
+                f"desc_act={params['desc_act']}, kernel {params['kernel']}")
+
+    def needs_cuda(self, params: dict) -> str | None:
+        if not KERNELS[params["kernel"]][2]:
+            return f"GPTQ kernel {params['kernel']!r} runs on CUDA only"
+        return None
+
+    def problems(self, params: dict, model_dims: list[int] | None) -> list[str]:
+        out = []
+        allowed = KERNELS[params["kernel"]][1]
+        if params["bits"] not in allowed:
+            out.append(f"bits: {params['bits']} is not supported by GPTQ kernel {params['kernel']!r}; "
+                       f"allowed: {', '.join(map(str, allowed))} (or another kernel)")
+        damp = params.get("damp_percent")
+        if isinstance(damp, float) and not 0 < damp < 1:  # GPTQModel's QuantizeConfig raises otherwise
+            out.append(f"damp_percent: {damp} is out of range; allowed: 0 < damp_percent < 1 "
+                       "(a fraction of the Hessian's mean diagonal)")
+        why = group_size_problem(params["group_size"], model_dims)
+        if why:
+            out.append(f"group_size: {why}")
+        return out
+
+    def jit_extension(self, params: dict, dtype_name: str) -> str | None:
+        ext = JIT.get(params["kernel"])
+        if ext == "marlin":  # one build per activation dtype
+            return "marlin_bf16" if dtype_name == "bfloat16" else "marlin_fp16"
+        return ext
+
+    def bits_per_weight(self, params: dict) -> float:
+        return bits_with_group_scales(params["bits"], params["group_size"])
+
+    def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
+        from quantbench.modelio import load_tokenizer
+
+        tokenizer = load_tokenizer(src)
+        rows = gptqmodel_run.calibration_rows(tokenizer, ctx.calibration_texts, ctx.calibration_seq_len)
+        model = gptqmodel_run.quantized(src, quantize_config(params, ctx.device), rows, ctx.device,
+                                        ctx.calibration_seq_len, ctx.calibration_batch_size, dtype=ctx.dtype)
+        model.save(str(dst))
+        tokenizer.save_pretrained(dst)
+        return {"calibration_samples": len(rows)}
+
+    def load(self, path: str, params: dict, ctx):
+        gptqmodel_run.environment()
+        import torch
+        from gptqmodel import GPTQModel
+
+        backend = KERNELS[params["kernel"]][0]
+        # GPTQModel loads in 16-bit only. A float32 run on the CPU (the default there) loads in fp16,
+        # which keeps the checkpoint's fp16 scales exact, then computes in float32: the torch kernel
+        # dequantizes into the scales' dtype and matmuls in the input's. Measured on SmolLM2-135M,
+        # 2 cores: 309 tokens/s in float32 against 6 in bf16 on an AMD EPYC without AVX512-BF16
+        # (bf16 matmuls there run 6.6x slower than fp32), and the same numbers on every CPU.
+        upcast = ctx.device == "cpu" and ctx.dtype == torch.float32
+        sixteen = ctx.dtype if ctx.dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+        dtype = torch.float16 if upcast else sixteen
+        wrapper = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=dtype)
+        model = wrapper.model
+        if upcast:
+            model = model.to(torch.float32)  # floating-point tensors only: packed int32 weights stay
+            dtype = torch.float32
+        info = {"kernel": "+".join(kernel_names(model)), "gptq_backend": backend,
+                "compute_dtype": str(dtype).removeprefix("torch.")}
+        if ctx.device == "cpu":
+            info["eager_dequantize_layers"] = _eager_dequantize(model)
+        return model, info

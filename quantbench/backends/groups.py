@@ -18,9 +18,17 @@ def group_size_problem(g: int, model_dims: list[int] | None, per_row: bool = Tru
     if g <= 0:
         return f"{g} must be a positive divisor of the layer widths{whole}"
     if g % multiple_of:
-        return f"{g} is not a multiple of {multiple_of}; allowed: multiples of {multiple_of} dividing the layer widths{whole}"
+        return (f"{g} is not a multiple of {multiple_of}; allowed: multiples of {multiple_of} dividing the layer "
+                f"widths{whole}")
     bad = sorted({d for d in model_dims or [] if d % g})
     if bad:
         return (f"{g} does not divide the layer width(s) {bad}; choose a divisor of "
                 f"{', '.join(map(str, sorted(set(model_dims))))}{whole}")
     return None
+
+
+def bits_with_group_scales(bits: int, group_size: int) -> float:
+    """Storage per weight of a GPTQModel-format layer (GPTQ and AWQ): per group of g weights, one
+    16-bit scale and one zero point packed at `bits` bits (AWQ stores it for zero_point false too,
+    as the grid's midpoint); per row (-1) the scales are negligible."""
+    return bits + (16 + bits) / group_size if group_size > 0 else float(bits)

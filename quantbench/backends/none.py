@@ -3,43 +3,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from quantbench.backends.base import Backend, register
 
 SPEC = {"dtype": ["float32", "float16", "bfloat16"]}
 DEFAULTS = {"dtype": "float32"}
 BITS = {"float32": 32, "float16": 16, "bfloat16": 16}
 
 
-def describe(params: dict) -> str:
-    return f"unquantized {params['dtype']}"
+@register("none")
+class Unquantized(Backend):
+    SPEC = SPEC
+    DEFAULTS = DEFAULTS
 
+    def describe(self, params: dict) -> str:
+        return f"unquantized {params['dtype']}"
 
-def needs_cuda(params: dict) -> str | None:
-    return None
+    def needs_cuda(self, params: dict) -> str | None:
+        return None
 
+    def bits_per_weight(self, params: dict) -> float:
+        return float(BITS[params["dtype"]])
 
-def bits_per_weight(params: dict) -> float:
-    return float(BITS[params["dtype"]])
+    def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
+        from quantbench.modelio import link_tree, load_causal_lm, read_meta, torch_dtype
 
+        try:
+            same = read_meta(src)["params"].get("dtype") == params["dtype"]
+        except (OSError, KeyError):  # a hub id or a folder quantbench did not write
+            same = False
+        if same:  # already in this dtype: the same bytes under a second name
+            link_tree(src, dst)
+            return {"linked_from": str(src)}
+        model, tokenizer = load_causal_lm(src, ctx.device, dtype=torch_dtype(params["dtype"]))
+        model.save_pretrained(dst)
+        tokenizer.save_pretrained(dst)
+        return {}
 
-def quantize(src: str, dst: Path, params: dict, ctx) -> dict:
-    from quantbench.modelio import link_tree, load_causal_lm, read_meta, torch_dtype
+    def load(self, path: str, params: dict, ctx):
+        from quantbench.modelio import load_causal_lm, torch_dtype
 
-    try:
-        same = read_meta(src)["params"].get("dtype") == params["dtype"]
-    except (OSError, KeyError):  # a hub id or a folder quantbench did not write
-        same = False
-    if same:  # already in this dtype: the same bytes under a second name
-        link_tree(src, dst)
-        return {"linked_from": str(src)}
-    model, tokenizer = load_causal_lm(src, ctx.device, dtype=torch_dtype(params["dtype"]))
-    model.save_pretrained(dst)
-    tokenizer.save_pretrained(dst)
-    return {}
-
-
-def load(path: str, params: dict, ctx):
-    from quantbench.modelio import load_causal_lm, torch_dtype
-
-    model, _ = load_causal_lm(path, ctx.device, dtype=torch_dtype(params["dtype"]))
-    return model, {"kernel": f"torch-{params['dtype']}"}
-
+        model, _ = load_causal_lm(path, ctx.device, dtype=torch_dtype(params["dtype"]))
+        return model, {"kernel": f"torch-{params['dtype']}"}

@@ -29,6 +29,9 @@ def load(folder: str, method: dict, device: str, route: str | None = None):
         model = AutoModel.from_pretrained(folder, device_map=device)
         kernel = "+".join(kernel_names(model))
     elif backend == "gptq":
+        from quantbench import gptqmodel_run
+
+        gptqmodel_run.environment()
         from gptqmodel import GPTQModel
 
         from quantbench.backends.gptq import KERNELS, kernel_names

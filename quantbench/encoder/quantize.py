@@ -2,11 +2,10 @@
 library refused: each backend is tried for real on the encoder (AutoModel, not a causal-LM class)."""
 from __future__ import annotations
 
-import os
-import tempfile
 import traceback
 from pathlib import Path
 
+from quantbench import gptqmodel_run
 from quantbench.modelio import torch_dtype
 
 UNSUPPORTED_FILE = "unsupported.json"
@@ -62,16 +61,9 @@ def _bnb(src: str, dst: Path, params: dict, device: str) -> dict:
 
 def _gptq_model(src: str, dst: Path, params: dict, device: str, calibration: list[dict], seq_len: int) -> dict:
     """GPTQModel's own API, as the causal-LM workflow uses it."""
-    from gptqmodel import GPTQModel
-    from gptqmodel.looper import loop_processor
-
     from quantbench.backends.gptq import quantize_config
 
-    model = GPTQModel.load(src, quantize_config(params, device), device=device)
-    with tempfile.TemporaryDirectory() as logs:
-        loop_processor._PROJECT_LOG_DIR = Path(logs)  # GPTQModel logs to ./logs otherwise
-        model.quantize(calibration, batch_size=1, calibration_data_min_length=min(10, seq_len))
-    model.save(str(dst))
+    gptqmodel_run.quantized(src, quantize_config(params, device), calibration, device, seq_len).save(str(dst))
     return {"route": "gptqmodel"}
 
 
@@ -111,10 +103,7 @@ def _gptq_transformers(src: str, dst: Path, params: dict, device: str, texts: li
 def _gptq(src: str, dst: Path, params: dict, device: str, texts: list[str], seq_len: int) -> dict:
     """GPTQModel first (the project's GPTQ backend); where it refuses the architecture, transformers'
     GPTQConfig, which is how the comparison quantized with GPTQ. Both refusals are kept."""
-    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
-    tok = _tokenizer(src)
-    calibration = [{"input_ids": ids, "attention_mask": [1] * len(ids)}
-                   for ids in (tok(t, truncation=True, max_length=seq_len).input_ids for t in texts)]
+    calibration = gptqmodel_run.calibration_rows(_tokenizer(src), texts, seq_len)
     try:
         return _gptq_model(src, dst, params, device, calibration, seq_len)
     except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError) as err:

@@ -39,14 +39,23 @@ def noise_marked(quality: pd.DataFrame) -> pd.DataFrame:
     return shown.drop(columns="within_noise").rename(columns={"delta_noise_points": "delta_noise_95"})
 
 
-def provenance_warnings(records: list[dict]) -> list[str]:
-    """One line per provenance field whose value differs between records."""
+def provenance_warnings(records: list[dict], listed: int = 6) -> list[str]:
+    """One line per provenance field whose value differs between records: every value whole (at most
+    `listed`, then how many more), and of a mapping (the libraries) only the entries that differ."""
     warnings = []
     for key in PROVENANCE_KEYS:
-        values = {str(r.get("provenance", {}).get(key)) for r in records}
-        if len(values) > 1:
-            shown = "; ".join(sorted(v[:80] for v in values)[:4])
-            warnings.append(f"records differ in `{key}` ({len(values)} values: {shown})")
+        raw = [r.get("provenance", {}).get(key) for r in records]
+        values = sorted({str(v) for v in raw})
+        if len(values) < 2:
+            continue
+        if all(isinstance(v, dict) for v in raw):
+            names = sorted({k for v in raw for k in v})
+            differ = {k: sorted({str(v.get(k)) for v in raw}) for k in names}
+            shown = "; ".join(f"{k} {' / '.join(vs)}" for k, vs in differ.items() if len(vs) > 1)
+            warnings.append(f"records differ in `{key}` ({len(values)} combinations; {shown})")
+            continue
+        more = f"; and {len(values) - listed} more" if len(values) > listed else ""
+        warnings.append(f"records differ in `{key}` ({len(values)} values: {'; '.join(values[:listed])}{more})")
     return warnings
 
 
@@ -75,8 +84,32 @@ def recipe_section(summary: pd.DataFrame, quality: pd.DataFrame, recipes: list[d
             else "_(no recipe configured)_\n")
 
 
-def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[str, str],
-           recipes: list[dict], records: list[dict], plots: list[tuple[str, str, str]], gen_spec: dict) -> str:
+def render(inputs, quant: pd.DataFrame, plots: list[tuple[str, str, str]]) -> str:
+    """The report: `inputs` (quantbench.report.figures.Inputs: the records, the tables built from
+    them and the report params), the quantize table and the figures drawn (name, file, caption).
+    Each section is a function of what it shows; together they are the report, in this order."""
+    p = inputs.params
+    parts = header(p["title"], inputs.records)
+    base = base_model.section(inputs.records)
+    if base:
+        parts.append(base)
+    parts += skipped_section(p["skipped"])
+    parts += inference_section(inputs.summary, inputs.bench, p["generate"])
+    if not inputs.bench.empty:
+        parts += throughput_section(inputs.bench)
+        parts += decode_modes_section(inputs.records)
+        parts += cell_outcomes(inputs.bench)
+    parts += finetune_section(inputs.finetune)
+    parts += quality_section(inputs.quality)
+    parts.append("## The recipe: QLoRA on bitsandbytes, merge, re-quantize with GPTQ\n")
+    parts.append(recipe_section(inputs.summary, inputs.quality, p["recipes"]))
+    parts += quantize_section(quant)
+    parts += figures_section(plots)
+    return "\n".join(parts)
+
+
+def header(title: str, records: list[dict]) -> list[str]:
+    """Title, provenance line, and a warning when the records' provenance differs."""
     warnings = provenance_warnings(records)
     prov = records[0]["provenance"] if records else {}
     parts = [f"# quantbench report: {title}\n"]
@@ -88,12 +121,17 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
                  f"{prov.get('libraries', {}).get('gptqmodel')}.\n")
     if warnings:
         parts.append("> **Warning: mixed provenance.** " + " ".join(f"The {w}." for w in warnings) + "\n")
-    base = base_model.section(records)
-    if base:
-        parts.append(base)
-    if skipped:
-        parts.append("## Skipped methods\n")
-        parts.append(fmt(pd.DataFrame([{"method": m, "reason": why} for m, why in skipped.items()])))
+    return parts
+
+
+def skipped_section(skipped: dict[str, str]) -> list[str]:
+    if not skipped:
+        return []
+    return ["## Skipped methods\n", fmt(pd.DataFrame([{"method": m, "reason": why} for m, why in skipped.items()]))]
+
+
+def inference_section(summary: pd.DataFrame, bench: pd.DataFrame, gen_spec: dict) -> list[str]:
+    parts = []
     if not bench.empty and "exclusive" in bench.columns and not bench.exclusive.all():
         parts.append("> Benchmarks ran beside other jobs (`benchmark.exclusive: false`): timings are a smoke "
                      "test of the harness, not a measurement to quote.\n")
@@ -103,57 +141,78 @@ def render(title: str, summary, bench, quality, finetune, quant, skipped: dict[s
     cols = ["variant", "kernel", "bits_per_weight", "load_s", "prefill_ms_per_token", "decode_ms_per_token",
             "decode_tokens_per_s", "weights_memory_mb", "peak_memory_mb"]
     parts.append(fmt(summary[[c for c in cols if c in summary.columns]]))
-    if not bench.empty:
-        gen = bench[(bench.scenario == "generate") & (bench.outcome == "ok")]
-        if len(gen):
-            parts.append("## Generate throughput grid (decode tokens/s)\n")
-            pivot = gen.pivot_table(index="variant", columns=["mode", "use_cache", "new_tokens", "batch_size"],
-                                    values="decode_tokens_per_s", sort=False)
-            pivot.columns = [f"{m} cache={'on' if c else 'off'} n={int(n)} bs={int(b)}" for m, c, n, b in pivot.columns]
-            parts.append(fmt(pivot.reset_index()))
-        fast = tables.fast_decode_table(records)
-        if len(fast) and (fast["mode"] != "eager").any():
-            parts.append("## Decode modes\n")
-            parts.append("Decode step time (CUDA events between the first and last decode step), the share of "
-                         "the bandwidth roofline and the GPU energy per generated token (NVML, the whole call "
-                         "over its new tokens), per mode and batch size; `token_check`: the mode's greedy tokens against eager "
-                         "generate (random weights diverge late from rounding; a difference from token 1 with no sequence "
-                         "identical is marked suspect: this check cannot tell it from a step that computes something "
-                         "else, and its timing is not a measurement to quote until a check on real weights passes).\n")
-            parts.append(fmt(fast))
-        ooms = bench[bench.outcome == "oom"]
-        if len(ooms):
-            parts.append(f"{len(ooms)} cells ran out of memory: "
-                         + ", ".join(f"{r.variant} {r.scenario} bs={r.batch_size}" for r in ooms.itertuples()) + "\n")
-        noisy = tables.noisy_cells(bench)
-        if noisy:
-            parts.append(f"{len(noisy)} timed cells kept a spread (IQR/median of the repeats) above "
-                         f"{tables.SPREAD_LIMIT:.0%}; their medians stand with that spread, and a difference "
-                         "smaller than it is no finding: " + "; ".join(noisy[:12])
-                         + (f"; and {len(noisy) - 12} more (benchmark.csv, `iqr_over_median`)" if len(noisy) > 12 else "")
-                         + "\n")
-        unsupported = bench[bench.outcome == "unsupported"]
-        if len(unsupported):
-            # e.g. llama.cpp's Python binding decodes one sequence: its batch-4 cells are not measured
-            parts.append(f"{len(unsupported)} cells could not run as asked and were not measured: " + "; ".join(
-                f"{v} ({', '.join(sorted({f'{r.scenario} bs={r.batch_size}' for r in g.itertuples()}))}: "
-                f"{g.error.iloc[0] if 'error' in g else 'unsupported'})" for v, g in unsupported.groupby("variant")) + "\n")
-    parts.append("## Fine-tuning (LoRA)\n")
+    return parts
+
+
+def throughput_section(bench: pd.DataFrame) -> list[str]:
+    gen = bench[(bench.scenario == "generate") & (bench.outcome == "ok")]
+    if not len(gen):
+        return []
+    pivot = gen.pivot_table(index="variant", columns=["mode", "use_cache", "new_tokens", "batch_size"],
+                            values="decode_tokens_per_s", sort=False)
+    pivot.columns = [f"{m} cache={'on' if c else 'off'} n={int(n)} bs={int(b)}" for m, c, n, b in pivot.columns]
+    return ["## Generate throughput grid (decode tokens/s)\n", fmt(pivot.reset_index())]
+
+
+def decode_modes_section(records: list[dict]) -> list[str]:
+    fast = tables.fast_decode_table(records)
+    if not len(fast) or not (fast["mode"] != "eager").any():
+        return []
+    return ["## Decode modes\n",
+            "Decode step time (CUDA events between the first and last decode step), the share of "
+            "the bandwidth roofline and the GPU energy per generated token (NVML, the whole call "
+            "over its new tokens), per mode and batch size; `token_check`: the mode's greedy tokens against eager "
+            "generate (random weights diverge late from rounding; a difference from token 1 with no sequence "
+            "identical is marked suspect: this check cannot tell it from a step that computes something "
+            "else, and its timing is not a measurement to quote until a check on real weights passes).\n",
+            fmt(fast)]
+
+
+def cell_outcomes(bench: pd.DataFrame) -> list[str]:
+    """The cells that ran out of memory, kept a wide spread, or could not run as asked."""
+    parts = []
+    ooms = bench[bench.outcome == "oom"]
+    if len(ooms):
+        parts.append(f"{len(ooms)} cells ran out of memory: "
+                     + ", ".join(f"{r.variant} {r.scenario} bs={r.batch_size}" for r in ooms.itertuples()) + "\n")
+    noisy = tables.noisy_cells(bench)
+    if noisy:
+        parts.append(f"{len(noisy)} timed cells kept a spread (IQR/median of the repeats) above "
+                     f"{tables.SPREAD_LIMIT:.0%}; their medians stand with that spread, and a difference "
+                     "smaller than it is no finding: " + "; ".join(noisy[:12])
+                     + (f"; and {len(noisy) - 12} more (benchmark.csv, `iqr_over_median`)" if len(noisy) > 12 else "")
+                     + "\n")
+    unsupported = bench[bench.outcome == "unsupported"]
+    if len(unsupported):
+        # e.g. llama.cpp's Python binding decodes one sequence: its batch-4 cells are not measured
+        parts.append(f"{len(unsupported)} cells could not run as asked and were not measured: " + "; ".join(
+            f"{v} ({', '.join(sorted({f'{r.scenario} bs={r.batch_size}' for r in g.itertuples()}))}: "
+            f"{g.error.iloc[0] if 'error' in g else 'unsupported'})" for v, g in unsupported.groupby("variant")) + "\n")
+    return parts
+
+
+def finetune_section(finetune: pd.DataFrame) -> list[str]:
     ft_cols = ["base", "kernel", "finetune_step_ms", "finetune_step_iqr_over_median", "finetune_tokens_per_s",
                "finetune_peak_memory_mb", "trainable_parameters", "loss_first", "loss_last"]
-    parts.append(fmt(finetune[[c for c in ft_cols if c in finetune.columns]]) if not finetune.empty else "_(none)_\n")
-    parts.append("## Quality\n")
-    parts.append("Task scores in points (0-100); `delta_average_points` against the baseline; KL(reference ‖ variant) "
-                 "in nats per token, top-1 agreement and perplexity ratio against each row's `reference`."
-                 + (" `≈` marks a delta inside `delta_noise_95`, the 95% noise of its difference to the baseline: "
-                    "no finding." if "within_noise" in quality else "") + "\n")
-    parts.append(fmt(noise_marked(quality)))
-    parts.append("## The recipe: QLoRA on bitsandbytes, merge, re-quantize with GPTQ\n")
-    parts.append(recipe_section(summary, quality, recipes))
-    if not quant.empty:
-        parts.append("## Quantization cost\n")
-        qcols = ["variant", "backend", "bits_per_weight", "quantize_s", "size_on_disk_mb"]
-        parts.append(fmt(quant[[c for c in qcols if c in quant.columns]]))
-    parts.append("## Figures\n")
-    parts += [f"![{name}]({path})\n\n_{caption}_\n" for name, path, caption in plots]
-    return "\n".join(parts)
+    return ["## Fine-tuning (LoRA)\n",
+            fmt(finetune[[c for c in ft_cols if c in finetune.columns]]) if not finetune.empty else "_(none)_\n"]
+
+
+def quality_section(quality: pd.DataFrame) -> list[str]:
+    return ["## Quality\n",
+            "Task scores in points (0-100); `delta_average_points` against the baseline; KL(reference ‖ variant) "
+            "in nats per token, top-1 agreement and perplexity ratio against each row's `reference`."
+            + (" `≈` marks a delta inside `delta_noise_95`, the 95% noise of its difference to the baseline: "
+               "no finding." if "within_noise" in quality else "") + "\n",
+            fmt(noise_marked(quality))]
+
+
+def quantize_section(quant: pd.DataFrame) -> list[str]:
+    if quant.empty:
+        return []
+    qcols = ["variant", "backend", "bits_per_weight", "quantize_s", "size_on_disk_mb"]
+    return ["## Quantization cost\n", fmt(quant[[c for c in qcols if c in quant.columns]])]
+
+
+def figures_section(plots: list[tuple[str, str, str]]) -> list[str]:
+    return ["## Figures\n"] + [f"![{name}]({path})\n\n_{caption}_\n" for name, path, caption in plots]

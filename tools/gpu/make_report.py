@@ -8,11 +8,11 @@ import sys
 
 import yaml
 
-from quantbench import experiment
+from quantbench import validation
 from quantbench.report.params import record_paths, report_params
 
 config_path, root = sys.argv[1], sys.argv[2]
-exp = experiment.build(yaml.safe_load(open(config_path)), cuda_available=True)
+exp = validation.build(yaml.safe_load(open(config_path)), cuda_available=True)
 # a run cut short leaves some variants without records: report on those it has
 records = [p for p in record_paths(exp, root) if os.path.exists(p)]
 subprocess.run([sys.executable, "workflow/scripts/report.py", "--params", json.dumps(report_params(exp)),

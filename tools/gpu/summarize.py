@@ -37,10 +37,13 @@ cols = ["variant", "mode", "batch_size", "new_tokens", "use_cache", "decode_ms_p
         "attempts", "peak_memory_mb", "first_call_s"]
 out += ["## Generate (prompt 30)\n", md(gen[[c for c in cols if c in gen]].sort_values(
     ["mode", "use_cache", "new_tokens", "batch_size", "variant"]))]
-eager = gen[(gen["mode"] == "eager") & gen.variant.isin(sorted({r["subject"] for r in recs if "+" not in r["subject"]}))]
+plain = sorted({r["subject"] for r in recs if "+" not in r["subject"]})
+eager = gen[(gen["mode"] == "eager") & gen.variant.isin(plain)]
 if len(eager):
-    eager = eager.assign(cell=[f"{'cache' if c else 'no cache'}, {int(n)} tok" for c, n in zip(eager.use_cache, eager.new_tokens)])
-    pivot = eager.pivot_table(index=["cell", "batch_size"], columns="variant", values="decode_tokens_per_s").reset_index()
+    eager = eager.assign(cell=[f"{'cache' if c else 'no cache'}, {int(n)} tok"
+                               for c, n in zip(eager.use_cache, eager.new_tokens)])
+    pivot = eager.pivot_table(index=["cell", "batch_size"], columns="variant",
+                              values="decode_tokens_per_s").reset_index()
     out += ["## Eager generate, tokens/s (the comparison's grid; prefill inside the latency)\n", md(pivot, 0)]
 prof = [{"variant": r["subject"], **{k: p.get(k) for k in ("mode", "new_tokens", "wall_ms", "kernel_ms", "gpu_busy_pct",
                                                              "launches_per_token", "error")},
@@ -48,7 +51,8 @@ prof = [{"variant": r["subject"], **{k: p.get(k) for k in ("mode", "new_tokens",
         for r in recs for p in r.get("profiles", [])]
 out += ["## Profiles (batch 1, one generate call)\n", md(pd.DataFrame(prof), 1)]
 checks = [{"variant": r["subject"], **c} for r in recs for c in r.get("fast_vs_eager", r.get("compiled_vs_eager", []))]
-out += ["## Static-cache decoders against eager generate (greedy tokens, each fast batch size)\n", md(pd.DataFrame(checks))]
+out += ["## Static-cache decoders against eager generate (greedy tokens, each fast batch size)\n",
+        md(pd.DataFrame(checks))]
 ft = [json.load(open(f)) for f in sorted(glob.glob(f"{root}/records/finetune/*.json"))]
 out += ["## LoRA fine-tuning (batch 4 x 512 tokens)\n", md(pd.DataFrame([
     {"base": r["subject"].removesuffix("+lora"), "kernel": r.get("kernel"),

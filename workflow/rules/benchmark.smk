@@ -2,23 +2,23 @@
 
 
 rule benchmark:
-    output:
-        record=f"{R}/records/benchmark/{{variant}}.json",
     input:
         unpack(variant_inputs),
         script=f"{SCRIPTS}/benchmark.py",
         lib=lambda w: library("benchmark.py", serving_backend(w.variant)),
-    params:
-        spec=lambda w: job_params(w.variant, benchmark=config["benchmark"]),
-        adapter=adapter_arg,
+    output:
+        record=f"{R}/records/benchmark/{{variant}}.json",
+    log:
+        f"{R}/logs/benchmark/{{variant}}.log",
+    conda:
+        variant_env
     # exclusive (the default): all cores, so no other job shares the machine with a benchmark.
     threads: CORES if config["benchmark"].get("exclusive", True) else 1
     resources:
         **job_resources("benchmark"),
-    conda:
-        variant_env
-    log:
-        f"{R}/logs/benchmark/{{variant}}.log",
+    params:
+        spec=lambda w: job_params(w.variant, benchmark=config["benchmark"]),
+        adapter=adapter_arg,
     shell:
-        NATIVE_KERNELS + ON_GPU + "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
+        f"{NATIVE_KERNELS}{ON_GPU}python {{input.script}} --params {{params.spec:q}} --model {{input.model}} {{params.adapter}}"
         " --record {output.record} --threads {threads} 2>&1 | tee {log}"

@@ -2,18 +2,13 @@
 import json
 import os
 import re
-import shutil
-import sys
 
 from snakemake.logging import logger
-from snakemake.utils import validate
 
-sys.path.insert(0, workflow.basedir)
-# Jobs (local or on a cluster node) import the quantbench library from this checkout.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
-# `python` in shell commands is the interpreter running Snakemake, unless a conda env overrides it.
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+
+include: "setup.smk"
+
+
 from quantbench import numerics  # noqa: E402
 
 # Every job runs the kernels an AVX2 CPU runs, whatever this CPU has beyond (quantbench.numerics:
@@ -21,63 +16,31 @@ from quantbench import numerics  # noqa: E402
 # Benchmarks undo what was set here (NATIVE_KERNELS): their timings are of this machine's own kernels.
 PINNED_HERE = numerics.pin_kernels(os.environ)
 NATIVE_KERNELS = "env " + " ".join(f"-u {k}" for k in PINNED_HERE) + " " if PINNED_HERE else ""
-if config.get("offline", True):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from quantbench import code_inputs, experiment, package_paths  # noqa: E402
+from quantbench import code_inputs, config_messages, experiment, package_paths, source_checks, validation  # noqa: E402
 from quantbench.backends import calibrated  # noqa: E402
 from quantbench.encoder import checks as encoder_checks  # noqa: E402
 
-
-from quantbench import resources as requests  # noqa: E402
-
-EXECUTOR = requests.executor_named(sys.argv, os.environ)
-# Submitting to a cluster: jobs run on nodes of their own, with allocations of their own.
-CLUSTER = requests.submits_to_cluster(EXECUTOR)
-
-
-def _cuda_visible():
-    # Decided without importing torch: submit hosts of a cluster may have no GPU of their own.
-    return bool(os.environ.get("QUANTBENCH_ASSUME_CUDA")) or shutil.which("nvidia-smi") is not None
-
-
-def _cuda_check_here():
-    """Whether `device: cuda` must find a GPU on this machine: on a workstation, yes; not on a
-    cluster's submit host, nor in a dry run (it plans, it runs nothing), nor inside a cluster job
-    (the Snakefile is read again there, also for jobs that need no GPU: the GPU jobs' own wrapper,
-    quantbench/gpu_slot.py, says when their node shows none)."""
-    in_job = workflow.remote_exec or (EXECUTOR or "").endswith("-jobstep")
-    return not (CLUSTER or requests.is_dry_run(sys.argv) or in_job)
-
-
-# The whole config is checked before any job runs: schema (one line per problem, dotted keys) first,
-# then Snakemake's validate() to fill in the schema's defaults, then semantics and the files it names.
+# The whole config is checked before any job runs: its shape (setup.smk), then semantics and the
+# files it names.
 try:
-    schema_problems = experiment.schema_errors(config)
-    if schema_problems:
-        raise experiment.ConfigError(schema_problems)
-    validate(config, "../schemas/config.schema.yaml")
+    check_schema()
     # The model's kind first: checks that read the model (context length, layer names) would only
     # report consequences of a BERT folder given here.
     kind_problems = encoder_checks.kind_errors(config, os.getcwd())
     if kind_problems:
-        raise experiment.ConfigError(kind_problems)
-    CUDA_HERE = _cuda_visible()
-    EXP = experiment.load(config, cuda_available=CUDA_HERE or not _cuda_check_here(), workdir=os.getcwd(),
-                          basedir=workflow.basedir)
-except experiment.ConfigError as err:
+        raise config_messages.ConfigError(kind_problems)
+    EXP = validation.load(config, cuda_available=cuda_for_validation(), workdir=os.getcwd(), basedir=workflow.basedir)
+except config_messages.ConfigError as err:
     raise WorkflowError(str(err)) from None
-if config.get("device") == "cuda" and not CUDA_HERE and (CLUSTER or requests.is_dry_run(sys.argv)):
-    logger.warning("config: device: 'cuda' and this machine shows no CUDA device: "
-                   + ("each job checks for one on its node" if CLUSTER else "a dry run plans without one"))
+warn_planning_without_cuda()
 for note in EXP.notes:
     logger.warning(f"config: {note}")
 for name, why in EXP.skipped.items():
     logger.warning(f"config: skipping method {name}: {why} (unsupported_methods: skip; the report lists it)")
 # Every job's record carries this hash of the whole config (through the environment, not params:
 # a params change would rerun every job).
-os.environ["QUANTBENCH_CONFIG_HASH"] = experiment.config_hash(config)
+os.environ.update(QUANTBENCH_CONFIG_HASH=experiment.config_hash(config))
 
 R = f"results/{EXP.model_name}"
 # Relative to the working directory: input paths are part of Snakemake's rerun triggers, so an
@@ -88,25 +51,16 @@ DTYPE = BASELINE.params["dtype"]
 DEVICE = config.get("device", "cpu")
 SEED = config.get("seed", 0)
 RESOURCES = config.get("resources") or {}
-# A job's threads are what a scheduler reserves for it: locally at most --cores; on a cluster (no
-# --cores, or a dry run of a submission) at most a per-job bound, never a workstation's max_threads.
-JOB_CPUS = requests.job_cpus(RESOURCES)
-try:
-    CORES = JOB_CPUS if CLUSTER else workflow.cores
-except WorkflowError:  # a cluster executor named in no way we read: each job has its own allocation
-    CORES = JOB_CPUS
-MAX_THREADS = min(CORES, config.get("max_threads", 8))
-MODEL_SIZE, _size_note = requests.planned_size(config, workflow.basedir, os.getcwd())
-if _size_note:
-    logger.warning(f"config: {_size_note}")
+MODEL_SIZE = planned_model_size()  # CORES and MAX_THREADS: setup.smk
 
 
 def library(script, *backends):
     """The quantbench files a job of workflow/scripts/<script> runs, and those of the backends it
     loads by name: inputs, so that editing the library reruns exactly the jobs that run the edited
     code (and what depends on them). Relative to the working directory, like SCRIPTS."""
-    files = code_inputs.modules(f"{workflow.basedir}/workflow/scripts/{script}", workflow.basedir,
-                                tuple(sorted(set(backends))))
+    files = code_inputs.modules(
+        f"{workflow.basedir}/workflow/scripts/{script}", workflow.basedir, tuple(sorted(set(backends)))
+    )
     return [os.path.relpath(f) for f in files]
 
 
@@ -140,19 +94,35 @@ def method_env(wildcards):
 
 
 # The stage each rule's requests are derived for (quantbench/resources.py); data and report jobs are light.
-STAGES = {"build_random_model": "build", "build_gguf_base": "build", "build_toy_model": "build",
-          "quantize": "quantize", "requantize": "quantize", "finetune": "finetune", "merge": "merge",
-          "reference_logprobs": "reference_logprobs", "evaluate": "evaluate", "benchmark": "benchmark"}
+STAGES = {
+    "build_random_model": "build",
+    "build_gguf_base": "build",
+    "build_toy_model": "build",
+    "quantize": "quantize",
+    "requantize": "quantize",
+    "finetune": "finetune",
+    "merge": "merge",
+    "reference_logprobs": "reference_logprobs",
+    "evaluate": "evaluate",
+    "benchmark": "benchmark",
+}
 
 
-def job_resources(rule, uses_model=True, backend=None):
+def job_resources(name, uses_model=True, backend=None):
     """Per-job requests (quantbench.resources.job_request) for the rule's stage; `backend`: a
     function of the job's wildcards naming the backend a quantize job runs (its runtime depends on it)."""
-    stage = STAGES.get(rule, "light") if uses_model or rule.startswith("build_") else "light"
+    stage = STAGES.get(name, "light") if uses_model or name.startswith("build_") else "light"
 
     def request(backend_name=None):
-        return requests.job_request(rule, stage, config=config, size=MODEL_SIZE, uses_model=uses_model,
-                                    environ=os.environ, backend=backend_name)
+        return requests.job_request(
+            name,
+            stage,
+            config=config,
+            size=MODEL_SIZE,
+            uses_model=uses_model,
+            environ=os.environ,
+            backend=backend_name,
+        )
 
     res = request()
     if backend:
@@ -172,11 +142,14 @@ def check_resource_keys():
     """A `resources:` entry names a rule; a misspelt one (quantise) would leave its rule at the
     defaults without a word. Called once every rule is defined."""
     rules = sorted({r.name for r in workflow.rules} | {"default"})
-    bad = [f"resources.{k}: not one of the workflow's rules;{experiment.did_you_mean(k, rules)} "
-           f"allowed: {', '.join(rules)} (or a setting: {', '.join(RESOURCE_SETTINGS)})"
-           for k in RESOURCES if k not in rules and k not in RESOURCE_SETTINGS]
+    bad = [
+        f"resources.{k}: not one of the workflow's rules;{config_messages.did_you_mean(k, rules)} "
+        f"allowed: {', '.join(rules)} (or a setting: {', '.join(RESOURCE_SETTINGS)})"
+        for k in RESOURCES
+        if k not in rules and k not in RESOURCE_SETTINGS
+    ]
     if bad:
-        raise WorkflowError(str(experiment.ConfigError(bad)))
+        raise WorkflowError(str(config_messages.ConfigError(bad)))
 
 
 def alternation(names):
@@ -192,8 +165,17 @@ wildcard_constraints:
 
 def job_params(variant, **extra):
     """What a job's output depends on, as JSON: params: changes rerun exactly the jobs they affect."""
-    return json.dumps({"variant": variant, "device": DEVICE, "dtype": DTYPE, "seed": SEED,
-                       "offline": config.get("offline", True), **extra}, sort_keys=True)
+    return json.dumps(
+        {
+            "variant": variant,
+            "device": DEVICE,
+            "dtype": DTYPE,
+            "seed": SEED,
+            "offline": config.get("offline", True),
+            **extra,
+        },
+        sort_keys=True,
+    )
 
 
 def method_entry(name):
@@ -212,8 +194,11 @@ def base_model():
 # Files inside installed packages (pkg:<package>/<path>) are resolved here, once, to real paths.
 GGUF_FILE = package_paths.resolve(config["model"]["path"]) if config["model"]["source"] == "gguf" else None
 DATA_SOURCE = config.get("data", {}).get("source", "toy")
-WORDNET_DIR = (package_paths.resolve(config["data"].get("wordnet", {}).get("path", experiment.WORDNET_DEFAULT))
-               if DATA_SOURCE == "wordnet" else None)
+WORDNET_DIR = (
+    package_paths.resolve(config["data"].get("wordnet", {}).get("path", source_checks.WORDNET_DEFAULT))
+    if DATA_SOURCE == "wordnet"
+    else None
+)
 
 
 def base_model_input(wildcards=None):
@@ -266,3 +251,6 @@ def get_final_output():
     consumers are up to date for a deleted intermediate and leaves it, so a deleted quantize record
     would never be made again while the report kept showing it (report_records: report.smk)."""
     return report_records() + [f"{R}/report/report.md"]
+
+
+include: "stage_functions.smk"

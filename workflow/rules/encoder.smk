@@ -4,39 +4,24 @@
 import json
 import os
 import re
-import shutil
-import sys
 
-from snakemake.utils import validate
 
-sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
-if config.get("offline", True):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+include: "setup.smk"
 
-from quantbench import experiment, package_paths  # noqa: E402
+
+from quantbench import package_paths, validation  # noqa: E402
 from quantbench.encoder import checks  # noqa: E402
 
 try:
-    problems = experiment.schema_errors(config)
-    if problems:
-        raise experiment.ConfigError(problems)
-    validate(config, "../schemas/config.schema.yaml")
+    check_schema()
     # Methods and baseline as for a causal LM; the files an encoder needs are checked by checks.
-    # As in common.smk: a cluster's submit host and a dry run plan without a GPU; jobs check theirs.
-    from quantbench import resources as _req
-
-    _plans_only = _req.submits_to_cluster(_req.executor_named(sys.argv, os.environ)) or _req.is_dry_run(sys.argv)
-    EXP = experiment.build(config, cuda_available=bool(shutil.which("nvidia-smi")) or _plans_only
-                           or bool(os.environ.get("QUANTBENCH_ASSUME_CUDA")))
+    EXP = validation.build(config, cuda_available=cuda_for_validation())
     problems = checks.encoder_errors(config, os.getcwd())
     if problems:
-        raise experiment.ConfigError(problems)
-except experiment.ConfigError as err:
+        raise config_messages.ConfigError(problems)
+except config_messages.ConfigError as err:
     raise WorkflowError(str(err)) from None
+warn_planning_without_cuda()
 for name, why in EXP.skipped.items():
     logger.warning(f"config: skipping method {name}: {why} (the encoder report lists it)")
 
@@ -49,22 +34,14 @@ from quantbench.encoder.wordnet_examples import is_wordnet_data_file  # noqa: E4
 SENTENCES = f"{R}/data/sentences.jsonl" if is_wordnet_data_file(ENC["sentences"]) else ENC["sentences"]
 SENTENCES_INPUT = [SENTENCES] if SENTENCES != ENC["sentences"] else []
 DEVICE = config.get("device", "cpu")
-from quantbench import resources as requests  # noqa: E402
-
-# As in common.smk: threads bounded per job on a cluster, requests derived from the model's size.
-CLUSTER = requests.submits_to_cluster(requests.executor_named(sys.argv, os.environ))
-try:
-    CORES = requests.job_cpus(config.get("resources") or {}) if CLUSTER else workflow.cores
-except WorkflowError:  # no --cores: each job has its own allocation
-    CORES = requests.job_cpus(config.get("resources") or {})
-MAX_THREADS = min(CORES, config.get("max_threads", 8))
-MODEL_SIZE, _ = requests.planned_size(config, workflow.basedir, os.getcwd())
+# Threads bounded as for causal LMs (MAX_THREADS: setup.smk); requests derived from the model's size.
+MODEL_SIZE = planned_model_size()
 SHARED_ENVS = {"none": "bnb", "awq": "gptq"}  # as common.smk: backends without an env of their own
+REPORT_ENV = os.path.join(workflow.basedir, "envs", "report.yaml")
 
 
-def encoder_resources(rule, stage, uses_model=True):
-    return requests.job_request(rule, stage, config=config, size=MODEL_SIZE, uses_model=uses_model,
-                                environ=os.environ)
+def encoder_resources(name, stage, uses_model=True):
+    return requests.job_request(name, stage, config=config, size=MODEL_SIZE, uses_model=uses_model, environ=os.environ)
 
 
 def encoder_env(method):
@@ -73,31 +50,36 @@ def encoder_env(method):
     return os.path.join(workflow.basedir, "envs", f"{SHARED_ENVS.get(backend, backend)}.yaml")
 
 
-REPORT_ENV = os.path.join(workflow.basedir, "envs", "report.yaml")
-
-
 def encoder_params(method):
     """What an encoder job's output depends on: params: changes rerun exactly those jobs."""
     m = EXP.methods[method]
-    return json.dumps({"method": {"name": m.name, "backend": m.backend, "params": m.params},
-                       "model_path": config["model"]["path"], "device": DEVICE, "seed": config.get("seed", 0),
-                       **ENC, "sentences": SENTENCES, "sentences_from": ENC["sentences"]},
-                      sort_keys=True)
+    return json.dumps(
+        {
+            "method": {"name": m.name, "backend": m.backend, "params": m.params},
+            "model_path": config["model"]["path"],
+            "device": DEVICE,
+            "seed": config.get("seed", 0),
+            **ENC,
+            "sentences": SENTENCES,
+            "sentences_from": ENC["sentences"],
+        },
+        sort_keys=True,
+    )
 
 
 rule encoder_sentences:
-    output:
-        f"{R}/data/sentences.jsonl",
     input:
         script=f"{SCRIPTS}/encoder_sentences.py",
-    params:
-        wordnet=ENC["sentences"],
-    resources:
-        **encoder_resources("encoder_sentences", "light", uses_model=False),
-    conda:
-        REPORT_ENV
+    output:
+        f"{R}/data/sentences.jsonl",
     log:
         f"{R}/logs/encoder/sentences.log",
+    conda:
+        REPORT_ENV
+    resources:
+        **encoder_resources("encoder_sentences", "light", uses_model=False),
+    params:
+        wordnet=ENC["sentences"],
     shell:
         "python {input.script} --wordnet {params.wordnet:q} --out {output} 2>&1 | tee {log}"
 
@@ -107,66 +89,66 @@ wildcard_constraints:
 
 
 rule encoder_quantize:
-    output:
-        model=directory(f"{R}/models/{{method}}"),
-        record=f"{R}/records/quantize/{{method}}.json",
     input:
         sentences=SENTENCES_INPUT,
         script=f"{SCRIPTS}/encoder_quantize.py",
-    params:
-        spec=lambda w: encoder_params(w.method),
+    output:
+        model=directory(f"{R}/models/{{method}}"),
+        record=f"{R}/records/quantize/{{method}}.json",
+    log:
+        f"{R}/logs/quantize/{{method}}.log",
+    conda:
+        lambda w: encoder_env(w.method)
     threads: MAX_THREADS
     resources:
         **encoder_resources("encoder_quantize", "quantize"),
-    conda:
-        lambda w: encoder_env(w.method)
-    log:
-        f"{R}/logs/quantize/{{method}}.log",
+    params:
+        spec=lambda w: encoder_params(w.method),
     shell:
         "python {input.script} --params {params.spec:q} --out {output.model} --record {output.record}"
         " --threads {threads} 2>&1 | tee {log}"
 
 
 rule encoder_reference:
-    output:
-        f"{R}/reference/encoder_embeddings.pt",
     input:
         model=f"{R}/models/{EXP.baseline}",
         record=f"{R}/records/quantize/{EXP.baseline}.json",
         sentences=SENTENCES_INPUT,
         script=f"{SCRIPTS}/encoder_embed.py",
-    params:
-        spec=encoder_params(EXP.baseline),
+    output:
+        f"{R}/reference/encoder_embeddings.pt",
+    log:
+        f"{R}/logs/encoder/reference.log",
+    conda:
+        encoder_env(EXP.baseline)
     threads: MAX_THREADS
     resources:
         **encoder_resources("encoder_reference", "evaluate"),
-    conda:
-        encoder_env(EXP.baseline)
-    log:
-        f"{R}/logs/encoder/reference.log",
+    params:
+        spec=encoder_params(EXP.baseline),
     shell:
         "python {input.script} --params {params.spec:q} --model {input.model} --quantize-record {input.record}"
         " --embeddings {output} --threads {threads} 2>&1 | tee {log}"
 
 
 rule encoder_evaluate:
-    output:
-        f"{R}/records/encoder/{{method}}.json",
     input:
         model=f"{R}/models/{{method}}",
         record=f"{R}/records/quantize/{{method}}.json",
         reference=rules.encoder_reference.output,
         sentences=SENTENCES_INPUT,
         script=f"{SCRIPTS}/encoder_embed.py",
-    params:
-        spec=lambda w: encoder_params(w.method),
+    output:
+        f"{R}/records/encoder/{{method}}.json",
+    log:
+        f"{R}/logs/encoder/{{method}}.log",
+    conda:
+        lambda w: encoder_env(w.method)
     threads: MAX_THREADS
     resources:
         **encoder_resources("encoder_evaluate", "evaluate"),
-    conda:
-        lambda w: encoder_env(w.method)
-    log:
-        f"{R}/logs/encoder/{{method}}.log",
+    params:
+        spec=lambda w: encoder_params(w.method),
     shell:
         "python {input.script} --params {params.spec:q} --model {input.model} --quantize-record {input.record}"
         " --reference {input.reference} --record {output} --threads {threads} 2>&1 | tee {log}"
@@ -176,27 +158,41 @@ def encoder_setup():
     path = package_paths.resolve(config["model"]["path"])
     with open(os.path.join(path, "config.json")) as f:
         model_type = json.load(f).get("model_type")
-    return {"model": config["model"]["path"], "model_type": model_type, "sentences_file": ENC["sentences"],
-            "max_sentences": ENC["max_sentences"], "batch_size": ENC["batch_size"], "max_length": ENC["max_length"],
-            "device": DEVICE, "baseline": EXP.baseline}
+    return {
+        "model": config["model"]["path"],
+        "model_type": model_type,
+        "sentences_file": ENC["sentences"],
+        "max_sentences": ENC["max_sentences"],
+        "batch_size": ENC["batch_size"],
+        "max_length": ENC["max_length"],
+        "device": DEVICE,
+        "baseline": EXP.baseline,
+    }
 
 
 rule encoder_report:
+    input:
+        records=expand(f"{R}/records/encoder/{{m}}.json", m=EXP.runnable),
+        script=f"{SCRIPTS}/encoder_report.py",
     output:
         md=report(f"{R}/report/encoder.md", category="Encoder", caption="../report/encoder.rst"),
         csv=f"{R}/report/encoder.csv",
         claims=f"{R}/report/encoder_claims.csv",
-    input:
-        records=expand(f"{R}/records/encoder/{{m}}.json", m=EXP.runnable),
-        script=f"{SCRIPTS}/encoder_report.py",
-    params:
-        spec=json.dumps({"title": EXP.model_name, "min_cosine": ENC["min_cosine"], "setup": encoder_setup(),
-                         "skipped": EXP.skipped}, sort_keys=True),
-    resources:
-        **encoder_resources("encoder_report", "light", uses_model=False),
-    conda:
-        REPORT_ENV
     log:
         f"{R}/logs/report/encoder.log",
+    conda:
+        REPORT_ENV
+    resources:
+        **encoder_resources("encoder_report", "light", uses_model=False),
+    params:
+        spec=json.dumps(
+            {
+                "title": EXP.model_name,
+                "min_cosine": ENC["min_cosine"],
+                "setup": encoder_setup(),
+                "skipped": EXP.skipped,
+            },
+            sort_keys=True,
+        ),
     shell:
         "python {input.script} --params {params.spec:q} --records {input.records} --out {R}/report 2>&1 | tee {log}"

@@ -1,61 +1,51 @@
 # Quality of every variant: lm-eval suite, plus KL / top-1 agreement / perplexity against a reference.
-from quantbench import suites
-
-
-def evaluate_params(variant):
-    ev = {"suite": "toy", "num_fewshot": None, "limit": None, "batch_size": 8, "max_length": None,
-          "fewshot_seed": 1234, "distribution_tokens": 4096, "distribution_window": 128,
-          **config.get("evaluate", {})}
-    # The resolved task list is part of the params: the dry run shows it, and a suite change reruns.
-    tasks = [f"{e['task']}:{suites.fewshot(e, ev['num_fewshot'])}-shot" for e in suites.suite(ev["suite"])]
-    return job_params(variant, evaluate=ev, tasks=tasks, heldout_dataset=dataset_spec("heldout"))
 
 
 rule reference_logprobs:
-    output:
-        f"{R}/reference/{{variant}}.pt",
     input:
         unpack(variant_inputs),
         data=data_input("heldout"),
         script=f"{SCRIPTS}/reference_logprobs.py",
         lib=lambda w: library("reference_logprobs.py", serving_backend(w.variant)),
+    output:
+        f"{R}/reference/{{variant}}.pt",
+    log:
+        f"{R}/logs/reference/{{variant}}.log",
+    conda:
+        variant_env
+    resources:
+        **job_resources("reference_logprobs"),
     params:
         spec=lambda w: evaluate_params(w.variant),
         adapter=adapter_arg,
         heldout=data_file("heldout") or "none",
-    resources:
-        **job_resources("reference_logprobs"),
-    conda:
-        variant_env
-    log:
-        f"{R}/logs/reference/{{variant}}.log",
     shell:
-        ON_GPU + "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
+        f"{ON_GPU}python {{input.script}} --params {{params.spec:q}} --model {{input.model}} {{params.adapter}}"
         " --heldout {params.heldout} --out {output} --threads {threads} 2>&1 | tee {log}"
 
 
 rule evaluate:
-    output:
-        record=f"{R}/records/evaluate/{{variant}}.json",
-        lm_eval=f"{R}/lm_eval/{{variant}}.json",
     input:
         unpack(variant_inputs),
         reference=lambda w: f"{R}/reference/{EXP.reference(experiment.parse_variant(w.variant))}.pt",
         data=data_input("heldout"),
         script=f"{SCRIPTS}/evaluate.py",
         lib=lambda w: library("evaluate.py", serving_backend(w.variant)),
+    output:
+        record=f"{R}/records/evaluate/{{variant}}.json",
+        lm_eval=f"{R}/lm_eval/{{variant}}.json",
+    log:
+        f"{R}/logs/evaluate/{{variant}}.log",
+    conda:
+        # a GGUF file is scored by llama.cpp: its env carries lm-eval too
+        lambda w: conda_env("gguf" if serving_backend(w.variant) == "gguf" else "eval")
+    resources:
+        **job_resources("evaluate"),
     params:
         spec=lambda w: evaluate_params(w.variant),
         adapter=adapter_arg,
         data=lambda w, input: f"--data {input.data}" if input.data else "",
-    resources:
-        **job_resources("evaluate"),
-    conda:
-        # a GGUF file is scored by llama.cpp: its env carries lm-eval too
-        lambda w: conda_env("gguf" if serving_backend(w.variant) == "gguf" else "eval")
-    log:
-        f"{R}/logs/evaluate/{{variant}}.log",
     shell:
-        ON_GPU + "python {input.script} --params {params.spec:q} --model {input.model} {params.adapter}"
+        f"{ON_GPU}python {{input.script}} --params {{params.spec:q}} --model {{input.model}} {{params.adapter}}"
         " --reference {input.reference} {params.data} --record {output.record}"
         " --lm-eval-out {output.lm_eval} --threads {threads} 2>&1 | tee {log}"

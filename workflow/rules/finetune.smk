@@ -2,26 +2,25 @@
 
 
 rule finetune:
-    output:
-        adapter=directory(f"{R}/adapters/{{base}}+lora"),
-        record=f"{R}/records/finetune/{{base}}.json",
     input:
         model=f"{R}/models/{{base}}",
         data=data_input("finetune"),
         script=f"{SCRIPTS}/finetune.py",
         lib=lambda w: library("finetune.py", EXP.methods[w.base].backend),
-    params:
-        spec=lambda w: job_params(f"{w.base}+lora", finetune=config["finetune"],
-                                  dataset=dataset_spec("finetune")),
-        data=data_file("finetune") or "none",
-        threads=JOB_THREADS,  # torch's; `threads:` below is what the scheduler reserves
+    output:
+        adapter=directory(f"{R}/adapters/{{base}}+lora"),
+        record=f"{R}/records/finetune/{{base}}.json",
+    log:
+        f"{R}/logs/finetune/{{base}}.log",
+    conda:
+        lambda w: backend_env(EXP.methods[w.base].backend)
     threads: MAX_THREADS
     resources:
         **job_resources("finetune"),
-    conda:
-        lambda w: backend_env(EXP.methods[w.base].backend)
-    log:
-        f"{R}/logs/finetune/{{base}}.log",
+    params:
+        spec=lambda w: job_params(f"{w.base}+lora", finetune=config["finetune"], dataset=dataset_spec("finetune")),
+        data=data_file("finetune") or "none",
+        threads=JOB_THREADS,  # torch's; `threads:` below is what the scheduler reserves
     shell:
-        ON_GPU + "python {input.script} --params {params.spec:q} --model {input.model} --data {params.data}"
+        f"{ON_GPU}python {{input.script}} --params {{params.spec:q}} --model {{input.model}} --data {{params.data}}"
         " --out {output.adapter} --record {output.record} --threads {params.threads} 2>&1 | tee {log}"

@@ -3,24 +3,24 @@
 
 
 rule build_gguf_base:
-    output:
-        model=directory(f"{R}/models/base"),
-        record=f"{R}/records/build/base.json",
     input:
         # an installed package's file is named by package in the config; the job gets its real path
         gguf=GGUF_FILE,
         script=f"{SCRIPTS}/build_gguf_base.py",
         lib=library("build_gguf_base.py"),
-    params:
-        spec=job_params("base", model={"source": "gguf", "path": config["model"]["path"]}),
-        threads=JOB_THREADS,  # torch's; `threads:` below is what the scheduler reserves
+    output:
+        model=directory(f"{R}/models/base"),
+        record=f"{R}/records/build/base.json",
+    log:
+        f"{R}/logs/build_gguf_base.log",
+    conda:
+        conda_env("bnb")
     threads: MAX_THREADS
     resources:
         **job_resources("build_gguf_base", uses_model=False),
-    conda:
-        conda_env("bnb")
-    log:
-        f"{R}/logs/build_gguf_base.log",
+    params:
+        spec=job_params("base", model={"source": "gguf", "path": config["model"]["path"]}),
+        threads=JOB_THREADS,  # torch's; `threads:` below is what the scheduler reserves
     shell:
         "python {input.script} --params {params.spec:q} --gguf {input.gguf:q} --out {output.model}"
         " --record {output.record} --threads {params.threads} 2>&1 | tee {log}"

@@ -1,22 +1,6 @@
 # Quantize the base model with each method; re-quantize merged models for deployment.
 
 
-def quantize_spec(variant, method):
-    m = EXP.methods[method]
-    extra = {"method": method_entry(method)}
-    if calibrated(m.backend):  # calibration settings matter to GPTQ and AWQ only
-        data = config.get("data", {})
-        extra.update(calibration=dataset_spec("calibration"),
-                     calibration_samples=data.get("calibration_samples", 128),
-                     calibration_seq_len=data.get("calibration_seq_len", 512))
-    return job_params(variant, **extra)
-
-
-def calibration_arg(method):
-    path = data_file("calibration")
-    return f"--calibration {path}" if path and calibrated(EXP.methods[method].backend) else ""
-
-
 # Methods whose checkpoints would be identical (they differ only in a load-time choice such as
 # the GPTQ kernel) share one quantize job; the others link its output.
 OWNERS = [m for m in EXP.runnable if EXP.checkpoint_of(m) == m]
@@ -28,73 +12,73 @@ localrules:
 
 
 rule quantize:
-    wildcard_constraints:
-        method=alternation(OWNERS),
-    output:
-        model=directory(f"{R}/models/{{method}}"),
-        record=f"{R}/records/quantize/{{method}}.json",
     input:
         base=base_model_input,
         data=data_input("calibration"),
         script=f"{SCRIPTS}/quantize.py",
         lib=lambda w: library("quantize.py", EXP.methods[w.method].backend),
+    output:
+        model=directory(f"{R}/models/{{method}}"),
+        record=f"{R}/records/quantize/{{method}}.json",
+    log:
+        f"{R}/logs/quantize/{{method}}.log",
+    wildcard_constraints:
+        method=alternation(OWNERS),
+    conda:
+        method_env
+    resources:
+        **job_resources("quantize", backend=lambda w: EXP.methods[w.method].backend),
     params:
         spec=lambda w: quantize_spec(w.method, w.method),
         src=base_model(),
         calibration=lambda w: calibration_arg(w.method),
-    resources:
-        **job_resources("quantize", backend=lambda w: EXP.methods[w.method].backend),
-    conda:
-        method_env
-    log:
-        f"{R}/logs/quantize/{{method}}.log",
     shell:
-        ON_GPU + "python {input.script} --params {params.spec:q} --src {params.src} {params.calibration}"
+        f"{ON_GPU}python {{input.script}} --params {{params.spec:q}} --src {{params.src}} {{params.calibration}}"
         " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"
 
 
 rule reuse_checkpoint:
-    wildcard_constraints:
-        method=alternation(SHARERS),
-    output:
-        model=directory(f"{R}/models/{{method}}"),
-        record=f"{R}/records/quantize/{{method}}.json",
     input:
         model=lambda w: f"{R}/models/{EXP.checkpoint_of(w.method)}",
         record=lambda w: f"{R}/records/quantize/{EXP.checkpoint_of(w.method)}.json",
         script=f"{SCRIPTS}/reuse_checkpoint.py",
         lib=library("reuse_checkpoint.py"),
-    params:
-        spec=lambda w: quantize_spec(w.method, w.method),
-    resources:
-        **job_resources("quantize", uses_model=False),
-    conda:
-        method_env
+    output:
+        model=directory(f"{R}/models/{{method}}"),
+        record=f"{R}/records/quantize/{{method}}.json",
     log:
         f"{R}/logs/quantize/{{method}}.log",
+    wildcard_constraints:
+        method=alternation(SHARERS),
+    conda:
+        method_env
+    resources:
+        **job_resources("quantize", uses_model=False),
+    params:
+        spec=lambda w: quantize_spec(w.method, w.method),
     shell:
         "python {input.script} --params {params.spec:q} --src {input.model} --src-record {input.record}"
         " --out {output.model} --record {output.record} 2>&1 | tee {log}"
 
 
 rule requantize:
-    output:
-        model=directory(f"{R}/models/{{base}}+lora+merge-{{kind}}+{{method}}"),
-        record=f"{R}/records/quantize/{{base}}+lora+merge-{{kind}}+{{method}}.json",
     input:
         merged=f"{R}/models/{{base}}+lora+merge-{{kind}}",
         data=data_input("calibration"),
         script=f"{SCRIPTS}/quantize.py",
         lib=lambda w: library("quantize.py", EXP.methods[w.method].backend),
+    output:
+        model=directory(f"{R}/models/{{base}}+lora+merge-{{kind}}+{{method}}"),
+        record=f"{R}/records/quantize/{{base}}+lora+merge-{{kind}}+{{method}}.json",
+    log:
+        f"{R}/logs/requantize/{{base}}+lora+merge-{{kind}}+{{method}}.log",
+    conda:
+        method_env
+    resources:
+        **job_resources("requantize", backend=lambda w: EXP.methods[w.method].backend),
     params:
         spec=lambda w: quantize_spec(f"{w.base}+lora+merge-{w.kind}+{w.method}", w.method),
         calibration=lambda w: calibration_arg(w.method),
-    resources:
-        **job_resources("requantize", backend=lambda w: EXP.methods[w.method].backend),
-    conda:
-        method_env
-    log:
-        f"{R}/logs/requantize/{{base}}+lora+merge-{{kind}}+{{method}}.log",
     shell:
-        ON_GPU + "python {input.script} --params {params.spec:q} --src {input.merged} {params.calibration}"
+        f"{ON_GPU}python {{input.script}} --params {{params.spec:q}} --src {{input.merged}} {{params.calibration}}"
         " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"

@@ -4,44 +4,47 @@
 
 
 rule build_corpus:
-    output:
-        directory(f"{R}/data"),
     input:
         script=f"{SCRIPTS}/build_toy_data.py",
         lib=library("build_toy_data.py"),
-    params:
-        spec=job_params("data"),
-    resources:
-        **job_resources("build_corpus", uses_model=False),
-    conda:
-        conda_env("bnb")
+    output:
+        directory(f"{R}/data"),
     log:
         f"{R}/logs/build_corpus.log",
+    conda:
+        conda_env("bnb")
+    resources:
+        **job_resources("build_corpus", uses_model=False),
+    params:
+        spec=job_params("data"),
     shell:
         "python {input.script} --params {params.spec:q} --out {output} > {log} 2>&1"
 
 
 rule build_random_model:
-    output:
-        model=directory(f"{R}/models/base"),
-        record=f"{R}/records/build/base.json",
     input:
         # relative to the project, so the workflow also runs with --directory elsewhere
         architecture=os.path.relpath(os.path.join(workflow.basedir, config["model"]["architecture"])),
         data=f"{R}/data",
         script=f"{SCRIPTS}/build_random_model.py",
         lib=library("build_random_model.py"),
-    params:
-        spec=job_params("base", random_weights=True,
-                        model={k: config["model"].get(k) for k in ("architecture", "num_hidden_layers")}),
+    output:
+        model=directory(f"{R}/models/base"),
+        record=f"{R}/records/build/base.json",
+    log:
+        f"{R}/logs/build_random_model.log",
+    conda:
+        conda_env("bnb")
     threads: MAX_THREADS
     resources:
         **job_resources("build_random_model"),
-    conda:
-        conda_env("bnb")
-    log:
-        f"{R}/logs/build_random_model.log",
+    params:
+        spec=job_params(
+            "base",
+            random_weights=True,
+            model={k: config["model"].get(k) for k in ("architecture", "num_hidden_layers")},
+        ),
     shell:
-        ON_GPU + "python {input.script} --params {params.spec:q} --architecture {input.architecture}"
+        f"{ON_GPU}python {{input.script}} --params {{params.spec:q}} --architecture {{input.architecture}}"
         " --corpus {input.data}/corpus.jsonl --out {output.model} --record {output.record}"
         " --threads {threads} 2>&1 | tee {log}"

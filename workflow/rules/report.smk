@@ -1,50 +1,40 @@
 # Tables, figures and the markdown report, all read from the result records.
 
 
-def report_params():
-    from quantbench.report.params import report_params as params
-
-    return json.dumps(params(EXP), sort_keys=True)
-
-
-def report_records(wildcards=None):
-    from quantbench.report.params import record_paths
-
-    return record_paths(EXP, R)
-
-
-def report_figures():
-    from quantbench.report.figures import wanted
-    from quantbench.report.params import stages
-
-    return wanted(stages(EXP))
-
-
 REPORT = f"{R}/report"
+# The tables a setup's stages fill: a speed-only setup (no evaluate:, no fine-tune) gets no empty
+# quality.csv or finetune.csv (report.py writes the same set).
+STAGES = json.loads(report_params())["stages"]
+QUALITY_TABLE = (
+    [report(f"{REPORT}/quality.csv", category="Tables", caption="../report/quality.rst")]
+    if "evaluate" in STAGES
+    else []
+)
+FINETUNE_TABLE = [f"{REPORT}/finetune.csv"] if "finetune" in STAGES else []
 
 
 rule report:
-    output:
-        md=report(f"{REPORT}/report.md", category="Report", caption="../report/workflow.rst"),
-        summary=report(f"{REPORT}/summary.csv", category="Tables", caption="../report/summary.rst"),
-        benchmark=report(f"{REPORT}/benchmark.csv", category="Tables", caption="../report/benchmark.rst"),
-        quality=report(f"{REPORT}/quality.csv", category="Tables", caption="../report/quality.rst"),
-        quantize=f"{REPORT}/quantize.csv",
-        finetune=f"{REPORT}/finetune.csv",
-        plots=report(
-            expand(f"{REPORT}/{{p}}.png", p=report_figures()),
-            category="Figures", caption="../report/figure.rst"),
     input:
         records=report_records(),
         script=f"{SCRIPTS}/report.py",
         lib=library("report.py"),
-    params:
-        spec=report_params(),
-    resources:
-        **job_resources("report", uses_model=False),
-    conda:
-        conda_env("report")
+    output:
+        md=report(f"{REPORT}/report.md", category="Report", caption="../report/workflow.rst"),
+        summary=report(f"{REPORT}/summary.csv", category="Tables", caption="../report/summary.rst"),
+        benchmark=report(f"{REPORT}/benchmark.csv", category="Tables", caption="../report/benchmark.rst"),
+        quantize=f"{REPORT}/quantize.csv",
+        stage_tables=QUALITY_TABLE + FINETUNE_TABLE,
+        plots=report(
+            expand(f"{REPORT}/{{p}}.png", p=report_figures()), category="Figures", caption="../report/figure.rst"
+        ),
     log:
         f"{R}/logs/report.log",
+    conda:
+        conda_env("report")
+    resources:
+        **job_resources("report", uses_model=False),
+    params:
+        spec=report_params(),
+        out=lambda wildcards, output: os.path.dirname(output.md),
     shell:
-        "python {input.script} --params {params.spec:q} --records {input.records} --out {REPORT} > {log} 2>&1"
+        "python {input.script} --params {params.spec:q} --records {input.records} --out {params.out} > {log} 2>&1"

@@ -2,41 +2,41 @@
 
 
 rule build_toy_data:
-    output:
-        directory(f"{R}/data"),
     input:
         script=f"{SCRIPTS}/build_toy_data.py",
         lib=library("build_toy_data.py"),
-    params:
-        spec=job_params("data"),
-    resources:
-        **job_resources("build_toy_data", uses_model=False),
-    conda:
-        conda_env("report")
+    output:
+        directory(f"{R}/data"),
     log:
         f"{R}/logs/build_toy_data.log",
+    conda:
+        conda_env("report")
+    resources:
+        **job_resources("build_toy_data", uses_model=False),
+    params:
+        spec=job_params("data"),
     shell:
         "python {input.script} --params {params.spec:q} --out {output} > {log} 2>&1"
 
 
 rule build_toy_model:
-    output:
-        model=directory(f"{R}/models/base"),
-        record=f"{R}/records/build/base.json",
     input:
         data=f"{R}/data",
         script=f"{SCRIPTS}/build_toy_model.py",
         lib=library("build_toy_model.py"),
-    params:
-        spec=job_params("base", toy=config["model"].get("toy", {})),
-        threads=JOB_THREADS,  # torch's; `threads:` below is what the scheduler reserves
+    output:
+        model=directory(f"{R}/models/base"),
+        record=f"{R}/records/build/base.json",
+    log:
+        f"{R}/logs/build_toy_model.log",
+    conda:
+        conda_env("bnb")
     threads: MAX_THREADS
     resources:
         **job_resources("build_toy_model", uses_model=False),
-    conda:
-        conda_env("bnb")
-    log:
-        f"{R}/logs/build_toy_model.log",
+    params:
+        spec=job_params("base", toy=config["model"].get("toy", {})),
+        threads=JOB_THREADS,  # torch's; `threads:` below is what the scheduler reserves
     shell:
         "python {input.script} --params {params.spec:q} --data {input.data} --out {output.model}"
         " --record {output.record} --threads {params.threads} 2>&1 | tee {log}"

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from quantbench import benchmark, cli, memory, timing
+from quantbench import benchmark, cli, decode_checks, memory, timing
 from quantbench.backends import get as get_backend
 from quantbench.loading import load_model
 from quantbench.modelio import RunContext, read_meta
@@ -44,8 +44,7 @@ def prebuild_kernel(folder: str) -> dict:
     compilation (minutes for Marlin). The build is cached under GPTQMODEL_TORCH_EXTENSIONS_DIR
     (default ~/.cache/gptqmodel) and reused by every later job."""
     meta = read_meta(folder)
-    jit_extension = getattr(get_backend(meta["backend"]), "jit_extension", None)
-    ext = jit_extension(meta["params"], ctx.dtype_name) if jit_extension else None
+    ext = get_backend(meta["backend"]).jit_extension(meta["params"], ctx.dtype_name)
     if ext is None or ctx.device != "cuda":
         return {}
     from gptqmodel import extension
@@ -97,7 +96,7 @@ n = min(gen["new_tokens"])
 if ctx.device == "cuda" and spec.get("profile", True):
     for mode in modes:
         try:
-            profiles.append(benchmark.profile_generate(model, mode, vocab, ctx.device, gen, ctx.seed, avoid,
+            profiles.append(decode_checks.profile_generate(model, mode, vocab, ctx.device, gen, ctx.seed, avoid,
                                                        tokenizer.pad_token_id, new_tokens=n,
                                                        decoder=decoders.get(mode)))
         except Exception as exc:  # noqa: BLE001 - a profile is extra; its failure is recorded
@@ -113,9 +112,9 @@ for mode, decoder in decoders.items():
     for bs in benchmark.cell_batch_sizes(gen, mode, max(gen.get("fast_new_tokens") or gen["new_tokens"])):
         try:
             if bs not in references:
-                references[bs] = benchmark.eager_reference(model, vocab, ctx.device, gen["prompt_len"], check_n, bs,
+                references[bs] = decode_checks.eager_reference(model, vocab, ctx.device, gen["prompt_len"], check_n, bs,
                                                            ctx.seed, avoid, tokenizer.pad_token_id)
-            checks.append(benchmark.fast_matches_eager(model, mode, vocab, ctx.device, gen["prompt_len"], check_n,
+            checks.append(decode_checks.fast_matches_eager(model, mode, vocab, ctx.device, gen["prompt_len"], check_n,
                                                        ctx.seed, avoid, tokenizer.pad_token_id, decoder=decoder,
                                                        batch=bs, reference=references[bs]))
         except Exception as exc:  # noqa: BLE001 - recorded: a mode that cannot run here says why

@@ -4,7 +4,8 @@ import time
 
 from quantbench import cli
 from quantbench.atomic import atomic_dir
-from quantbench.backends import calibrated, get as get_backend
+from quantbench.backends import calibrated
+from quantbench.backends import get as get_backend
 from quantbench.data import load_texts
 from quantbench.modelio import RunContext, folder_size_mb, write_meta
 from quantbench.records import Recorder

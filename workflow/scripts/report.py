@@ -19,8 +19,13 @@ records = load_records(args.records)
 
 data = figures.inputs(records, params)
 quant = tables.quantize_table(records)
-for name, df in {"benchmark": data.bench, "quality": data.quality, "quantize": quant, "finetune": data.finetune,
-                 "summary": data.summary}.items():
+csv = {"benchmark": data.bench, "quality": data.quality, "quantize": quant, "finetune": data.finetune,
+       "summary": data.summary}
+# a speed-only setup gets no empty quality and fine-tune tables (report.smk lists the same set)
+for name, stage in (("quality", "evaluate"), ("finetune", "finetune")):
+    if stage not in params["stages"]:
+        del csv[name]
+for name, df in csv.items():
     with atomic_file(out / f"{name}.csv") as tmp:
         df.to_csv(tmp, index=False)
 
@@ -31,8 +36,7 @@ for name in figures.wanted(params["stages"]):
         style.save(fig, tmp)
     drawn.append((name, f"{name}.png", caption))
 
-text = markdown.render(params["title"], data.summary, data.bench, data.quality, data.finetune, quant,
-                       params["skipped"], params["recipes"], records, drawn, params["generate"])
+text = markdown.render(data, quant, drawn)
 with atomic_file(out / "report.md") as tmp:
     tmp.write_text(text)
 print(text)

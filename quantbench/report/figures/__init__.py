@@ -44,7 +44,8 @@ def inputs(records: list[dict], params: dict) -> Inputs:
     """The tables the report writes, built the same way report.py builds them."""
     bench = tables.benchmark_table(records)
     quality = tables.quality_table(records, params["baseline"])
-    summary = tables.summary_table(bench, quality, measured_bits(records, params["bits_per_weight"]), params["generate"])
+    bits = measured_bits(records, params["bits_per_weight"])
+    summary = tables.summary_table(bench, quality, bits, params["generate"])
     return Inputs(records, bench, quality, summary, tables.finetune_table(records), params)
 
 

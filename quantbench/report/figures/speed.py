@@ -49,9 +49,9 @@ def decode_vs_memory(data):
         cells = dec[dec.batch_size == bs]
         lo, hi = _spread(cells, "decode_tokens_per_s")
         points = []
-        for (_, c), l, h in zip(cells.iterrows(), lo, hi):
+        for (_, c), low, high in zip(cells.iterrows(), lo, hi):
             lk = data.look(c.variant)
-            ax.errorbar(c.weights_memory_mb, c.decode_tokens_per_s, yerr=[[l], [h]], fmt=lk.marker, color=lk.color,
+            ax.errorbar(c.weights_memory_mb, c.decode_tokens_per_s, yerr=[[low], [high]], fmt=lk.marker, color=lk.color,
                         mec=lk.edge, ecolor=lk.edge, ms=7, capsize=3, zorder=3)
             points.append(labels.Point(c.weights_memory_mb, c.decode_tokens_per_s, c.variant, lk))
         style.log_scale(ax, "x")
@@ -59,9 +59,9 @@ def decode_vs_memory(data):
         panels.append((ax, points))
     labels.place(fig, panels)
     n = int(dec.new_tokens.max()) if len(dec) else 0
-    caption = (f"Generate throughput ({n} new tokens, KV cache on, {mode} mode; prefill included) against the memory of "
-               "the weights, one panel per batch size. Marker and colour: the serving scheme's family; paler: "
-               "fewer bits. " + SPREAD)
+    caption = (f"Generate throughput ({n} new tokens, KV cache on, {mode} mode; prefill included) against the "
+               "memory of the weights, one panel per batch size. Marker and colour: the serving scheme's family; "
+               "paler: fewer bits. " + SPREAD)
     return fig, caption
 
 
@@ -93,8 +93,8 @@ def throughput_vs_batch(data):
             style.axes_text(ax, title=f"{name}: {scenario}", xlabel="batch size" if r == len(families) - 1 else None,
                             ylabel="tokens/s")
     n = int(columns[1][1].new_tokens.max()) if len(columns[1][1]) else 0
-    caption = (f"Prefill (left) and generate ({n} new tokens, KV cache on, {mode} mode) throughput (right) against batch "
-               "size, one row per family so that each panel holds a few lines; each column shares its y axis. "
+    caption = (f"Prefill (left) and generate ({n} new tokens, KV cache on, {mode} mode) throughput (right) against "
+               "batch size, one row per family so that each panel holds a few lines; each column shares its y axis. "
                + SPREAD)
     return fig, caption
 

@@ -1,0 +1,95 @@
+"""The backend contract: what every quantization backend provides, as a base class.
+
+A backend is a subclass of Backend registered under the name a config's `backend:` uses
+(`@register("gptq")`); quantbench.backends.get(name) returns its one instance. Required members are
+abstract (a backend that lacks one cannot be instantiated); optional ones have the defaults below,
+so callers never probe a backend for a member. Helpers a backend shares with other code (GPTQ's
+quantize_config, bitsandbytes' quantization_config) stay module functions beside its class.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+
+class Backend(ABC):
+    name: str = ""  # set by register()
+
+    # --- required ---------------------------------------------------------------------------
+    SPEC: dict = {}  # {param: allowed values (a list) or a type}, validated before any job runs
+
+    @abstractmethod
+    def describe(self, params: dict) -> str:
+        """One line for reports."""
+
+    @abstractmethod
+    def needs_cuda(self, params: dict) -> str | None:
+        """Why the method cannot run without CUDA, or None."""
+
+    @abstractmethod
+    def bits_per_weight(self, params: dict) -> float:
+        """Storage cost of a quantized linear weight."""
+
+    @abstractmethod
+    def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
+        """Write a loadable model folder at dst; returns what the quantize record keeps."""
+
+    @abstractmethod
+    def load(self, path: str, params: dict, ctx):
+        """Load a model folder: (model, info), info naming the kernel that runs."""
+
+    # --- optional, with their defaults ---------------------------------------------------------
+    DEFAULTS: dict = {}  # parameter defaults
+    LOAD_ONLY: frozenset = frozenset()  # parameters chosen at load time, not stored in the checkpoint
+    CALIBRATED = False  # quantize() reads calibration texts (ctx.calibration_texts)
+    CPU_ALTERNATIVE = ""  # what to choose instead when needs_cuda() stops a CPU run
+    CUDA_ALTERNATIVE = ""  # what to choose instead when needs_cpu() stops a CUDA run
+
+    def problems(self, params: dict, model_dims: list[int] | None) -> list[str]:
+        """Rules across parameters or against the model's layer widths, each message starting with
+        the parameter's name."""
+        return []
+
+    def unavailable(self, params: dict) -> str | None:
+        """Why this environment cannot run the method (a library not installed), or None."""
+        return None
+
+    def needs_cpu(self, params: dict) -> str | None:
+        """Why the method cannot run on CUDA (checked when device is cuda), or None."""
+        return None
+
+    def untrainable(self, params: dict) -> str | None:
+        """Why PEFT cannot train LoRA on these layers, or None."""
+        return None
+
+    def jit_extension(self, params: dict, dtype_name: str) -> str | None:
+        """The GPTQModel JIT kernel extension loading builds (prebuilt before timing), or None."""
+        return None
+
+    def dequantize(self, path: str, ctx):
+        """The quantized weights as a plain model (merge into 'dequant'); see can_dequantize."""
+        raise NotImplementedError(f"backend {self.name!r} cannot dequantize")
+
+    @property
+    def can_dequantize(self) -> bool:
+        return type(self).dequantize is not Backend.dequantize
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        unknown = [k for k in list(cls.DEFAULTS) + list(cls.LOAD_ONLY) if k not in cls.SPEC]
+        if unknown:
+            raise TypeError(f"{cls.__name__}: DEFAULTS/LOAD_ONLY name parameters not in SPEC: {unknown}")
+
+
+REGISTRY: dict[str, Backend] = {}
+
+
+def register(name: str):
+    """Class decorator: registers the backend's one instance under `name`."""
+    def add(cls: type[Backend]) -> type[Backend]:
+        if name in REGISTRY:
+            raise ValueError(f"backend {name!r} is registered twice")
+        cls.name = name
+        REGISTRY[name] = cls()
+        return cls
+    return add

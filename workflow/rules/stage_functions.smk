@@ -1,0 +1,59 @@
+# Input and params functions of the stage rules (quantize.smk, evaluate.smk, report.smk): kept out
+# of the rule files (Snakemake's linter asks for rules and functions apart); included by common.smk.
+import json
+
+from quantbench import suites  # noqa: E402
+
+
+def quantize_spec(variant, method):
+    m = EXP.methods[method]
+    extra = {"method": method_entry(method)}
+    if calibrated(m.backend):  # calibration settings matter to GPTQ and AWQ only
+        data = config.get("data", {})
+        extra.update(
+            calibration=dataset_spec("calibration"),
+            calibration_samples=data.get("calibration_samples", 128),
+            calibration_seq_len=data.get("calibration_seq_len", 512),
+        )
+    return job_params(variant, **extra)
+
+
+def calibration_arg(method):
+    path = data_file("calibration")
+    return f"--calibration {path}" if path and calibrated(EXP.methods[method].backend) else ""
+
+
+def evaluate_params(variant):
+    ev = {
+        "suite": "toy",
+        "num_fewshot": None,
+        "limit": None,
+        "batch_size": 8,
+        "max_length": None,
+        "fewshot_seed": 1234,
+        "distribution_tokens": 4096,
+        "distribution_window": 128,
+        **config.get("evaluate", {}),
+    }
+    # The resolved task list is part of the params: the dry run shows it, and a suite change reruns.
+    tasks = [f"{e['task']}:{suites.fewshot(e, ev['num_fewshot'])}-shot" for e in suites.suite(ev["suite"])]
+    return job_params(variant, evaluate=ev, tasks=tasks, heldout_dataset=dataset_spec("heldout"))
+
+
+def report_params():
+    from quantbench.report.params import report_params as params
+
+    return json.dumps(params(EXP), sort_keys=True)
+
+
+def report_records(wildcards=None):
+    from quantbench.report.params import record_paths
+
+    return record_paths(EXP, R)
+
+
+def report_figures():
+    from quantbench.report.figures import wanted
+    from quantbench.report.params import stages
+
+    return wanted(stages(EXP))
