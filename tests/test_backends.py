@@ -94,3 +94,4 @@ def test_jit_extensions_the_benchmark_prebuilds_are_gptqmodels(backend):
             if ext:
                 assert ext in extension.available_extensions(), (kernel, ext)
     assert get("awq").jit_extension({"kernel": "marlin"}, "float32") == "marlin_bf16"  # awq._dtype: bfloat16
+    assert get("gptq").jit_extension({"kernel": "marlin"}, "float32") == "marlin_bf16"  # gptq.load on CUDA: bfloat16
