@@ -25,8 +25,9 @@ import torch
 from quantbench.unsupported import Unsupported
 
 GGUF_FILE = "model.gguf"
-# Where scripts/setup-llamacpp.sh puts llama.cpp's converter (it is in the sdist, not the wheel).
-CONVERTER_DIR = Path(sys.prefix) / "share" / "llama-cpp-convert"
+# Where scripts/setup-llamacpp.sh puts llama.cpp's converter (it is in the sdist, not the wheel);
+# QB_LLAMACPP_CONVERTER_DIR names another place (a machine whose Python prefix is read-only).
+CONVERTER_DIR = Path(os.environ.get("QB_LLAMACPP_CONVERTER_DIR") or Path(sys.prefix) / "share" / "llama-cpp-convert")
 SETUP_HINT = "install it with: bash scripts/setup-llamacpp.sh"
 
 

@@ -96,6 +96,7 @@ def test_jit_extensions_the_benchmark_prebuilds_are_gptqmodels(backend):
             if ext:
                 assert ext in extension.available_extensions(), (kernel, ext)
     assert get("awq").jit_extension({"kernel": "marlin"}, "float32") == "marlin_bf16"  # awq._dtype: bfloat16
+    assert get("gptq").jit_extension({"kernel": "marlin"}, "float32") == "marlin_bf16"  # gptq.load on CUDA: bfloat16
 
 
 def test_every_registered_backend_satisfies_the_contract():

@@ -93,7 +93,8 @@ class GPTQ(Backend):
     def jit_extension(self, params: dict, dtype_name: str) -> str | None:
         ext = JIT.get(params["kernel"])
         if ext == "marlin":  # one build per activation dtype
-            return "marlin_bf16" if dtype_name == "bfloat16" else "marlin_fp16"
+            # one build per activation dtype; a float32 run computes in bfloat16 on CUDA (load)
+            return "marlin_fp16" if dtype_name == "float16" else "marlin_bf16"
         return ext
 
     def bits_per_weight(self, params: dict) -> float:

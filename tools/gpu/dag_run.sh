@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# A real model's whole DAG on the lent GPU machine in ONE workflow invocation (issue 19):
+#   python3 -m snakemake --cores all --configfile CONFIG --keep-going --scheduler greedy
+# timed from its start to its end. Wheels travel in .whl (call 1), the packaged model and data in
+# parts (tools/gpu/parts.sh, later calls); see docs/gpu.md "The real model's whole DAG".
+#   bash tools/gpu/dag_run.sh prep                  # call 1, carry .whl: install, build the Marlin kernel
+#   bash tools/gpu/parts.sh receive                 # calls 2..: carry .parts
+#   bash tools/gpu/dag_run.sh start CONFIG NPARTS   # last part's call: install the parts, start the DAG
+#   bash tools/gpu/dag_run.sh wait SECONDS          # follow it; collect records, report, logs into $OUT
+# The DAG runs from its own copy of the tree (a device call re-syncs the working tree), in its own
+# process session, so it goes on between calls. QB_GIT_COMMIT names the commit in every record.
+set -uo pipefail
+stage=$1; shift
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+RUN=/tmp/qb; mkdir -p "$RUN"; TREE=/tmp/trees/dag
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export GPTQMODEL_TORCH_EXTENSIONS_DIR=/tmp/kcache/gptqmodel TORCH_CUDA_ARCH_LIST=9.0 TORCHINDUCTOR_CACHE_DIR=/tmp/inductor
+export QB_LLAMACPP_CONVERTER_DIR=/tmp/extra/llama-cpp-convert
+
+collect() {  # records, report and logs (no models, adapters, data): at most 8 files come back
+  name=$(cat "$RUN/name" 2>/dev/null) || return 0
+  [ -d "$TREE/results/$name" ] && tar czf "$OUT/$name.tgz" -C "$TREE" --exclude="results/$name/models" \
+      --exclude="results/$name/adapters" --exclude="results/$name/data" --exclude="results/$name/reference" \
+      "results/$name" .snakemake/metadata 2>/dev/null
+  ( cd "$RUN" && tar czf "$OUT/logs.tgz" *.log *.txt *.csv 2>/dev/null )
+}
+
+case $stage in
+prep)
+  t0=$(date +%s)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .whl/pypcre-*.tar.gz || exit 1
+  echo "install done in $(( $(date +%s) - t0 )) s"
+  mkdir -p "$GPTQMODEL_TORCH_EXTENSIONS_DIR"
+  # The Marlin kernel (GPTQ 4/8-bit and AWQ; bfloat16 on a float32 run) is built once, before the DAG.
+  for ext in ${KERNELS-marlin_bf16}; do
+    ( t1=$(date +%s); python3 -c "from gptqmodel import extension; print(extension.load('$ext'))" \
+        > "$RUN/build-$ext.log" 2>&1; echo "$ext build $(( $(date +%s) - t1 )) s, ended $(date -u +%T)" >> "$RUN/build-$ext.log"
+      touch "$RUN/build-$ext.done" ) < /dev/null > /dev/null 2>&1 &
+  done
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv > "$RUN/gpu.csv"
+  lscpu | grep -E "Model name|^CPU\(s\)" > "$RUN/cpu.txt"
+  python3 - > "$RUN/versions.txt" 2>&1 <<'PY'
+import importlib.metadata as md, os, sys, torch
+for n in ("torch", "transformers", "bitsandbytes", "gptqmodel", "peft", "optimum", "accelerate", "triton",
+          "torchao", "hqq", "lm_eval", "datasets", "snakemake"):
+    try: print(n, md.version(n))
+    except Exception as e: print(n, "MISSING", e)
+print("python", sys.version.split()[0], "cuda", torch.version.cuda, torch.cuda.get_device_name(0))
+print("git_commit", os.environ.get("QB_GIT_COMMIT"))
+PY
+  cat "$RUN/gpu.csv" "$RUN/cpu.txt" "$RUN/versions.txt" ;;
+start)
+  config=$1; nparts=$2
+  bash tools/gpu/parts.sh install "$nparts" || exit 1
+  tar xJf /tmp/extra/wn-min.tar.xz -C /tmp/site || exit 1
+  python3 -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, llama_cpp.llama_print_system_info().decode())"
+  python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "$config" > "$RUN/name"
+  rm -rf "$TREE" "$RUN/done"; mkdir -p "$TREE"
+  tar cf - --exclude=./.whl --exclude=./.parts --exclude=./.snakemake --exclude=./.git --exclude='./results/*' . \
+      | tar xf - -C "$TREE"
+  ( cd "$TREE" && setsid bash -c '
+      echo "$(date -u +%T) DAG start" >> '"$RUN"'/progress.txt; t0=$(date +%s.%N)
+      python3 -m snakemake --cores all --configfile "$1" --keep-going --scheduler greedy \
+          < /dev/null > '"$RUN"'/snakemake.log 2>&1
+      rc=$?; t1=$(date +%s.%N)
+      echo "$(date -u +%T) DAG end rc=$rc wall_s=$(python3 -c "print(round($t1 - $t0, 1))")" >> '"$RUN"'/progress.txt
+      touch '"$RUN"'/done' _ "$config" < /dev/null > "$RUN/runner.log" 2>&1 & )
+  echo "DAG started: $config"
+  limit=${WAIT_S:-420} ;;
+wait) limit=$1 ;;
+*) echo "usage: dag_run.sh prep | start CONFIG NPARTS | wait SECONDS" >&2; exit 2 ;;
+esac
+
+t0=$(date +%s)
+while [ -e "$RUN/name" ] && [ ! -e "$RUN/done" ] && [ $(( $(date +%s) - t0 )) -lt "$limit" ]; do
+  sleep 10; [ $(( ($(date +%s) - t0) % 60 )) -lt 10 ] && collect
+done
+cat "$RUN/progress.txt" 2>/dev/null; tail -1 "$RUN"/build-*.log 2>/dev/null
+[ -e "$RUN/snakemake.log" ] && grep -E "Error in rule|of [0-9]+ steps" "$RUN/snakemake.log" | tail -12
+collect; ls -la "$OUT"
+[ -e "$RUN/done" ] && echo "WORKFLOW DONE" || echo "still running"
