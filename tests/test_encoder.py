@@ -225,8 +225,9 @@ def test_wrong_model_kind_stops_before_any_job(kind, tiny_bert, tiny_model, sent
 
 
 def test_encoder_workflow_plans_a_gpu_run_on_a_cpu_host(tiny_bert, sentences_file, tmp_path):
-    """encoder.smk now shares common.smk's setup (workflow/rules/setup.smk), so it honours
-    QUANTBENCH_ASSUME_CUDA like the causal-LM workflow; it used to stop with "no CUDA device"."""
+    """encoder.smk shares common.smk's setup (workflow/rules/setup.smk), so its CUDA policy is the
+    causal-LM workflow's: a dry run plans a GPU setup on a CPU host (with a warning), a local run
+    there is refused before any job starts; it used to stop with "no CUDA device" even when planning."""
     import os
     import subprocess
     import sys
@@ -236,10 +237,12 @@ def test_encoder_workflow_plans_a_gpu_run_on_a_cpu_host(tiny_bert, sentences_fil
            "device": "cuda", "encoder": {"sentences": str(sentences_file)},
            "methods": {"fp32": {"backend": "none", "dtype": "float32"}}, "baseline": "fp32"}
     (work / "enc.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "enc.yaml"]
-    planned = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "QUANTBENCH_ASSUME_CUDA": "1"})
-    assert planned.returncode == 0 and "This was a dry-run" in planned.stdout, planned.stderr[-2000:]
     env = {k: v for k, v in os.environ.items() if k != "QUANTBENCH_ASSUME_CUDA"}
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "enc.yaml"]
+    planned = subprocess.run([*cmd, "-n"], cwd=work, capture_output=True, text=True, timeout=300, env=env)
+    assert planned.returncode == 0 and "This was a dry-run" in planned.stdout, planned.stderr[-2000:]
+    assert "a dry run plans without one" in planned.stdout + planned.stderr
     refused = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=300, env=env)
-    assert refused.returncode != 0 and "QUANTBENCH_ASSUME_CUDA" in refused.stdout + refused.stderr
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "QUANTBENCH_ASSUME_CUDA" in said, said[-2000:]
+    assert not (work / "results").exists() or not any((work / "results").rglob("*.json"))
