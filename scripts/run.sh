@@ -6,12 +6,13 @@ bash scripts/setup.sh
 # Snakemake parses --configfile files before the workflow starts, naming neither file nor line on a
 # syntax error: check them first, one line per problem.
 .venv/bin/python -m quantbench.config_file "$@"
-# One GPU job per GPU at a time (quantbench/gpu_slot.py says which GPU): Snakemake is told how many
-# GPUs this machine shows, unless the command line sets --resources itself.
+# One GPU job per GPU slot at a time (quantbench/gpu_slot.py says which GPU): Snakemake is told how
+# many slots this machine has (its GPUs times the config's jobs_per_gpu), unless the command line sets
+# --resources itself.
 gpu_args=()
 case " $* " in
   *" --resources "*|*" --res "*) ;;
-  *) n=$(.venv/bin/python -c 'import os; from quantbench.gpu_slot import visible_gpus; print(len(visible_gpus(dict(os.environ))))')
+  *) n=$(.venv/bin/python -c 'import sys; from quantbench.gpu_slot import slots_on_this_machine as s; print(s(sys.argv[1:]))' "$@")
      [ "$n" -gt 0 ] && gpu_args=(--resources "gpu=$n") ;;
 esac
 case " $* " in

@@ -107,5 +107,46 @@ def test_the_workflow_wraps_gpu_jobs_and_gives_benchmarks_every_core(tmp_path):
     commands = [line for line in out.stdout.splitlines() if line.startswith("Shell command:")]
     for script in ("quantize.py", "benchmark.py", "finetune.py", "build_random_model.py"):
         lines = [c for c in commands if f"workflow/scripts/{script}" in c]
-        assert lines and all("python -m quantbench.gpu_slot -- " in c for c in lines), script
+        assert lines and all("python -m quantbench.gpu_slot --share 1 " in c for c in lines), script
+    bench_lines = [c for c in commands if "workflow/scripts/benchmark.py" in c]
+    assert all("--share 1 --alone -- " in c for c in bench_lines)
     assert not any("gpu_slot" in c for c in commands if "build_toy_data.py" in c or "report.py" in c)
+
+
+def test_a_shared_gpu_holds_n_jobs_and_an_alone_job_waits_for_all_of_them(tmp_path):
+    """jobs_per_gpu: 2 on one GPU: two jobs share it, a third waits; a benchmark (--alone) runs only
+    when both slots are free, and nothing starts on its GPU meanwhile."""
+    (tmp_path / "job.py").write_text(RECORDER)
+    env = {**slot_env(tmp_path), "CUDA_VISIBLE_DEVICES": "0"}
+
+    def start(name, *flags, hold="1.5"):
+        return subprocess.Popen([sys.executable, "-m", "quantbench.gpu_slot", "--share", "2", *flags, "--",
+                                 sys.executable, str(tmp_path / "job.py"), str(tmp_path / f"{name}.json"), hold],
+                                env=env)
+
+    import time
+
+    first = [start(f"s{i}") for i in range(2)]
+    time.sleep(0.5)  # both shared jobs hold their slots before the alone one asks
+    procs = [*first, start("alone", "--alone"), start("s2")]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0, 0]
+    shared = [json.loads((tmp_path / f"s{i}.json").read_text()) for i in range(3)]
+    alone = json.loads((tmp_path / "alone.json").read_text())
+    assert overlaps(shared[0], shared[1])
+    assert not any(overlaps(alone, j) for j in shared)
+    assert {j["gpu"] for j in [*shared, alone]} == {"0"}
+
+
+def test_the_slot_count_follows_the_config_the_command_line_names(tmp_path):
+    from quantbench.gpu_slot import jobs_per_gpu
+
+    (tmp_path / "a.yaml").write_text("jobs_per_gpu: 4\n")
+    (tmp_path / "b.yaml").write_text("seed: 1\n")
+    assert jobs_per_gpu(["--cores", "all"]) == 1
+    assert jobs_per_gpu(["--configfile", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")]) == 4
+    assert jobs_per_gpu([f"--configfile={tmp_path / 'a.yaml'}", "--config", "jobs_per_gpu=3", "-n"]) == 3
+    env = {**slot_env(tmp_path), "CUDA_VISIBLE_DEVICES": "0,1"}
+    out = subprocess.run([sys.executable, "-c", "import sys; from quantbench.gpu_slot import slots_on_this_machine "
+                          "as s; print(s(sys.argv[1:]))", "--configfile", str(tmp_path / "a.yaml")],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "8", out.stderr

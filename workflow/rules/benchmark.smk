@@ -1,6 +1,9 @@
 # Speed and memory of every variant: load time, prefill and generate grids, peak memory.
 
 
+BENCHMARK_EXCLUSIVE = config["benchmark"].get("exclusive", True)
+
+
 rule benchmark:
     input:
         unpack(variant_inputs),
@@ -13,12 +16,12 @@ rule benchmark:
     conda:
         variant_env
     # exclusive (the default): all cores, so no other job shares the machine with a benchmark.
-    threads: CORES if config["benchmark"].get("exclusive", True) else 1
+    threads: CORES if BENCHMARK_EXCLUSIVE else 1
     resources:
         **job_resources("benchmark"),
     params:
         spec=lambda w: job_params(w.variant, benchmark=config["benchmark"]),
         adapter=adapter_arg,
     shell:
-        f"{NATIVE_KERNELS}{ON_GPU}python {{input.script}} --params {{params.spec:q}} --model {{input.model}} {{params.adapter}}"
+        f"{NATIVE_KERNELS}{gpu_prefix(alone=BENCHMARK_EXCLUSIVE)}python {{input.script}} --params {{params.spec:q}} --model {{input.model}} {{params.adapter}}"
         " --record {output.record} --threads {threads} 2>&1 | tee {log}"

@@ -130,9 +130,19 @@ def job_resources(name, uses_model=True, backend=None):
     return res
 
 
-# A job that loads a model on CUDA runs on a GPU of its own (quantbench/gpu_slot.py): Snakemake counts
-# GPUs (--resources gpu=N), the slot names which one; under SLURM the scheduler's choice stands.
-ON_GPU = "python -m quantbench.gpu_slot -- " if DEVICE == "cuda" else ""
+# A job that loads a model on CUDA runs on a GPU slot of its own (quantbench/gpu_slot.py): Snakemake
+# counts GPU jobs (--resources gpu=N), the slot names the GPU; `jobs_per_gpu` slots per GPU; a
+# benchmark that is exclusive takes every slot of its GPU. Under SLURM the scheduler's choice stands.
+JOBS_PER_GPU = config.get("jobs_per_gpu", 1)
+
+
+def gpu_prefix(alone=False):
+    if DEVICE != "cuda":
+        return ""
+    return f"python -m quantbench.gpu_slot --share {JOBS_PER_GPU}{' --alone' if alone else ''} -- "
+
+
+ON_GPU = gpu_prefix()
 
 
 RESOURCE_SETTINGS = ("gpu_model", "slurm_partition", "slurm_account")
