@@ -24,12 +24,14 @@ def slurm_cluster():
 
 
 def small_toy_config(dst: Path) -> Path:
-    """The toy default, reduced to one method per backend and one recipe, so it fits CI twice."""
+    """The toy default, reduced to one method per backend, no fine-tune and no recipe: every job runs
+    through Slurm, so each costs a submission and a fresh interpreter. The fine-tune, merge and
+    re-quantize rules run in the local toy DAG (toy_run); the fine-tune's Slurm request is checked
+    in test_slurm_requests.py."""
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg["model"]["toy"]["train_steps"] = 150
+    cfg["model"]["toy"]["train_steps"] = 60
     cfg["methods"] = {k: cfg["methods"][k] for k in ("fp32", "bnb-nf4", "gptq-4bit-g32")}
-    cfg["finetune"].update(bases=["bnb-nf4"], steps=10)
-    cfg["recipes"] = [{"finetune_on": "bnb-nf4", "merge_into": ["dequant"], "requantize": "gptq-4bit-g32"}]
+    del cfg["finetune"], cfg["recipes"]
     cfg["benchmark"].update(prefill={"prompt_len": 32, "batch_sizes": [1]},
                             generate={"prompt_len": 16, "new_tokens": [8], "batch_sizes": [1], "use_cache": [True]})
     cfg["evaluate"]["limit"] = 20

@@ -11,6 +11,9 @@
 # The DAG runs from its own copy of the tree (a device call re-syncs the working tree), in its own
 # process session, so it goes on between calls. QB_GIT_COMMIT names the commit in every record.
 set -uo pipefail
+# A device call that outlives its limit comes back with nothing and loses the machine (and the DAG
+# running on it): every stage returns by CALL_LIMIT_S seconds after it started, whatever WAIT_S says.
+called=$(date +%s); call_limit=${CALL_LIMIT_S:-540}
 stage=$1; shift
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 RUN=/tmp/qb; mkdir -p "$RUN"; TREE=/tmp/trees/dag
@@ -74,7 +77,8 @@ wait) limit=$1 ;;
 esac
 
 t0=$(date +%s)
-while [ -e "$RUN/name" ] && [ ! -e "$RUN/done" ] && [ $(( $(date +%s) - t0 )) -lt "$limit" ]; do
+while [ -e "$RUN/name" ] && [ ! -e "$RUN/done" ] && [ $(( $(date +%s) - t0 )) -lt "$limit" ] \
+    && [ $(( $(date +%s) - called )) -lt "$call_limit" ]; do
   sleep 10; [ $(( ($(date +%s) - t0) % 60 )) -lt 10 ] && collect
 done
 cat "$RUN/progress.txt" 2>/dev/null; tail -1 "$RUN"/build-*.log 2>/dev/null
