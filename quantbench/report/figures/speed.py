@@ -99,12 +99,20 @@ def decode_vs_memory(data):
     if drawn:
         _family_legend(fig, drawn, extra)
     labels.name(fig, panels)
+    # a sparse figure names the rest as well; where even one finds no place, none of them (a partly
+    # named crowd reads as if the unnamed were missing)
+    before = {id(t) for ax in fig.axes for t in ax.texts}
+    if labels.name(fig, [(ax, others, chosen) for ax, chosen, others in panels]):
+        for ax in fig.axes:
+            for t in [t for t in ax.texts if id(t) not in before and t.get_gid() == "point-label"]:
+                t.remove()
     n = int(dec.new_tokens.max()) if len(dec) else 0
     caption = (f"Generate throughput ({n} new tokens, KV cache on, {mode} mode; prefill included) against the "
                "memory of the weights, one panel per batch size, from zero. The red steps join the variants that "
                "are faster than every smaller one by more than the two interquartile half-widths added in "
-               "quadrature; those are named, the rest are marked by family (marker and colour; paler: fewer "
-               "bits; the tables name them). " + SPREAD + " " + HOLLOW)
+               "quadrature; those are named, and the rest too where every one finds a free place; otherwise the "
+               "rest are marked by family only (marker and colour; paler: fewer bits; the tables name them). "
+               + SPREAD + " " + HOLLOW)
     return fig, caption
 
 
@@ -150,8 +158,9 @@ def throughput_vs_batch(data):
                 any_noisy |= bool(c.noisy)
                 ax.errorbar(c[col], y[variant], xerr=[[low], [high]], fmt=shape[int(c.batch_size)], color=lk.color,
                             mfc="none" if c.noisy else lk.color, mec=lk.edge, ecolor=lk.edge, ms=6, capsize=2,
-                            zorder=3)
+                            zorder=3 + len(sizes) - sizes.index(int(c.batch_size)))  # smaller batch on top
         ax.set_xlim(left=0)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # five-digit tokens/s labels collide beyond ~5 ticks
         style.axes_text(ax, title=f"{scenario}" + (f" ({mode})" if scenario == "generate" else ""),
                         xlabel="tokens/s (from zero)")
         ax.grid(axis="y", visible=False)
