@@ -2,9 +2,12 @@
 the memory itself."""
 from __future__ import annotations
 
+import math
+
+import matplotlib.ticker
 import pandas as pd
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from quantbench.report import labels, pareto, style, tables
@@ -60,12 +63,58 @@ def _hollow_handle(marker: str = "o") -> Line2D:
                   label="hollow: spread above\nthe limit (noisy)")
 
 
+ZOOM_SHARE = 0.3   # a crowd: points slower than this share of the panel's fastest ...
+ZOOM_SPAN = 1.6    # ... within this factor of their median memory ...
+ZOOM_MIN = 6       # ... at least this many of them get a zoomed panel of their own
+ZOOM_WIDTH = 1.6   # that panel's width, in main panels: room to name every point of the crowd
+
+
+def _decode_points(ax, data, cells: pd.DataFrame) -> dict[str, labels.Point]:
+    """Each cell's marker (hollow where noisy) with its interquartile error bar; variant -> its point."""
+    lo, hi = _spread(cells, "decode_tokens_per_s")
+    points = {}
+    for (_, c), low, high in zip(cells.iterrows(), lo, hi):
+        lk = data.look(c.variant)
+        ax.errorbar(c.weights_memory_mb, c.decode_tokens_per_s, yerr=[[low], [high]], fmt=lk.marker,
+                    color=lk.color, mfc="none" if c.noisy else lk.color, mec=lk.edge, ecolor=lk.edge, ms=7,
+                    capsize=3, zorder=3)
+        points[c.variant] = labels.Point(c.weights_memory_mb, c.decode_tokens_per_s, c.variant, lk)
+    return points
+
+
+def _crowd(cells: pd.DataFrame) -> pd.DataFrame:
+    """The slow points piled near their median memory, where there are enough of them to need a zoom."""
+    slow = cells[cells.decode_tokens_per_s <= ZOOM_SHARE * cells.decode_tokens_per_s.max()]
+    if len(slow) < ZOOM_MIN:
+        return slow.iloc[:0]
+    mid = slow.weights_memory_mb.median()
+    near = slow[(slow.weights_memory_mb >= mid / ZOOM_SPAN) & (slow.weights_memory_mb <= mid * ZOOM_SPAN)]
+    return near if len(near) >= ZOOM_MIN else slow.iloc[:0]
+
+
+def _together(points: list[labels.Point], x_span: float, y_span: float) -> list[labels.Point]:
+    """Points that coincide on the panel (within 2% of its log-x and 3% of its y span) share one label
+    naming each of them, one per line."""
+    groups: list[list[labels.Point]] = []
+    for p in points:
+        for g in groups:
+            if abs(math.log(p.x / g[0].x)) < 0.02 * math.log(x_span) and abs(p.y - g[0].y) < 0.03 * y_span:
+                g.append(p)
+                break
+        else:
+            groups.append([p])
+    return [labels.Point(g[0].x, g[0].y, "\n".join(q.name for q in g), g[0].look) for g in groups]
+
+
 def decode_vs_memory(data):
     dec, mode = _decode_cells(data.bench)
     dec = _with_noise(dec)
     sizes = sorted(dec.batch_size.unique()) if len(dec) else [None]
-    fig, axes = style.figure(1, len(sizes), panel=(4.6, 4.0))
-    panels, drawn = [], []
+    crowds = {bs: _crowd(dec[dec.batch_size == bs]) for bs in sizes if bs is not None}
+    zooms = [bs for bs in sizes if bs is not None and len(crowds[bs])]
+    fig, axes = style.figure(1, len(sizes) + len(zooms), panel=(4.6, 4.0),
+                             gridspec_kw={"width_ratios": [1] * len(sizes) + [ZOOM_WIDTH] * len(zooms)})
+    panels, drawn, zoomed, missed = [], [], [], []
     for ax, bs in zip(axes[0], sizes):
         if bs is None:
             style.empty(ax, "no generate timings in these records")
@@ -73,14 +122,8 @@ def decode_vs_memory(data):
         cells = dec[dec.batch_size == bs].copy()
         lo, hi = _spread(cells, "decode_tokens_per_s")
         cells["hw"] = (lo + hi) / 2
-        points = {}
-        for (_, c), low, high in zip(cells.iterrows(), lo, hi):
-            lk = data.look(c.variant)
-            drawn.append(lk)
-            ax.errorbar(c.weights_memory_mb, c.decode_tokens_per_s, yerr=[[low], [high]], fmt=lk.marker,
-                        color=lk.color, mfc="none" if c.noisy else lk.color, mec=lk.edge, ecolor=lk.edge, ms=7,
-                        capsize=3, zorder=3)
-            points[c.variant] = labels.Point(c.weights_memory_mb, c.decode_tokens_per_s, c.variant, lk)
+        points = _decode_points(ax, data, cells)
+        drawn += [p.look for p in points.values()]
         front = pareto.pareto_front(cells, "weights_memory_mb", "decode_tokens_per_s", True, "hw")
         xs = list(front.weights_memory_mb) + [cells.weights_memory_mb.max()]
         ys = list(front.decode_tokens_per_s) + [front.decode_tokens_per_s.iloc[-1]]
@@ -93,12 +136,37 @@ def decode_vs_memory(data):
                         ylabel="decode tokens/s")
         chosen = [points[v] for v in front.variant]
         panels.append((ax, chosen, [p for v, p in points.items() if v not in set(front.variant)]))
+    for ax, bs in zip(axes[0][len(sizes):], zooms):
+        # the crowd again, on its own axes: every point of it named
+        crowd = crowds[bs]
+        lo, hi = _spread(crowd, "decode_tokens_per_s")
+        x0, x1 = crowd.weights_memory_mb.min() / 1.25, crowd.weights_memory_mb.max() * 1.25
+        y1 = (crowd.decode_tokens_per_s + hi).max() * 1.5  # headroom for the names of points that coincide
+        cells = dec[dec.batch_size == bs]
+        # every point inside the window, the crowd's faster neighbours included
+        points = _decode_points(ax, data, cells[cells.weights_memory_mb.between(x0, x1)
+                                                & (cells.decode_tokens_per_s <= y1)])
+        style.log_scale(ax, "x")
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(0, y1)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        style.axes_text(ax, title=f"batch size {int(bs)}: the slow crowd, zoomed", xlabel="weights (MB, log scale)",
+                        ylabel="decode tokens/s")
+        main = axes[0][sizes.index(bs)]
+        main.add_patch(Rectangle((x0, 0), x1 - x0, y1, fill=False, ec=style.NEUTRAL, ls=":", lw=1, zorder=1))
+        zoomed.append((ax, _together(list(points.values()), x1 / x0, y1), []))
     extra = [Line2D([], [], color=style.FRONT, lw=1.2, label="fastest for its memory\n(front, named)")]
     if len(dec) and dec.noisy.any():
         extra.append(_hollow_handle())
+    if zooms:
+        extra.append(Patch(fill=False, ec=style.NEUTRAL, ls=":", label="zoomed at the right"))
     if drawn:
         _family_legend(fig, drawn, extra)
     labels.name(fig, panels)
+    # a zoomed crowd's names, those of coinciding points stacked, may need long leader lines
+    missed = labels.name(fig, zoomed, far=(*labels.FAR_RADII_PT, 110, 140, 180))
+    at = {p.name: (p.x, p.y) for _, points, _ in zoomed for p in points}
     # a sparse figure names the rest as well; where even one finds no place, none of them (a partly
     # named crowd reads as if the unnamed were missing)
     before = {id(t) for ax in fig.axes for t in ax.texts}
@@ -112,7 +180,11 @@ def decode_vs_memory(data):
                "are faster than every smaller one by more than the two interquartile half-widths added in "
                "quadrature; those are named, and the rest too where every one finds a free place; otherwise the "
                "rest are marked by family only (marker and colour; paler: fewer bits; the tables name them). "
-               + SPREAD + " " + HOLLOW)
+               + SPREAD + " " + HOLLOW
+               + (" The dotted box is drawn again at the right, every point in it named (points that coincide "
+                  "share a label)" + (", except where no free place was left: " + "; ".join(
+                      f"{m.replace(chr(10), ', ')} (at {at[m][0]:.3g} MB, {at[m][1]:.3g} tokens/s)" for m in missed)
+                      if missed else "") + "." if zooms else ""))
     return fig, caption
 
 
