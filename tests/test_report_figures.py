@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import matplotlib.colors as mcolors
+import pandas as pd
 import pytest
 import yaml
 from matplotlib.legend import Legend
@@ -128,3 +129,67 @@ def test_a_setup_gets_the_figures_of_the_stages_it_runs():
 
     assert figures_of("llama2-7b-fast.yaml") == ["decode_vs_memory", "throughput_vs_batch", "memory"]
     assert figures_of("config.yaml") == figures.FIGURES
+
+
+def _visible_panels(fig):
+    return [ax for ax in fig.axes if ax.axison]
+
+
+def test_throughput_is_one_figure_of_two_panels_with_noisy_cells_hollow(committed):
+    """Prefill and generate side by side, a row per variant and a marker per batch size: two panels
+    whatever the number of families; each cell over the spread limit is drawn hollow, and only those."""
+    from quantbench.report import tables
+    from quantbench.report.figures import speed
+
+    fig, caption = figures.draw("throughput_vs_batch", committed)
+    assert len(_visible_panels(fig)) <= 2
+    bench = committed.bench
+    ok = bench[bench.outcome == "ok"]
+    decode, _ = speed._decode_cells(bench)
+    drawn = pd.concat([ok[ok.scenario == "prefill"], decode])
+    hollow = [line for ax in fig.axes for line in ax.lines
+              if line.get_linestyle() in ("None", "") and line.get_marker() not in ("None", "", None, "|", "_")
+              and isinstance(line.get_markerfacecolor(), str) and line.get_markerfacecolor() == "none"]
+    assert len(hollow) == int(tables.noisy_mask(drawn).sum())
+    if len(hollow):
+        assert "Hollow" in caption
+
+
+def test_decode_figure_names_its_front_and_numbers_nothing(committed):
+    """The variants on the front are named on the plot; no numbered markers and no lookup key."""
+    from quantbench.report import pareto
+    from quantbench.report.figures import speed
+
+    fig, _ = figures.draw("decode_vs_memory", committed)
+    names = [t.get_text() for ax in fig.axes for t in ax.texts if t.get_gid() == "point-label"]
+    assert not any(n.strip().isdigit() for n in names)
+    for lg in fig.findobj(Legend):
+        assert not any(t.get_text().split()[0].isdigit() for t in lg.get_texts())
+    dec, _ = speed._decode_cells(committed.bench)
+    for bs, cells in dec.groupby("batch_size"):
+        lo, hi = speed._spread(cells, "decode_tokens_per_s")
+        front = pareto.pareto_front(cells.assign(hw=(lo + hi) / 2), "weights_memory_mb", "decode_tokens_per_s",
+                                    True, "hw")
+        assert set(front.variant) <= set(names), f"batch {bs}: front {list(front.variant)} named {names}"
+
+
+def test_recipe_figure_has_its_bar_to_beat(committed):
+    """Each stage's task average and KL beside the untuned deploy model as a horizontal line; the KL
+    axes start at zero."""
+    from quantbench.experiment import requantize_targets
+    from quantbench.report.figures import recipe
+
+    fig, _ = figures.draw("recipe_kl", committed)
+    recipes = [r for r in committed.params.get("recipes", [])
+               if f"{r['finetune_on']}+lora" in set(committed.quality.get("variant", []))]
+    if not recipes:
+        pytest.skip("no recipe in these records")
+    refs = [line for ax in fig.axes for line in ax.lines if line.get_gid() == recipe.BAR_GID]
+    assert refs, "no bar to beat drawn"
+    assert all(len(set(line.get_ydata())) == 1 for line in refs)  # horizontal
+    targets = {t for r in recipes for t in requantize_targets(r)}
+    q = committed.quality.set_index("variant")
+    assert {float(line.get_ydata()[0]) for line in refs} <= {float(q.at[t, c]) for t in targets
+                                                              for c in ("Average", "kl_mean")}
+    kl_axes = [ax for ax in fig.axes if ax.axison and ax.get_title().startswith("KL")]
+    assert kl_axes and all(ax.get_ylim()[0] == 0 for ax in kl_axes)

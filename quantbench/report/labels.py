@@ -89,14 +89,15 @@ def _try(ax, p: Point, text: str, taken: list[Bbox], renderer, lines: list[Bbox]
     return None
 
 
-def _place_panel(ax, points: list[Point], texts: list[str], renderer, fixed: list[Bbox]) -> bool:
-    taken = fixed + [_marker_box(ax, p) for p in points]
+def _place_panel(ax, points: list[Point], texts: list[str], renderer, fixed: list[Bbox],
+                 others: list[Point] = (), far=FAR_RADII_PT) -> bool:
+    taken = fixed + [_marker_box(ax, p) for p in [*points, *others]]
     lines = _line_boxes(ax)
     placed = True
     for p, text in zip(points, texts):
         # off the lines where possible; across a line rather than by number
         if _try(ax, p, text, taken, renderer, lines) is None and _try(ax, p, text, taken, renderer) is None \
-                and _try(ax, p, text, taken, renderer, radii=FAR_RADII_PT) is None:
+                and _try(ax, p, text, taken, renderer, radii=far) is None:
             # no free place: leave the point unlabelled rather than print over another label (in
             # the numbered pass its marker and colour still tie it to the key)
             placed = False
@@ -144,3 +145,20 @@ def place(fig, panels: list[tuple[object, list[Point]]]) -> None:
     fixed = _legend_boxes(fig, renderer)
     for ax, points in panels:
         _place_panel(ax, points, [str(numbers[p.name]) for p in points], renderer, fixed)
+
+
+def name(fig, panels: list[tuple[object, list[Point], list[Point]]], far=FAR_RADII_PT) -> list[str]:
+    """Label by name the chosen points of each panel (ax, chosen, others), keeping clear of every
+    marker, the others' included; `far` are the leader-line offsets tried last. No numbered key: the
+    others stay unlabelled (their marker and colour name the family). Returns the chosen names that
+    found no free place."""
+    renderer = _layout(fig)
+    fixed = _legend_boxes(fig, renderer)
+    missed = []
+    for ax, chosen, others in panels:
+        for p in chosen:
+            if not _place_panel(ax, [p], [p.name], renderer, fixed, [q for q in [*chosen, *others] if q is not p],
+                                far):
+                missed.append(p.name)
+            fixed = fixed + [t.get_window_extent(renderer) for t in ax.texts if t.get_gid() == "point-label"]
+    return missed

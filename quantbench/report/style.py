@@ -77,6 +77,16 @@ def figure(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = PANEL_SI
     return fig, axes
 
 
+def mosaic(layout, size: tuple[float, float], **kw):
+    """A figure of named panels (plt.subplot_mosaic), styled like `figure`'s."""
+    fig = plt.figure(figsize=size, dpi=DPI, layout="constrained")
+    axes = fig.subplot_mosaic(layout, **kw)
+    for ax in axes.values():
+        ax.grid(alpha=GRID_ALPHA)
+        ax.tick_params(labelsize=FONT["tick"])
+    return fig, axes
+
+
 def axes_text(ax, title: str | None = None, xlabel: str | None = None, ylabel: str | None = None) -> None:
     if title:
         ax.set_title(title, fontsize=FONT["title"])

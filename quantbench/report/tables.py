@@ -59,15 +59,24 @@ def benchmark_table(records: list[dict]) -> pd.DataFrame:
 SPREAD_LIMIT = 0.05  # benchmark.spread_limit's default, for cells measured before it was recorded
 
 
+def noisy_mask(bench: pd.DataFrame) -> pd.Series:
+    """True for each timed cell (row of benchmark_table) whose spread stayed above the limit: the
+    record's `spread_above_limit` where it has one, else IQR/median above SPREAD_LIMIT."""
+    if bench.empty or "iqr_over_median" not in bench:
+        return pd.Series(False, index=bench.index, dtype=bool)
+    flagged = bench.spread_above_limit if "spread_above_limit" in bench \
+        else pd.Series(float("nan"), index=bench.index)
+    noisy = (flagged == True) | (flagged.isna() & (bench.iqr_over_median > SPREAD_LIMIT))  # noqa: E712
+    return noisy & (bench.outcome == "ok")
+
+
 def noisy_cells(bench: pd.DataFrame) -> list[str]:
     """Timed cells whose spread (IQR/median) stayed above the limit, each with why it is still
     quoted: re-measured and still above (the machine's noise), or measured once, by a benchmark
     that did not re-measure yet."""
     if bench.empty or "iqr_over_median" not in bench:
         return []
-    ok = bench[bench.outcome == "ok"]
-    flagged = ok.spread_above_limit if "spread_above_limit" in ok else pd.Series(float("nan"), index=ok.index)
-    noisy = ok[(flagged == True) | (flagged.isna() & (ok.iqr_over_median > SPREAD_LIMIT))]  # noqa: E712
+    noisy = bench[noisy_mask(bench)]
     out = []
     for r in noisy.itertuples():
         where = f"{r.variant} {r.scenario}" + (f" {r.mode}" if isinstance(getattr(r, "mode", None), str) else "") \

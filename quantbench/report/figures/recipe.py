@@ -1,92 +1,167 @@
-"""The recipe at each stage: quantize, fine-tune (QLoRA), merge (into the original or the dequantized
-weights), re-quantize; how far each stage's model is from what the stage before meant to keep."""
+"""Does the recipe pay off? Quantize, fine-tune (QLoRA), merge (into the original or the dequantized
+weights), re-quantize: each stage's task average and KL beside the untuned model quantized the way the
+recipe deploys, the bar to beat."""
 from __future__ import annotations
 
-import math
-
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from quantbench.experiment import requantize_targets
-from quantbench.report import style
+from quantbench.report import pareto, style
 
-LINESTYLES = {"fp": "--", "dequant": "-"}
-
-
-def _kl(quality: pd.DataFrame) -> dict[str, tuple[float, float | None, str]]:
-    """variant -> (KL, its 95% half-width or None, the reference it is measured against)."""
-    if quality.empty or "kl_mean" not in quality:
-        return {}
-    ci = quality["kl_mean_ci95"] if "kl_mean_ci95" in quality else [None] * len(quality)
-    return {v: (k, c if c is not None and pd.notna(c) else None, ref)
-            for v, k, c, ref in zip(quality.variant, quality.kl_mean, ci, quality.reference) if pd.notna(k)}
+BAR_LINESTYLES = ["--", ":", "-."]  # one per deploy method's bar to beat
+BAR_GID = "bar-to-beat"  # the reference lines' gid (tests find them by it)
 
 
-def _log_axis(ax, values) -> None:
-    """Log where every KL is positive; linear below the smallest one where one is exactly 0."""
-    positive = [v for v in values if v > 0]
-    if len(positive) == len(values):
-        ax.set_yscale("log")
-        return
-    floor = 10 ** math.floor(math.log10(min(positive))) if positive else 1.0
-    ax.set_yscale("symlog", linthresh=floor)
+def _value(q: pd.DataFrame, variant: str, col: str) -> float | None:
+    if q.empty or col not in q or variant not in set(q.variant):
+        return None
+    v = q.loc[q.variant == variant, col].iloc[0]
+    return float(v) if pd.notna(v) else None
+
+
+def _stages(r: dict, present: set[str]) -> list[tuple[str, str]]:
+    """(variant, tick label) of each stage of recipe `r` that has a quality record, in recipe order."""
+    base, trained = r["finetune_on"], f"{r['finetune_on']}+lora"
+    kinds = r.get("merge_into", ["fp", "dequant"])
+    out = [(base, f"{base}\n(untuned)"), (trained, f"QLoRA adapter\non {base}")]
+    out += [(f"{trained}+merge-{k}", "merged into\n" + ("dequantized" if k == "dequant" else "fp weights"))
+            for k in kinds]
+    out += [(f"{trained}+merge-{k}+{t}", f"{k} merge\n→ {t}") for t in requantize_targets(r) for k in kinds]
+    return [(v, label) for v, label in out if v in present]
+
+
+def _dots(ax, data, stages, col: str, hw_of, hollow) -> None:
+    """One marker per stage with its 95% error bar: task averages are read as differences in points,
+    so the axis spans the values and the bars to beat rather than starting at zero."""
+    for x, (v, _) in enumerate(stages):
+        value = _value(data.quality, v, col)
+        if value is None:
+            continue
+        lk = data.look(v)
+        hw = hw_of(v)
+        ax.errorbar(x, value, yerr=None if hw is None else [[hw], [hw]], fmt=lk.marker, ms=10, color=lk.color,
+                    mfc="none" if hollow(v) else lk.color, mec=lk.edge, mew=1.5, ecolor=lk.edge, capsize=4,
+                    zorder=5)
+    ax.set_xticks(range(len(stages)), [label for _, label in stages], fontsize=style.FONT["tick"])
+    ax.set_xlim(-0.6, len(stages) - 0.4)
+    ax.grid(axis="x", visible=False)
+
+
+def _bars(ax, data, stages, col: str, hw_of, hollow=lambda v: False) -> None:
+    """One bar per stage in its variant's look, from zero, with 95% error bars where recorded."""
+    for x, (v, _) in enumerate(stages):
+        value = _value(data.quality, v, col)
+        if value is None:
+            continue
+        lk = data.look(v)
+        hw = hw_of(v)
+        err = None if hw is None else [[min(hw, value)], [hw]]  # a non-negative quantity stops at zero
+        ax.bar(x, value, width=0.65, color="none" if hollow(v) else lk.color, edgecolor=lk.edge, lw=1.4,
+               yerr=err, capsize=4, error_kw={"ecolor": style.NEUTRAL, "lw": 1})
+    ax.set_xticks(range(len(stages)), [label for _, label in stages], fontsize=style.FONT["tick"])
+    ax.set_xlim(-0.6, len(stages) - 0.4)
     ax.set_ylim(bottom=0)
+    ax.grid(axis="x", visible=False)
+    # a bar too short to see says its value, so that it does not read as missing
+    top = ax.get_ylim()[1]
+    for x, (v, _) in enumerate(stages):
+        value = _value(data.quality, v, col)
+        if value is not None and value < 0.02 * top:
+            ax.annotate(f"{value:.1g}", (x, value), xytext=(0, 3), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=style.FONT["note"],
+                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85}, zorder=6)
 
 
-def _path(ax, xs, variants, kl, looks, ls, label=None):
-    """One path through the stages: a neutral line, each stage's point in its variant's look."""
-    ys = [kl[v][0] for v in variants]
-    ax.plot(xs, ys, color=style.NEUTRAL, ls=ls, lw=1.2, label=label, zorder=2)
-    for x, v in zip(xs, variants):
-        value, hw, _ = kl[v]
-        lk = looks(v)
-        # KL is not negative: an interval stops at zero
-        err = None if hw is None else [[min(hw, value)], [hw]]
-        ax.errorbar([x], [value], yerr=err, fmt=lk.marker, color=lk.color, mec=lk.edge, ecolor=lk.edge, ms=9,
-                    capsize=4, zorder=3)
-    return ys
+def _bar_to_beat(ax, data, targets: list[str], col: str) -> list[Line2D]:
+    """The untuned deploy models' value as horizontal lines across the panel."""
+    handles = []
+    for i, t in enumerate(targets):
+        value = _value(data.quality, t, col)
+        if value is None:
+            continue
+        line = ax.axhline(value, color=data.look(t).edge, ls=BAR_LINESTYLES[i % len(BAR_LINESTYLES)], lw=1.4,
+                          zorder=4)
+        line.set_gid(BAR_GID)
+        handles.append(Line2D([], [], color=data.look(t).edge, ls=line.get_linestyle(), lw=1.4,
+                              label=f"{t} without the recipe: the bar to beat"))
+    return handles
 
 
 def recipe_kl(data):
-    kl = _kl(data.quality)
-    recipes = [r for r in data.params.get("recipes", []) if f"{r['finetune_on']}+lora" in kl]
+    q = data.quality
+    present = set(q.variant) if len(q) else set()
+    recipes = [r for r in data.params.get("recipes", []) if f"{r['finetune_on']}+lora" in present]
     if not recipes:
         fig, axes = style.figure(1, 1, panel=(5.0, 1.5))
         style.empty(axes[0][0], "no recipe variants in these records")
-        return fig, "The recipe's KL at each stage (no recipe variants in these records)."
-    fig, axes = style.figure(len(recipes), 2, panel=(5.0, 4.0))
-    for row, r in zip(axes, recipes):
-        base, trained = r["finetune_on"], f"{r['finetune_on']}+lora"
-        left, right = row
-        # fine-tuning is meant to move the model: these two are against the base model's own reference
-        stages = [v for v in (base, trained) if v in kl]
-        ys = _path(left, list(range(len(stages))), stages, kl, data.look, "-")
-        left.set_xticks(range(len(stages)), ["quantized base" if v == base else "QLoRA model" for v in stages])
-        left.set_xlim(-0.5, len(stages) - 0.5)
-        _log_axis(left, ys)
-        style.axes_text(left, title=f"{base} and its fine-tune", ylabel=f"KL to {kl[stages[0]][2]} (nats/token)")
-        # what merging and re-quantizing keep of the fine-tune: against the trained model
-        every = []
+        return fig, "Whether the recipe pays off (no recipe variants in these records)."
+    baseline = data.params.get("baseline", "fp32")
+    layout, ratios = [], None
+    for i in range(len(recipes)):
+        layout += [[f"avg{i}", f"avg{i}"], [f"klbase{i}", f"kltuned{i}"]]
+    stage_lists = [_stages(r, present) for r in recipes]
+    n = max(len(s) for s in stage_lists)
+    ratios = [2, max(n - 2, 1)]
+    fig, axd = style.mosaic(layout, (max(1.15 * n + 1.5, 7.0), 7.4 * len(recipes)), width_ratios=ratios)
+    handles = []
+    for i, (r, stages) in enumerate(zip(recipes, stage_lists)):
+        trained = f"{r['finetune_on']}+lora"
         targets = requantize_targets(r)
-        for kind in r.get("merge_into", ["fp", "dequant"]):
-            merged = f"{trained}+merge-{kind}"
-            label = f"merged into the {'dequantized' if kind == 'dequant' else 'original'} weights"
-            for x, target in enumerate(targets or [None], start=1):
-                path = [v for v in [merged] + ([f"{merged}+{target}"] if target else []) if v in kl]
-                if not path:
-                    continue
-                xs = [0 if v == merged else x for v in path]
-                every += _path(right, xs, path, kl, data.look, LINESTYLES.get(kind, ":"),
-                               label=label if x == 1 else None)
-        right.set_xticks(range(1 + len(targets)), ["merged"] + [f"re-quantized\n({t})" for t in targets])
-        right.set_xlim(-0.5, len(targets) + 0.5)
-        if every:
-            _log_axis(right, every)
-            right.legend(fontsize=style.FONT["legend"], loc="best")
-        style.axes_text(right, title="merge, then re-quantize", ylabel=f"KL to {trained} (nats/token)")
-    has_ci = all(k[1] is not None for k in kl.values())
-    caption = ("The recipe stage by stage. Left: the quantized base and its QLoRA fine-tune against the unquantized "
-               "model (fine-tuning is meant to move it). Right: the merged models and their re-quantized versions "
-               "against the QLoRA model served unmerged, i.e. what merging and re-quantizing lose of the fine-tune. "
-               + ("Error bars: 95% intervals over the held-out windows." if has_ci else
-                  "These records hold no interval for KL, so there are no error bars."))
+        deploy = {f"{trained}+merge-{k}+{t}": t for t in targets for k in r.get("merge_into", ["fp", "dequant"])}
+
+        def avg_hw(v):
+            se = _value(q, v, "Average_se")
+            return None if se is None else pareto.Z95 * se
+
+        def inside_noise(v):
+            """A deployed model whose task average is within the 95% noise of its bar to beat."""
+            t = deploy.get(v)
+            a, b, ha, hb = (_value(q, v, "Average"), _value(q, t, "Average"), avg_hw(v), avg_hw(t)) if t \
+                else (None,) * 4
+            return None not in (a, b, ha, hb) and abs(a - b) <= (ha ** 2 + hb ** 2) ** 0.5
+
+        ax = axd[f"avg{i}"]
+        _dots(ax, data, stages, "Average", avg_hw, inside_noise)
+        found = _bar_to_beat(ax, data, targets, "Average")
+        top = _value(q, baseline, "Average")
+        if top is not None:
+            ax.axhline(top, color=style.NEUTRAL, lw=1.0, ls="-", zorder=4)
+            found.append(Line2D([], [], color=style.NEUTRAL, lw=1.0, label=f"{baseline}: unquantized, untuned"))
+        style.axes_text(ax, title=f"Task average at each stage of the recipe on {r['finetune_on']}",
+                        ylabel="task average (points)")
+        handles = handles or found
+
+        def kl_hw(v):
+            return _value(q, v, "kl_mean_ci95")
+
+        # KL is measured against each stage's reference: the base and its fine-tune against the
+        # unquantized model; merged and re-quantized models against the QLoRA model they keep
+        against_base = [(v, lab) for v, lab in stages if v in (r["finetune_on"], trained)]
+        against_tuned = [(v, lab) for v, lab in stages if (v, lab) not in against_base]
+        for key, part, ref in ((f"klbase{i}", against_base, baseline), (f"kltuned{i}", against_tuned, trained)):
+            ax = axd[key]
+            if not part:
+                style.empty(ax, f"no KL to {ref} in these records")
+                continue
+            _bars(ax, data, part, "kl_mean", kl_hw)
+            _bar_to_beat(ax, data, targets, "kl_mean")
+            style.axes_text(ax, title=f"KL to {ref}", ylabel="KL (nats/token, from zero)" if key.startswith("klb")
+                            else None)
+    if any(inside_noise(v) for v, _ in stage_lists[-1]):
+        handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec=style.NEUTRAL, ms=8,
+                              label="hollow: within the 95% noise of its bar to beat"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 2),
+               fontsize=style.FONT["legend"], frameon=False)
+    has_ci = q["kl_mean_ci95"].notna().all() if "kl_mean_ci95" in q else False
+    caption = ("Whether the recipe pays off: each stage's task average (top; points, read as differences) and KL "
+               "(bottom; bars from zero, read as ratios), "
+               "beside the untuned model quantized the way the recipe deploys (dashed lines, the bar to beat; the "
+               "solid line is the unquantized model). The deployed models should reach or pass the line in task "
+               "average and stay below it in KL. KL is against each stage's reference: the base and its QLoRA "
+               f"fine-tune against {baseline} (bottom left), the merged and re-quantized models against the QLoRA "
+               "model they are meant to keep (bottom right), beside the untuned deploy model's KL to "
+               f"{baseline}, i.e. what quantizing the original loses. Error bars: 95% intervals"
+               + (" over the held-out windows for KL" if has_ci else " (none recorded for KL)")
+               + ". Hollow markers: a deployed model whose task average is within the 95% noise of its bar to beat.")
     return fig, caption
