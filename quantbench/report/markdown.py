@@ -29,14 +29,16 @@ def noise_marked(quality: pd.DataFrame) -> pd.DataFrame:
     """The quality table as the report shows it: a delta inside the noise of its difference to the
     baseline carries `≈` (no finding), with the noise beside it; the CSV keeps the raw columns."""
     # records older than the noise columns leave them empty: no column of dashes
-    shown = quality.dropna(axis=1, how="all")
+    shown = quality.dropna(axis=1, how="all").copy()
     if "within_noise" not in shown:
         return shown
     delta = [f"{fmt_value(d)} ≈" if inside is True else fmt_value(d)
              for d, inside in zip(quality.delta_average_points, quality.within_noise)]
     shown["delta_average_points"] = delta
     shown["delta_noise_points"] = [fmt_value(n) if pd.notna(n) else "baseline" for n in quality.delta_noise_points]
-    return shown.drop(columns="within_noise").rename(columns={"delta_noise_points": "delta_noise_95"})
+    # the reading is what `≈` says in words, and the noise's kind is said above the table
+    hidden = [c for c in ("within_noise", "reading", "delta_noise_kind") if c in shown]
+    return shown.drop(columns=hidden).rename(columns={"delta_noise_points": "delta_noise_95"})
 
 
 def provenance_warnings(records: list[dict], listed: int = 6) -> list[str]:
@@ -198,12 +200,32 @@ def finetune_section(finetune: pd.DataFrame) -> list[str]:
             fmt(finetune[[c for c in ft_cols if c in finetune.columns]]) if not finetune.empty else "_(none)_\n"]
 
 
+def noise_kind_note(quality: pd.DataFrame) -> str:
+    """Which noise the Δ column carries: paired over the same items where both sides have per-item
+    files, else the unpaired one, said by name so that a reader knows which rows are which."""
+    if "delta_noise_kind" not in quality:
+        return ""
+    kinds = quality.set_index("variant").delta_noise_kind.dropna()
+    paired_rows = sorted(kinds[kinds == "paired"].index)
+    unpaired = "the 95% half-width of a difference of two independent means (unpaired)"
+    if not paired_rows:
+        return f" {unpaired}: there are no per-item results here."
+    both = ("a paired bootstrap over the same items (95% interval in `delta_ci95_low`–`delta_ci95_high`, "
+            "its half-width shown; flips: items right in the baseline and wrong here, and the other way)")
+    rest = sorted(kinds[kinds != "paired"].index)
+    if not rest:
+        return f" {both}."
+    return (f" {both} for {', '.join(paired_rows)}; {unpaired} for the rows without per-item results "
+            f"({', '.join(rest)}).")
+
+
 def quality_section(quality: pd.DataFrame) -> list[str]:
     return ["## Quality\n",
             "Task scores in points (0-100); `delta_average_points` against the baseline; KL(reference ‖ variant) "
             "in nats per token, top-1 agreement and perplexity ratio against each row's `reference`."
-            + (" `≈` marks a delta inside `delta_noise_95`, the 95% noise of its difference to the baseline: "
-               "no finding." if "within_noise" in quality else "") + "\n",
+            + (" `≈` marks a delta whose 95% interval holds zero (`delta_noise_95`, the noise of its difference "
+               "to the baseline; readings.compare's \"same within noise\"): no finding. The noise is"
+               + noise_kind_note(quality) if "within_noise" in quality else "") + "\n",
             fmt(noise_marked(quality))]
 
 
