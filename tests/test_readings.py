@@ -149,3 +149,15 @@ def test_the_issues_examples_read_as_the_issue_says(report):
     assert (round(act.low, 4), round(act.high, 4), round(gptq.low, 4), round(gptq.high, 4)) == \
         (0.2274, 0.2412, 0.2407, 0.2555)
     assert _reading(report, "decode", "awq-4bit-g64", "fp32") == NOT_READ
+
+
+def test_the_reports_speed_readings_leave_flagged_cells_unread(report):
+    from quantbench.report import markdown
+
+    _, bench = report
+    table = markdown.speed_readings(bench, "fp32").set_index("variant")["against fp32"]
+    assert table["awq-4bit-g64"] == NOT_READ and table["hqq-4bit-g64"] == NOT_READ
+    assert table["bnb-nf4+lora+merge-fp"] == SAME
+    assert table["gguf-q4_0"] == "gguf-q4_0 larger (better), beyond noise"
+    assert "fp32" not in table
+    assert markdown.speed_readings_section(bench, None) == []

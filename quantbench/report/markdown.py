@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from quantbench.experiment import requantize_targets
-from quantbench.report import base_model, tables
+from quantbench.report import base_model, readings, tables
 
 PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu", "cpu_flags", "seed")
 
@@ -97,6 +97,7 @@ def render(inputs, quant: pd.DataFrame, plots: list[tuple[str, str, str]]) -> st
         parts.append(base)
     parts += skipped_section(p["skipped"])
     parts += inference_section(inputs.summary, inputs.bench, p["generate"])
+    parts += speed_readings_section(inputs.bench, p.get("baseline"))
     if not inputs.bench.empty:
         parts += throughput_section(inputs.bench)
         parts += decode_modes_section(inputs.records)
@@ -144,6 +145,35 @@ def inference_section(summary: pd.DataFrame, bench: pd.DataFrame, gen_spec: dict
             "decode_tokens_per_s", "weights_memory_mb", "peak_memory_mb"]
     parts.append(fmt(summary[[c for c in cols if c in summary.columns]]))
     return parts
+
+
+def speed_readings(bench: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Each variant's batch-1 eager decode against the baseline's, in readings.speed_reading's words:
+    a cell above the spread limit is not read."""
+    rows = []
+    try:
+        base = readings.speed_cell(bench, baseline, "generate", 1, "decode_tokens_per_s")
+    except KeyError:
+        return pd.DataFrame()
+    for variant in dict.fromkeys(bench.variant):
+        if variant == baseline:
+            continue
+        try:
+            cell = readings.speed_cell(bench, variant, "generate", 1, "decode_tokens_per_s")
+        except KeyError:  # not measured (unsupported, out of memory)
+            continue
+        rows.append({"variant": variant, "decode_tokens_per_s": cell.value, "iqr_over_median": cell.spread,
+                     f"against {baseline}": readings.speed_reading(cell, base, smaller_is_better=False,
+                                                                   names=(variant, baseline))})
+    return pd.DataFrame(rows)
+
+
+def speed_readings_section(bench: pd.DataFrame, baseline: str | None) -> list[str]:
+    table = speed_readings(bench, baseline) if baseline and not bench.empty else pd.DataFrame()
+    if table.empty:
+        return []
+    return [f"Decode at batch 1 against `{baseline}`, read with each cell's spread as its noise (median ± "
+            "IQR/median); a cell whose spread stayed above the limit is not read.\n", fmt(table)]
 
 
 def throughput_section(bench: pd.DataFrame) -> list[str]:
