@@ -6,6 +6,7 @@ import tempfile
 from itertools import groupby
 from pathlib import Path
 
+from quantbench.report.paired import items_from_samples
 from quantbench.suites import fewshot, local_task_yaml, suite
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ def stderr(results: dict, entry: dict) -> float | None:
 
 
 def evaluate(model, tokenizer, suite_name: str, params: dict, data_dir: str | None = None) -> tuple[dict, dict]:
-    """Returns (per-task scores, lm-eval's raw results)."""
+    """Returns (per-task scores, lm-eval's raw results); the raw results carry `quantbench_stderr` (each
+    task's standard error) and `quantbench_items` (paired.items_from_samples: 0/1 per item) for the
+    caller to take out."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
@@ -58,6 +61,7 @@ def evaluate(model, tokenizer, suite_name: str, params: dict, data_dir: str | No
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=params.get("batch_size", 8),
                   max_length=params.get("max_length"))
     raw: dict = {"results": {}, "configs": {}, "versions": {}, "n-samples": {}}
+    samples: dict = {}
     override = params.get("num_fewshot")
     with tempfile.TemporaryDirectory() as workdir:
         tm = task_manager(entries, data_dir, workdir)
@@ -69,9 +73,12 @@ def evaluate(model, tokenizer, suite_name: str, params: dict, data_dir: str | No
                 model=lm, tasks=names, num_fewshot=shots, limit=params.get("limit"),
                 task_manager=tm, random_seed=params.get("seed", 0), numpy_random_seed=params.get("seed", 0),
                 torch_random_seed=params.get("seed", 0), fewshot_random_seed=params.get("fewshot_seed", 1234),
-                log_samples=False)
+                log_samples=True)  # per-item outcomes, for paired comparisons (report/paired.py)
             for key in raw:
                 raw[key].update(out.get(key, {}))
+            samples.update(out.get("samples") or {})
     per_task = {e["task"]: scores(raw["results"], e) for e in entries}
     raw["quantbench_stderr"] = {e["task"]: stderr(raw["results"], e) for e in entries}
+    # compact: 0/1 per item of each scored task, not lm-eval's whole logged samples (prompts, responses)
+    raw["quantbench_items"] = items_from_samples(samples, entries)
     return per_task, raw

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from quantbench.experiment import requantize_targets
-from quantbench.report import base_model, tables
+from quantbench.report import base_model, readings, tables
 
 PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu", "cpu_flags", "seed")
 
@@ -29,14 +29,16 @@ def noise_marked(quality: pd.DataFrame) -> pd.DataFrame:
     """The quality table as the report shows it: a delta inside the noise of its difference to the
     baseline carries `≈` (no finding), with the noise beside it; the CSV keeps the raw columns."""
     # records older than the noise columns leave them empty: no column of dashes
-    shown = quality.dropna(axis=1, how="all")
+    shown = quality.dropna(axis=1, how="all").copy()
     if "within_noise" not in shown:
         return shown
     delta = [f"{fmt_value(d)} ≈" if inside is True else fmt_value(d)
              for d, inside in zip(quality.delta_average_points, quality.within_noise)]
     shown["delta_average_points"] = delta
     shown["delta_noise_points"] = [fmt_value(n) if pd.notna(n) else "baseline" for n in quality.delta_noise_points]
-    return shown.drop(columns="within_noise").rename(columns={"delta_noise_points": "delta_noise_95"})
+    # the reading is what `≈` says in words, and the noise's kind is said above the table
+    hidden = [c for c in ("within_noise", "reading", "delta_noise_kind") if c in shown]
+    return shown.drop(columns=hidden).rename(columns={"delta_noise_points": "delta_noise_95"})
 
 
 def provenance_warnings(records: list[dict], listed: int = 6) -> list[str]:
@@ -95,6 +97,7 @@ def render(inputs, quant: pd.DataFrame, plots: list[tuple[str, str, str]]) -> st
         parts.append(base)
     parts += skipped_section(p["skipped"])
     parts += inference_section(inputs.summary, inputs.bench, p["generate"])
+    parts += speed_readings_section(inputs.bench, p.get("baseline"))
     if not inputs.bench.empty:
         parts += throughput_section(inputs.bench)
         parts += decode_modes_section(inputs.records)
@@ -142,6 +145,35 @@ def inference_section(summary: pd.DataFrame, bench: pd.DataFrame, gen_spec: dict
             "decode_tokens_per_s", "weights_memory_mb", "peak_memory_mb"]
     parts.append(fmt(summary[[c for c in cols if c in summary.columns]]))
     return parts
+
+
+def speed_readings(bench: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Each variant's batch-1 eager decode against the baseline's, in readings.speed_reading's words:
+    a cell above the spread limit is not read."""
+    rows = []
+    try:
+        base = readings.speed_cell(bench, baseline, "generate", 1, "decode_tokens_per_s")
+    except KeyError:
+        return pd.DataFrame()
+    for variant in dict.fromkeys(bench.variant):
+        if variant == baseline:
+            continue
+        try:
+            cell = readings.speed_cell(bench, variant, "generate", 1, "decode_tokens_per_s")
+        except KeyError:  # not measured (unsupported, out of memory)
+            continue
+        rows.append({"variant": variant, "decode_tokens_per_s": cell.value, "iqr_over_median": cell.spread,
+                     f"against {baseline}": readings.speed_reading(cell, base, smaller_is_better=False,
+                                                                   names=(variant, baseline))})
+    return pd.DataFrame(rows)
+
+
+def speed_readings_section(bench: pd.DataFrame, baseline: str | None) -> list[str]:
+    table = speed_readings(bench, baseline) if baseline and not bench.empty else pd.DataFrame()
+    if table.empty:
+        return []
+    return [f"Decode at batch 1 against `{baseline}`, read with each cell's spread as its noise (median ± "
+            "IQR/median); a cell whose spread stayed above the limit is not read.\n", fmt(table)]
 
 
 def throughput_section(bench: pd.DataFrame) -> list[str]:
@@ -198,12 +230,32 @@ def finetune_section(finetune: pd.DataFrame) -> list[str]:
             fmt(finetune[[c for c in ft_cols if c in finetune.columns]]) if not finetune.empty else "_(none)_\n"]
 
 
+def noise_kind_note(quality: pd.DataFrame) -> str:
+    """Which noise the Δ column carries: paired over the same items where both sides have per-item
+    files, else the unpaired one, said by name so that a reader knows which rows are which."""
+    if "delta_noise_kind" not in quality:
+        return ""
+    kinds = quality.set_index("variant").delta_noise_kind.dropna()
+    paired_rows = sorted(kinds[kinds == "paired"].index)
+    unpaired = "the 95% half-width of a difference of two independent means (unpaired)"
+    if not paired_rows:
+        return f" {unpaired}: there are no per-item results here."
+    both = ("a paired bootstrap over the same items (95% interval in `delta_ci95_low`–`delta_ci95_high`, "
+            "its half-width shown; flips: items right in the baseline and wrong here, and the other way)")
+    rest = sorted(kinds[kinds != "paired"].index)
+    if not rest:
+        return f" {both}."
+    return (f" {both} for {', '.join(paired_rows)}; {unpaired} for the rows without per-item results "
+            f"({', '.join(rest)}).")
+
+
 def quality_section(quality: pd.DataFrame) -> list[str]:
     return ["## Quality\n",
             "Task scores in points (0-100); `delta_average_points` against the baseline; KL(reference ‖ variant) "
             "in nats per token, top-1 agreement and perplexity ratio against each row's `reference`."
-            + (" `≈` marks a delta inside `delta_noise_95`, the 95% noise of its difference to the baseline: "
-               "no finding." if "within_noise" in quality else "") + "\n",
+            + (" `≈` marks a delta whose 95% interval holds zero (`delta_noise_95`, the noise of its difference "
+               "to the baseline; readings.compare's \"same within noise\"): no finding. The noise is"
+               + noise_kind_note(quality) if "within_noise" in quality else "") + "\n",
             fmt(noise_marked(quality))]
 
 

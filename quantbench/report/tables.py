@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from quantbench.experiment import parse_variant
+from quantbench.report import paired, readings
 from quantbench.suites import SUITES, task_label
 
 KEEP_CELL = ["scenario", "mode", "batch_size", "prompt_len", "new_tokens", "use_cache", "outcome",
@@ -60,12 +61,13 @@ SPREAD_LIMIT = 0.05  # benchmark.spread_limit's default, for cells measured befo
 
 
 def noisy_mask(bench: pd.DataFrame) -> pd.Series:
-    """True for each timed cell (row of benchmark_table) whose spread stayed above the limit: the
-    record's `spread_above_limit` where it has one, else IQR/median above SPREAD_LIMIT."""
+    """True for each measured cell whose spread stayed above the limit: flagged by the benchmark, or,
+    for a record from before the flag, an IQR/median above SPREAD_LIMIT. A speed reading may not come
+    from such a cell (readings.speed_reading)."""
     if bench.empty or "iqr_over_median" not in bench:
         return pd.Series(False, index=bench.index, dtype=bool)
-    flagged = bench.spread_above_limit if "spread_above_limit" in bench \
-        else pd.Series(float("nan"), index=bench.index)
+    flagged = (bench.spread_above_limit if "spread_above_limit" in bench
+               else pd.Series(float("nan"), index=bench.index))
     noisy = (flagged == True) | (flagged.isna() & (bench.iqr_over_median > SPREAD_LIMIT))  # noqa: E712
     return noisy & (bench.outcome == "ok")
 
@@ -145,8 +147,12 @@ def suite_entries(records: list[dict]) -> list[dict]:
     return [e for s in sorted(suites) for e in SUITES[s]]
 
 
-def quality_table(records: list[dict], baseline: str) -> pd.DataFrame:
-    """Leaderboard-shaped: variant, Average (points), each task (points), distribution metrics."""
+def quality_table(records: list[dict], baseline: str, items: dict[str, dict] | None = None) -> pd.DataFrame:
+    """Leaderboard-shaped: variant, Average (points), each task (points), distribution metrics.
+
+    items: per-item files by variant (paired.items_beside). A variant that has one, against a
+    baseline that has one, gets the paired bootstrap interval of its Δ Average and its flips;
+    every other row keeps the unpaired noise (`delta_noise_kind` says which)."""
     entries = suite_entries(records)
     scored = [e for e in entries if e.get("higher_is_better", True)]
     rows = []
@@ -179,13 +185,45 @@ def quality_table(records: list[dict], baseline: str) -> pd.DataFrame:
     df = df[cols + [c for c in df.columns if c not in cols]]
     base = df.loc[df.variant == baseline, ["Average", "Average_se"]]
     df.insert(2, "delta_average_points", df["Average"] - base["Average"].iloc[0] if len(base) else None)
-    if len(base) and base["Average_se"].notna().all():
-        # 95% half-width of a difference of two independent means; a delta inside it is no finding
-        noise = 1.959964 * (df["Average_se"] ** 2 + base["Average_se"].iloc[0] ** 2) ** 0.5
-        df.insert(3, "delta_noise_points", noise.where(df.variant != baseline))
-        df.insert(4, "within_noise", [None if v == baseline else bool(abs(d) <= n)
-                                      for v, d, n in zip(df.variant, df.delta_average_points, noise)])
+    paired_rows = _paired_deltas(df, baseline, items or {}, [e["task"] for e in scored]) if len(base) else {}
+    if len(base) and (base["Average_se"].notna().all() or paired_rows):
+        # unpaired: 95% half-width of a difference of two independent means; a delta inside it is no finding
+        unpaired = 1.959964 * (df["Average_se"] ** 2 + base["Average_se"].iloc[0] ** 2) ** 0.5
+        low = df.delta_average_points - unpaired
+        high = df.delta_average_points + unpaired
+        kind = pd.Series("unpaired", index=df.index).where(unpaired.notna())
+        for i, res in paired_rows.items():
+            low.at[i], high.at[i], kind.at[i] = res["low"], res["high"], "paired"
+        is_base = df.variant == baseline
+        noise = ((high - low) / 2).where(~is_base)
+        df.insert(3, "delta_noise_points", noise)
+        reading = [None if b or pd.isna(n) else readings.compare((d, lo, hi), (0.0, 0.0, 0.0), smaller_is_better=False,
+                                                                 names=(v, baseline), paired=(lo, hi))
+                   for v, b, d, n, lo, hi in zip(df.variant, is_base, df.delta_average_points, noise, low, high)]
+        df.insert(4, "within_noise", [None if r is None else r == readings.SAME for r in reading])
+        df.insert(5, "delta_noise_kind", kind.where(~is_base))
+        df.insert(6, "reading", reading)
+        if paired_rows:
+            df["delta_ci95_low"] = low.where(~is_base)
+            df["delta_ci95_high"] = high.where(~is_base)
+            df["flips_right_to_wrong"] = [paired_rows[i]["right_to_wrong"] if i in paired_rows else None
+                                          for i in df.index]
+            df["flips_wrong_to_right"] = [paired_rows[i]["wrong_to_right"] if i in paired_rows else None
+                                          for i in df.index]
     return df
+
+
+def _paired_deltas(df: pd.DataFrame, baseline: str, items: dict[str, dict], tasks: list[str]) -> dict[int, dict]:
+    """Row index -> paired bootstrap result, for each variant with a per-item file when the baseline has one."""
+    if baseline not in items:
+        return {}
+    out = {}
+    for i, v in zip(df.index, df.variant):
+        if v != baseline and v in items:
+            res = paired.compare_items(items[v], items[baseline], tasks)
+            if res is not None:
+                out[i] = res
+    return out
 
 
 def summary_table(bench: pd.DataFrame, quality: pd.DataFrame, bits: dict[str, float],

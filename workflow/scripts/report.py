@@ -5,7 +5,7 @@ from pathlib import Path
 
 from quantbench.atomic import atomic_file
 from quantbench.records import load_records
-from quantbench.report import figures, markdown, style, tables
+from quantbench.report import figures, markdown, paired, style, tables
 
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("--params", type=json.loads, required=True)
@@ -17,7 +17,9 @@ out = Path(args.out)
 out.mkdir(parents=True, exist_ok=True)
 records = load_records(args.records)
 
-data = figures.inputs(records, params)
+# per-item results beside the evaluate records, where the evaluate stage wrote them (not declared
+# inputs: records made before them have none, and their rows keep the unpaired noise)
+data = figures.inputs(records, params, paired.items_beside(args.records, records))
 quant = tables.quantize_table(records)
 csv = {"benchmark": data.bench, "quality": data.quality, "quantize": quant, "finetune": data.finetune,
        "summary": data.summary}

@@ -40,10 +40,11 @@ def measured_bits(records: list[dict], nominal: dict[str, float]) -> dict[str, f
     return bits
 
 
-def inputs(records: list[dict], params: dict) -> Inputs:
-    """The tables the report writes, built the same way report.py builds them."""
+def inputs(records: list[dict], params: dict, items: dict[str, dict] | None = None) -> Inputs:
+    """The tables the report writes, built the same way report.py builds them; items: the evaluate
+    stage's per-item files by variant (paired.items_beside), for paired task noise."""
     bench = tables.benchmark_table(records)
-    quality = tables.quality_table(records, params["baseline"])
+    quality = tables.quality_table(records, params["baseline"], items)
     bits = measured_bits(records, params["bits_per_weight"])
     summary = tables.summary_table(bench, quality, bits, params["generate"])
     return Inputs(records, bench, quality, summary, tables.finetune_table(records), params)

@@ -1,0 +1,121 @@
+"""Comparative words from figures with their noise, so that no sentence of a report or of the README
+says more than its intervals allow.
+
+`compare` reads two figures, each with its 95% interval: where the intervals overlap (or, when a
+paired interval of the difference is given, where that interval holds zero) the reading is
+"same within noise"; otherwise it names the side that is beyond the other's noise. Non-overlap of two
+95% intervals is a conservative test (two intervals may overlap a little while the difference is
+still significant): a reading of "same within noise" is "no finding", not "equal". A paired interval
+of the difference, where there is one, is the sharper test and takes precedence.
+
+`speed_reading` reads two timed benchmark cells: a cell whose spread stayed above the benchmark's
+limit (tables.noisy_mask) gives no reading at all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+SAME = "same within noise"
+NOT_READ = "not read: spread above the limit"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure and its 95% interval [low, high]."""
+    value: float
+    low: float
+    high: float
+
+    def __post_init__(self):
+        for k in ("value", "low", "high"):
+            object.__setattr__(self, k, float(getattr(self, k)))
+        if not self.low <= self.value <= self.high:
+            raise ValueError(f"interval {self.low}–{self.high} does not hold its value {self.value}")
+
+    @classmethod
+    def pm(cls, value: float, half_width: float) -> Figure:
+        """value ± half_width."""
+        return cls(value, value - abs(half_width), value + abs(half_width))
+
+    @classmethod
+    def of(cls, x) -> Figure:
+        """A Figure from a Figure, (value, half_width) or (value, low, high)."""
+        if isinstance(x, Figure):
+            return x
+        if len(x) == 2:
+            return cls.pm(*x)
+        return cls(*x)
+
+
+def overlap(a: Figure, b: Figure) -> bool:
+    return a.low <= b.high and b.low <= a.high
+
+
+def compare(a, b, smaller_is_better: bool, names: tuple[str, str] = ("A", "B"),
+            paired: tuple[float, float] | None = None) -> str:
+    """The comparative words for figure `a` against figure `b`.
+
+    a, b: Figure, (value, half_width) or (value, low, high), each with its 95% interval.
+    paired: the 95% interval (low, high) of the paired difference a - b, where one exists (the same
+    items scored by both); it then decides instead of the overlap of the two intervals.
+    Returns "same within noise", or "<name of a> smaller (better), beyond noise" and the like.
+    """
+    a, b = Figure.of(a), Figure.of(b)
+    if paired is not None:
+        low, high = paired
+        if low <= 0 <= high:
+            return SAME
+        smaller = high < 0
+    else:
+        if overlap(a, b):
+            return SAME
+        smaller = a.high < b.low
+    better = smaller == smaller_is_better
+    return f"{names[0]} {'smaller' if smaller else 'larger'} ({'better' if better else 'worse'}), beyond noise"
+
+
+def delta_reading(delta: float, half_width: float, higher_is_better: bool = True, name: str = "variant") -> str:
+    """The reading of a difference to a baseline given with its own 95% half-width (the quality table's
+    Δ Average): inside it, no finding."""
+    return compare(Figure.pm(delta, half_width), Figure(0.0, 0.0, 0.0), smaller_is_better=not higher_is_better,
+                   names=(name, "baseline"), paired=(delta - abs(half_width), delta + abs(half_width)))
+
+
+@dataclass(frozen=True)
+class SpeedCell:
+    """One timed benchmark figure: its median, its spread (IQR/median) and whether that spread stayed
+    above the benchmark's limit."""
+    value: float
+    spread: float
+    above_limit: bool
+
+    def band(self) -> Figure:
+        # the benchmark's own noise: the median ± its spread (there is no 95% interval of a median of 5)
+        return Figure(self.value, self.value * (1 - self.spread), self.value * (1 + self.spread))
+
+
+def speed_reading(a: SpeedCell, b: SpeedCell, smaller_is_better: bool, names: tuple[str, str] = ("A", "B")) -> str:
+    """Speed may only be read from cells within the spread limit: a flagged cell is not read."""
+    if a.above_limit or b.above_limit:
+        return NOT_READ
+    return compare(a.band(), b.band(), smaller_is_better, names)
+
+
+def speed_cell(bench: pd.DataFrame, variant: str, scenario: str, batch_size: int, column: str,
+               mode: str = "eager") -> SpeedCell:
+    """The benchmark table's cell of `variant` (at its longest generation for `generate`), with the
+    flag tables.noisy_mask puts on it."""
+    from quantbench.report import tables
+
+    flagged = tables.noisy_mask(bench)
+    rows = bench[(bench.variant == variant) & (bench.scenario == scenario) & (bench.batch_size == batch_size)
+                 & (bench.outcome == "ok")]
+    if scenario == "generate":
+        rows = rows[(rows["mode"].fillna("eager") == mode) & (rows.use_cache == True)]  # noqa: E712
+        rows = rows[rows.new_tokens == rows.new_tokens.max()]
+    if len(rows) != 1:
+        raise KeyError(f"{len(rows)} {scenario} cells of {variant} at batch {batch_size}")
+    i = rows.index[0]
+    return SpeedCell(float(rows.at[i, column]), float(rows.at[i, "iqr_over_median"]), bool(flagged.loc[i]))
