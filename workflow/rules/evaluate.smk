@@ -34,7 +34,7 @@ rule evaluate:
     output:
         record=f"{R}/records/evaluate/{{variant}}.json",
         lm_eval=f"{R}/lm_eval/{{variant}}.json",
-        items=f"{R}/lm_eval/{{variant}}.items.json",
+        per_item=f"{R}/lm_eval/{{variant}}.items.json",
     log:
         f"{R}/logs/evaluate/{{variant}}.log",
     conda:
@@ -49,4 +49,4 @@ rule evaluate:
     shell:
         f"{ON_GPU}python {{input.script}} --params {{params.spec:q}} --model {{input.model}} {{params.adapter}}"
         " --reference {input.reference} {params.data} --record {output.record}"
-        " --lm-eval-out {output.lm_eval} --items-out {output.items} --threads {threads} 2>&1 | tee {log}"
+        " --lm-eval-out {output.lm_eval} --items-out {output.per_item} --threads {threads} 2>&1 | tee {log}"
