@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from quantbench.report import readings
+from quantbench.report import readings, tables
 from quantbench.report.readings import NOT_READ, SAME, Figure, SpeedCell, compare, speed_reading
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,10 +61,10 @@ def test_speed_cell_takes_the_flag_of_the_benchmark_table():
          "outcome": "ok", "decode_tokens_per_s": t, "iqr_over_median": s, "spread_above_limit": flag}
         for v, n, t, s, flag in [("a", 32, 19.0, 0.07, True), ("a", 8, 30.0, 0.01, False),
                                  ("b", 32, 17.5, 0.02, None), ("c", 32, 10.0, 0.09, None)]])
-    assert readings.speed_cell(bench, "a", "generate", 1, "decode_tokens_per_s") == SpeedCell(19.0, 0.07, True)
-    assert readings.speed_cell(bench, "b", "generate", 1, "decode_tokens_per_s").above_limit is False
+    assert tables.speed_cell(bench, "a", "generate", 1, "decode_tokens_per_s") == SpeedCell(19.0, 0.07, True)
+    assert tables.speed_cell(bench, "b", "generate", 1, "decode_tokens_per_s").above_limit is False
     # a record from before the flag: above SPREAD_LIMIT counts as flagged
-    assert readings.speed_cell(bench, "c", "generate", 1, "decode_tokens_per_s").above_limit is True
+    assert tables.speed_cell(bench, "c", "generate", 1, "decode_tokens_per_s").above_limit is True
 
 
 # -- the README's comparative claims against the committed report -------------------------------
@@ -126,7 +126,7 @@ def _reading(report, what, a, b, names=("A", "B")):
     from quantbench.report.markdown import job_spread
 
     floor, _ = job_spread(bench, "fp32")
-    cells = [readings.speed_cell(bench, v, "generate", 1, "decode_tokens_per_s") for v in (a, b)]
+    cells = [tables.speed_cell(bench, v, "generate", 1, "decode_tokens_per_s") for v in (a, b)]
     cells = [readings.SpeedCell(c.value, max(c.spread, floor), c.above_limit) for c in cells]
     return speed_reading(*cells, smaller_is_better=False, names=names)
 

@@ -161,7 +161,7 @@ def job_spread(bench: pd.DataFrame, baseline: str) -> tuple[float, list[str]]:
     speeds = []
     for v in twins:
         try:
-            speeds.append(readings.speed_cell(bench, v, "generate", 1, "decode_tokens_per_s").value)
+            speeds.append(tables.speed_cell(bench, v, "generate", 1, "decode_tokens_per_s").value)
         except KeyError:
             continue
     if len(speeds) < 2:
@@ -177,7 +177,7 @@ def speed_readings(bench: pd.DataFrame, baseline: str) -> pd.DataFrame:
     floor, _ = job_spread(bench, baseline)
 
     def cell_of(variant):
-        c = readings.speed_cell(bench, variant, "generate", 1, "decode_tokens_per_s")
+        c = tables.speed_cell(bench, variant, "generate", 1, "decode_tokens_per_s")
         return readings.SpeedCell(c.value, max(c.spread, floor), c.above_limit), c.spread
 
     try:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
-
 SAME = "same within noise"
 NOT_READ = "not read: spread above the limit"
 
@@ -101,21 +99,3 @@ def speed_reading(a: SpeedCell, b: SpeedCell, smaller_is_better: bool, names: tu
     if a.above_limit or b.above_limit:
         return NOT_READ
     return compare(a.band(), b.band(), smaller_is_better, names)
-
-
-def speed_cell(bench: pd.DataFrame, variant: str, scenario: str, batch_size: int, column: str,
-               mode: str = "eager") -> SpeedCell:
-    """The benchmark table's cell of `variant` (at its longest generation for `generate`), with the
-    flag tables.noisy_mask puts on it."""
-    from quantbench.report import tables
-
-    flagged = tables.noisy_mask(bench)
-    rows = bench[(bench.variant == variant) & (bench.scenario == scenario) & (bench.batch_size == batch_size)
-                 & (bench.outcome == "ok")]
-    if scenario == "generate":
-        rows = rows[(rows["mode"].fillna("eager") == mode) & (rows.use_cache == True)]  # noqa: E712
-        rows = rows[rows.new_tokens == rows.new_tokens.max()]
-    if len(rows) != 1:
-        raise KeyError(f"{len(rows)} {scenario} cells of {variant} at batch {batch_size}")
-    i = rows.index[0]
-    return SpeedCell(float(rows.at[i, column]), float(rows.at[i, "iqr_over_median"]), bool(flagged.loc[i]))

@@ -252,3 +252,19 @@ def summary_table(bench: pd.DataFrame, quality: pd.DataFrame, bits: dict[str, fl
         df = df.merge(quality[["variant", "Average", "delta_average_points", "kl_mean", "top1_agreement"]],
                       on="variant", how="left")
     return df
+
+
+def speed_cell(bench: pd.DataFrame, variant: str, scenario: str, batch_size: int, column: str,
+               mode: str = "eager") -> readings.SpeedCell:
+    """The benchmark table's cell of `variant` (at its longest generation for `generate`), with the
+    flag noisy_mask puts on it."""
+    flagged = noisy_mask(bench)
+    rows = bench[(bench.variant == variant) & (bench.scenario == scenario) & (bench.batch_size == batch_size)
+                 & (bench.outcome == "ok")]
+    if scenario == "generate":
+        rows = rows[(rows["mode"].fillna("eager") == mode) & (rows.use_cache == True)]  # noqa: E712
+        rows = rows[rows.new_tokens == rows.new_tokens.max()]
+    if len(rows) != 1:
+        raise KeyError(f"{len(rows)} {scenario} cells of {variant} at batch {batch_size}")
+    i = rows.index[0]
+    return readings.SpeedCell(float(rows.at[i, column]), float(rows.at[i, "iqr_over_median"]), bool(flagged.loc[i]))
