@@ -31,43 +31,42 @@ def _stages(r: dict, present: set[str]) -> list[tuple[str, str]]:
     return [(v, label) for v, label in out if v in present]
 
 
-def _dots(ax, data, stages, col: str, hw_of, hollow) -> None:
-    """One marker per stage with its 95% error bar: task averages are read as differences in points,
-    so the axis spans the values and the bars to beat rather than starting at zero."""
+def _measured(data, stages, col: str, hw_of):
+    """(x, variant, value, look, 95% half-width) of each stage that has a value in `col`."""
     for x, (v, _) in enumerate(stages):
         value = _value(data.quality, v, col)
-        if value is None:
-            continue
-        lk = data.look(v)
-        hw = hw_of(v)
-        ax.errorbar(x, value, yerr=None if hw is None else [[hw], [hw]], fmt=lk.marker, ms=10, color=lk.color,
-                    mfc="none" if hollow(v) else lk.color, mec=lk.edge, mew=1.5, ecolor=lk.edge, capsize=4,
-                    zorder=5)
+        if value is not None:
+            yield x, v, value, data.look(v), hw_of(v)
+
+
+def _stage_axis(ax, stages) -> None:
     ax.set_xticks(range(len(stages)), [label for _, label in stages], fontsize=style.FONT["tick"])
     ax.set_xlim(-0.6, len(stages) - 0.4)
     ax.grid(axis="x", visible=False)
+
+
+def _dots(ax, data, stages, col: str, hw_of, hollow) -> None:
+    """One marker per stage with its 95% error bar: task averages are read as differences in points,
+    so the axis spans the values and the bars to beat rather than starting at zero."""
+    for x, v, value, lk, hw in _measured(data, stages, col, hw_of):
+        ax.errorbar(x, value, yerr=None if hw is None else [[hw], [hw]], fmt=lk.marker, ms=10, color=lk.color,
+                    mfc="none" if hollow(v) else lk.color, mec=lk.edge, mew=1.5, ecolor=lk.edge, capsize=4,
+                    zorder=5)
+    _stage_axis(ax, stages)
 
 
 def _bars(ax, data, stages, col: str, hw_of, hollow=lambda v: False) -> None:
     """One bar per stage in its variant's look, from zero, with 95% error bars where recorded."""
-    for x, (v, _) in enumerate(stages):
-        value = _value(data.quality, v, col)
-        if value is None:
-            continue
-        lk = data.look(v)
-        hw = hw_of(v)
+    for x, v, value, lk, hw in _measured(data, stages, col, hw_of):
         err = None if hw is None else [[min(hw, value)], [hw]]  # a non-negative quantity stops at zero
         ax.bar(x, value, width=0.65, color="none" if hollow(v) else lk.color, edgecolor=lk.edge, lw=1.4,
                yerr=err, capsize=4, error_kw={"ecolor": style.NEUTRAL, "lw": 1})
-    ax.set_xticks(range(len(stages)), [label for _, label in stages], fontsize=style.FONT["tick"])
-    ax.set_xlim(-0.6, len(stages) - 0.4)
+    _stage_axis(ax, stages)
     ax.set_ylim(bottom=0)
-    ax.grid(axis="x", visible=False)
     # a bar too short to see says its value, so that it does not read as missing
     top = ax.get_ylim()[1]
-    for x, (v, _) in enumerate(stages):
-        value = _value(data.quality, v, col)
-        if value is not None and value < 0.02 * top:
+    for x, _, value, _, _ in _measured(data, stages, col, hw_of):
+        if value < 0.02 * top:
             ax.annotate(f"{value:.1g}", (x, value), xytext=(0, 3), textcoords="offset points", ha="center",
                         va="bottom", fontsize=style.FONT["note"],
                         bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.85}, zorder=6)
