@@ -123,11 +123,8 @@ def _reading(report, what, a, b, names=("A", "B")):
         return compare((quality.kl_mean[a], quality.kl_mean_ci95[a]), (quality.kl_mean[b], quality.kl_mean_ci95[b]),
                        smaller_is_better=True, names=names)
     # as the report reads speed: each cell's noise at least the spread between jobs of one computation
-    from quantbench.report.markdown import job_spread
-
-    floor, _ = job_spread(bench, "fp32")
-    cells = [tables.speed_cell(bench, v, "generate", 1, "decode_tokens_per_s") for v in (a, b)]
-    cells = [readings.SpeedCell(c.value, max(c.spread, floor), c.above_limit) for c in cells]
+    floor, _ = tables.job_spread(bench, "fp32")
+    cells = [tables.speed_cell(bench, v, "generate", 1, "decode_tokens_per_s", floor=floor) for v in (a, b)]
     return speed_reading(*cells, smaller_is_better=False, names=names)
 
 
@@ -161,7 +158,8 @@ def test_the_reports_speed_readings_leave_flagged_cells_unread(report):
     from quantbench.report import markdown
 
     _, bench = report
-    table = markdown.speed_readings(bench, "fp32").set_index("variant")["against fp32"]
+    floor, _ = tables.job_spread(bench, "fp32")  # as the report's section reads them
+    table = markdown.speed_readings(bench, "fp32", floor).set_index("variant")["against fp32"]
     assert table["awq-4bit-g64"] == NOT_READ and table["hqq-4bit-g64"] == NOT_READ
     assert table["bnb-nf4+lora+merge-fp"] == SAME
     assert table["gguf-q4_0"] == "gguf-q4_0 larger (better), beyond noise"
@@ -173,7 +171,8 @@ def test_jobs_of_one_computation_set_the_floor_of_speed_noise():
     """The toy's fp32 and its two merges (the same float32 computation, three jobs) decode at 330, 354
     and 303 tokens/s, each with a tight spread of its own: read against each other they are the same
     within noise, because their spread between jobs is the floor of every cell's noise."""
-    from quantbench.report.markdown import job_spread, speed_readings
+    from quantbench.report.markdown import speed_readings
+    from quantbench.report.tables import job_spread
 
     cells = [("fp32", "torch-float32", 330.0), ("m+lora+merge-fp", "torch-float32", 354.0),
              ("m+lora+merge-dequant", "torch-float32", 303.0), ("m+lora", "torch-float32", 200.0),
@@ -184,6 +183,6 @@ def test_jobs_of_one_computation_set_the_floor_of_speed_noise():
     floor, twins = job_spread(bench, "fp32")
     assert twins == ["fp32", "m+lora+merge-fp", "m+lora+merge-dequant"]  # an unmerged adapter is not a twin
     assert floor == pytest.approx((354 - 303) / 330)
-    table = speed_readings(bench, "fp32").set_index("variant")["against fp32"]
+    table = speed_readings(bench, "fp32", floor).set_index("variant")["against fp32"]
     assert table["m+lora+merge-dequant"] == SAME and table["m+lora+merge-fp"] == SAME
     assert table["q"].endswith("beyond noise") and table["m+lora"].endswith("beyond noise")

@@ -147,61 +147,39 @@ def inference_section(summary: pd.DataFrame, bench: pd.DataFrame, gen_spec: dict
     return parts
 
 
-def job_spread(bench: pd.DataFrame, baseline: str) -> tuple[float, list[str]]:
-    """The spread between separate jobs that run the same computation: the baseline and the variants
-    that decode on its kernel without an adapter (its merges), as (max - min) / median of their batch-1
-    decode speed. One job's IQR/median misses this (fp32, merge-fp and merge-dequant of the toy decode
-    at 330, 354 and 303 tokens/s), so it is a floor under every cell's noise."""
-    kernel = bench.loc[bench.variant == baseline, "kernel"]
-    if kernel.empty:
-        return 0.0, []
-    # an unmerged adapter adds compute: not the same computation
-    twins = [v for v in dict.fromkeys(bench.variant) if "+lora" not in v or "+merge" in v]
-    twins = [v for v in twins if (bench.loc[bench.variant == v, "kernel"] == kernel.iloc[0]).all()]
-    speeds = []
-    for v in twins:
-        try:
-            speeds.append(tables.speed_cell(bench, v, "generate", 1, "decode_tokens_per_s").value)
-        except KeyError:
-            continue
-    if len(speeds) < 2:
-        return 0.0, twins
-    return (max(speeds) - min(speeds)) / float(pd.Series(speeds).median()), twins
-
-
-def speed_readings(bench: pd.DataFrame, baseline: str) -> pd.DataFrame:
+def speed_readings(bench: pd.DataFrame, baseline: str, floor: float = 0.0) -> pd.DataFrame:
     """Each variant's batch-1 eager decode against the baseline's, in readings.speed_reading's words:
     a cell above the spread limit is not read; the noise of a cell is the larger of its own spread and
-    the spread between jobs of the same computation (job_spread)."""
+    `floor` (tables.job_spread)."""
     rows = []
-    floor, _ = job_spread(bench, baseline)
 
     def cell_of(variant):
-        c = tables.speed_cell(bench, variant, "generate", 1, "decode_tokens_per_s")
-        return readings.SpeedCell(c.value, max(c.spread, floor), c.above_limit), c.spread
+        return tables.speed_cell(bench, variant, "generate", 1, "decode_tokens_per_s", floor=floor)
 
     try:
-        base, _ = cell_of(baseline)
+        base = cell_of(baseline)
     except KeyError:
         return pd.DataFrame()
     for variant in dict.fromkeys(bench.variant):
         if variant == baseline:
             continue
         try:
-            cell, own = cell_of(variant)
+            cell = cell_of(variant)
         except KeyError:  # not measured (unsupported, out of memory)
             continue
-        rows.append({"variant": variant, "decode_tokens_per_s": cell.value, "iqr_over_median": own,
+        rows.append({"variant": variant, "decode_tokens_per_s": cell.value, "iqr_over_median": cell.spread,
                      f"against {baseline}": readings.speed_reading(cell, base, smaller_is_better=False,
                                                                    names=(variant, baseline))})
     return pd.DataFrame(rows)
 
 
 def speed_readings_section(bench: pd.DataFrame, baseline: str | None) -> list[str]:
-    table = speed_readings(bench, baseline) if baseline and not bench.empty else pd.DataFrame()
+    if not baseline or bench.empty:
+        return []
+    floor, twins = tables.job_spread(bench, baseline)
+    table = speed_readings(bench, baseline, floor)
     if table.empty:
         return []
-    floor, twins = job_spread(bench, baseline)
     between = (f"the spread between separate jobs of the same computation ({', '.join(twins)}: "
                f"{floor:.0%} of their median)" if len(twins) > 1 else "no second job of the same computation")
     return [f"Decode at batch 1 against `{baseline}`. The noise of each cell is the larger of its own spread "

@@ -83,15 +83,18 @@ def delta_reading(delta: float, half_width: float, higher_is_better: bool = True
 
 @dataclass(frozen=True)
 class SpeedCell:
-    """One timed benchmark figure: its median, its spread (IQR/median) and whether that spread stayed
-    above the benchmark's limit."""
+    """One timed benchmark figure: its median, its spread (IQR/median), whether that spread stayed
+    above the benchmark's limit, and the floor of its noise (the spread between separate jobs of one
+    computation, tables.job_spread)."""
     value: float
     spread: float
     above_limit: bool
+    floor: float = 0.0
 
     def band(self) -> Figure:
-        # the benchmark's own noise: the median ± its spread (there is no 95% interval of a median of 5)
-        return Figure(self.value, self.value * (1 - self.spread), self.value * (1 + self.spread))
+        # the median ± the larger of its own spread and the floor (there is no 95% interval of a median of 5)
+        noise = max(self.spread, self.floor)
+        return Figure(self.value, self.value * (1 - noise), self.value * (1 + noise))
 
 
 def speed_reading(a: SpeedCell, b: SpeedCell, smaller_is_better: bool, names: tuple[str, str] = ("A", "B")) -> str:

@@ -255,9 +255,9 @@ def summary_table(bench: pd.DataFrame, quality: pd.DataFrame, bits: dict[str, fl
 
 
 def speed_cell(bench: pd.DataFrame, variant: str, scenario: str, batch_size: int, column: str,
-               mode: str = "eager") -> readings.SpeedCell:
+               mode: str = "eager", floor: float = 0.0) -> readings.SpeedCell:
     """The benchmark table's cell of `variant` (at its longest generation for `generate`), with the
-    flag noisy_mask puts on it."""
+    flag noisy_mask puts on it and `floor` under its noise (job_spread)."""
     flagged = noisy_mask(bench)
     rows = bench[(bench.variant == variant) & (bench.scenario == scenario) & (bench.batch_size == batch_size)
                  & (bench.outcome == "ok")]
@@ -267,4 +267,27 @@ def speed_cell(bench: pd.DataFrame, variant: str, scenario: str, batch_size: int
     if len(rows) != 1:
         raise KeyError(f"{len(rows)} {scenario} cells of {variant} at batch {batch_size}")
     i = rows.index[0]
-    return readings.SpeedCell(float(rows.at[i, column]), float(rows.at[i, "iqr_over_median"]), bool(flagged.loc[i]))
+    return readings.SpeedCell(float(rows.at[i, column]), float(rows.at[i, "iqr_over_median"]), bool(flagged.loc[i]),
+                              floor)
+
+
+def job_spread(bench: pd.DataFrame, baseline: str) -> tuple[float, list[str]]:
+    """The spread between separate jobs that run the same computation: the baseline and the variants
+    that decode on its kernel without an adapter (its merges), as (max - min) / median of their batch-1
+    decode speed. One job's IQR/median misses this (fp32, merge-fp and merge-dequant of the toy decode
+    at 330, 354 and 303 tokens/s), so it is a floor under every cell's noise."""
+    kernel = bench.loc[bench.variant == baseline, "kernel"]
+    if kernel.empty:
+        return 0.0, []
+    # an unmerged adapter adds compute: not the same computation
+    twins = [v for v in dict.fromkeys(bench.variant) if "+lora" not in v or "+merge" in v]
+    twins = [v for v in twins if (bench.loc[bench.variant == v, "kernel"] == kernel.iloc[0]).all()]
+    speeds = []
+    for v in twins:
+        try:
+            speeds.append(speed_cell(bench, v, "generate", 1, "decode_tokens_per_s").value)
+        except KeyError:
+            continue
+    if len(speeds) < 2:
+        return 0.0, twins
+    return (max(speeds) - min(speeds)) / float(pd.Series(speeds).median()), twins
