@@ -122,22 +122,19 @@ def jobs_per_gpu(argv: list[str]) -> int:
     --configfile that names it, else 1 (the embedded default names none)."""
     import yaml
 
-    files, sets, flag = [], {}, None
+    from quantbench.config_file import configfiles_in
+
+    sets, flag = {}, None
     for word in argv:
         if word.startswith("-"):
-            flag, _, value = word.partition("=")
-            if value and flag in ("--configfile", "--configfiles"):
-                files.append(value)
-            continue
-        if flag in ("--configfile", "--configfiles"):
-            files.append(word)
+            flag = word
         elif flag == "--config" and "=" in word:
             key, _, value = word.partition("=")
             sets[key] = value
     if "jobs_per_gpu" in sets:
         return int(sets["jobs_per_gpu"])
     found = 1
-    for path in files:
+    for path in configfiles_in(argv):
         try:
             found = (yaml.safe_load(Path(path).read_text()) or {}).get("jobs_per_gpu", found)
         except (OSError, yaml.YAMLError, AttributeError):
