@@ -67,6 +67,7 @@ else:
     include: "workflow/rules/merge.smk"
     include: "workflow/rules/benchmark.smk"
     include: "workflow/rules/evaluate.smk"
+    include: "workflow/rules/sensitivity.smk"
     include: "workflow/rules/report.smk"
 
     check_resource_keys()

@@ -23,8 +23,9 @@ def token_windows(tokenizer, texts: list[str], n_tokens: int, window: int) -> to
 
 
 @torch.inference_mode()
-def _batches(model, windows: torch.Tensor, device: str, batch_size: int, desc: str):
-    """log p(next token) per batch of windows, at every position but the last, float32 on the CPU."""
+def _batches(model, windows: torch.Tensor, device: str, batch_size: int, desc: str, on_device: bool = False):
+    """log p(next token) per batch of windows, at every position but the last, float32 on the CPU
+    (on `device` with on_device)."""
     # Full-vocabulary logits are batch x window x vocab floats (a 49 152-token vocabulary: 3 GB for 32
     # windows of 512), and log_softmax doubles that: cap each batch's logits at about 256 MB.
     vocab = getattr(getattr(model, "config", None), "vocab_size", None) or 1
@@ -32,7 +33,8 @@ def _batches(model, windows: torch.Tensor, device: str, batch_size: int, desc: s
     for i in tqdm(range(0, len(windows), batch_size), desc=desc, mininterval=2):
         ids = windows[i:i + batch_size]
         logits = model(input_ids=ids.to(device), use_cache=False).logits[:, :-1].float()
-        yield ids, torch.log_softmax(logits, dim=-1).cpu()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        yield (ids.to(device), logprobs) if on_device else (ids, logprobs.cpu())
 
 
 def next_token_logprobs(model, windows: torch.Tensor, device: str, batch_size: int) -> torch.Tensor:
@@ -116,11 +118,14 @@ def compare(ref: torch.Tensor | dict, test: torch.Tensor, windows: torch.Tensor)
     return _metrics(_per_token(ref, test.float(), windows), n_chunks=len(windows))
 
 
-def compare_model(ref: dict, model, windows: torch.Tensor, device: str, batch_size: int) -> dict:
-    """compare() against a reference summary, streaming the model's log-probs batch by batch."""
+def compare_model(ref: dict, model, windows: torch.Tensor, device: str, batch_size: int,
+                  on_device: bool = False) -> dict:
+    """compare() against a reference summary, streaming the model's log-probs batch by batch.
+    on_device: compare on `device` (a GPU: no vocabulary-wide copy to the host per batch; the
+    sensitivity sweep's hundreds of passes need it); the evaluate stage compares on the CPU."""
     parts, start = [], 0
-    for ids, lp in _batches(model, windows, device, batch_size, "log-probs"):
-        chunk = {k: v[start:start + len(ids)] for k, v in ref.items()}
-        parts.append(_per_token(chunk, lp, ids))
+    for ids, lp in _batches(model, windows, device, batch_size, "log-probs", on_device):
+        chunk = {k: v[start:start + len(ids)].to(lp.device) for k, v in ref.items()}
+        parts.append({k: v.cpu() for k, v in _per_token(chunk, lp, ids).items()})
         start += len(ids)
     return _metrics({k: torch.cat([p[k] for p in parts]) for k in parts[0]}, n_chunks=len(windows))

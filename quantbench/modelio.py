@@ -28,6 +28,8 @@ class RunContext:
     calibration_texts: list[str] = field(default_factory=list)
     calibration_seq_len: int = 512
     calibration_batch_size: int = 1
+    sensitivity: list = field(default_factory=list)  # sensitivity records a mixed-precision method reads
+    size_of: dict | None = None  # the quantize record whose measured size is a mix's budget
 
     @property
     def dtype(self) -> torch.dtype:

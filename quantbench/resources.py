@@ -140,6 +140,7 @@ def _config_json(path, basedir: str, workdir: str) -> dict | None:
 MEMORY = {
     "build": (2.0, 2), "quantize": (2.0, 4), "finetune": (1.5, 6), "merge": (3.0, 4),
     "reference_logprobs": (1.5, 4), "evaluate": (1.5, 8), "benchmark": (1.5, 4), "light": (0.0, 2),
+    "sensitivity": (2.5, 4),  # the baseline and the quantized model side by side
 }
 # On a CPU the weights are the working memory too (activations, fp32 upcasts): one more copy.
 CPU_EXTRA_COPIES = 1.0
@@ -147,7 +148,7 @@ CPU_EXTRA_COPIES = 1.0
 # (SmolLM2's evaluation: ~10 core-minutes for 0.135 B parameters on our 2-core machine).
 MINUTES = {
     "build": (10, 4), "finetune": (20, 10), "merge": (15, 5), "reference_logprobs": (10, 5),
-    "evaluate": (20, 10), "benchmark": (15, 0), "light": (15, 0),
+    "evaluate": (20, 10), "benchmark": (15, 0), "light": (15, 0), "sensitivity": (20, 20),
 }
 QUANTIZE_MINUTES = {"gptq": (20, 20), "awq": (20, 30), "gguf": (15, 10), "hqq": (10, 5), "torchao": (10, 5),
                     "bnb": (10, 3), "none": (10, 3)}

@@ -14,6 +14,7 @@ from quantbench.backends import get as get_backend
 from quantbench.config_messages import ConfigError, did_you_mean, schema_errors
 from quantbench.experiment import MERGE_KINDS, REQUANTIZE_BACKENDS, Experiment, Method, requantize_targets
 from quantbench.model_facts import context_errors, lora_target_errors, model_dims, model_facts
+from quantbench.sensitivity_checks import sensitivity_errors, sensitivity_kind_errors
 from quantbench.source_checks import file_errors, packaged_source_errors, suite_dataset_errors
 
 # results/<model>/models/base is the full-precision model every method starts from: a method of that
@@ -32,6 +33,10 @@ def _check_params(key: str, backend: str, entry: dict, errors: list[str]) -> dic
     mod = get_backend(backend)
     params = {**mod.DEFAULTS, **{k: v for k, v in entry.items() if k != "backend"}}
     for k, v in params.items():
+        if k == "mix" and k not in mod.SPEC:  # per-module bit widths need a backend that stores them
+            errors.append(f"{key}.mix: backend {backend!r} has no per-module settings; allowed: backend gptq "
+                          "(GPTQModel's per-module `dynamic` overrides)")
+            continue
         if k not in mod.SPEC:
             errors.append(f"{key}.{k}: unknown parameter for backend {backend!r};{did_you_mean(k, mod.SPEC)} "
                           f"allowed: {', '.join(mod.SPEC)}")
@@ -63,6 +68,7 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
     skipped = _device_policy(config, methods, cuda_available, errors)
     errors += _finetune_errors(config, methods)
     errors += _recipe_errors(config, methods)
+    errors += sensitivity_errors(config, methods)
     errors += _generate_mode_errors(config, notes)
     errors += _model_errors(config)
     errors += _source_key_errors(config)
@@ -71,6 +77,7 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
         facts = model_facts(config, basedir or ".", workdir)
         errors += context_errors(config, facts)
         errors += lora_target_errors(config, methods, facts, notes)
+        errors += sensitivity_kind_errors(config, facts, notes)
         errors += suite_dataset_errors(config)
         errors += _calibration_size_errors(config)
     if workdir is not None:

@@ -17,7 +17,12 @@ KERNELS = {
     "exllama_v2": ("gptq_exllama_v2", [4], False),
 }
 SPEC = {"bits": [2, 3, 4, 8], "group_size": int, "desc_act": [True, False], "sym": [True, False],
-        "kernel": list(KERNELS), "damp_percent": float}
+        "kernel": list(KERNELS), "damp_percent": float, "mix": dict}
+# mix: more bits for some layers (quantbench/mixed_precision.py): {high_bits, rule: kquant} or
+# {high_bits, budget_bits: <bits, kquant or a method>, unit: block|projection|cell} (rule sensitivity, the
+# default); bits per weight as stored in the files (scales, zero points and indices included)
+MIX_RULES = ("sensitivity", "kquant")
+MIX_KEYS = ("high_bits", "rule", "budget_bits", "unit")
 # Chosen when the checkpoint is loaded, not stored in it: methods differing only here share one.
 LOAD_ONLY = {"kernel"}
 DEFAULTS = {"group_size": 128, "desc_act": False, "sym": True, "kernel": "torch", "damp_percent": 0.05}
@@ -27,7 +32,7 @@ CALIBRATED = True  # quantize() needs ctx.calibration_texts
 JIT = {"marlin": "marlin", "exllama_v2": "exllamav2"}
 
 
-def quantize_config(params: dict, device: str = "cpu"):
+def quantize_config(params: dict, device: str = "cpu", dynamic: dict | None = None):
     from gptqmodel import QuantizeConfig
 
     # On CUDA: pack on the GPU (the default packs on the CPU, single-threaded under the GIL) and
@@ -35,7 +40,41 @@ def quantize_config(params: dict, device: str = "cpu"):
     fast = {"pack_impl": "gpu", "offload_to_disk": False} if device == "cuda" else {}
     return QuantizeConfig(bits=params["bits"], group_size=params["group_size"],
                           desc_act=params["desc_act"], sym=params["sym"],
-                          damp_percent=params["damp_percent"], **fast)
+                          damp_percent=params["damp_percent"], **fast, **({"dynamic": dynamic} if dynamic else {}))
+
+
+def mix_problems(params: dict) -> list[str]:
+    """A `mix:` entry's own rules, each message naming the key."""
+    from quantbench.layer_groups import FAMILIES
+
+    mix = params.get("mix")
+    if mix is None:
+        return []
+    out = [f"mix.{k}: unknown key; allowed: {', '.join(MIX_KEYS)}" for k in mix if k not in MIX_KEYS]
+    allowed = KERNELS[params["kernel"]][1]
+    high = mix.get("high_bits")
+    if high not in allowed or high <= params["bits"]:
+        out.append(f"mix.high_bits: {high!r} must be a width of kernel {params['kernel']!r} above bits "
+                   f"{params['bits']}; allowed: {', '.join(str(b) for b in allowed if b > params['bits']) or 'none'}")
+    rule = mix.get("rule", "sensitivity")
+    if rule not in MIX_RULES:
+        out.append(f"mix.rule: {rule!r} is not a mixing rule; allowed: {', '.join(MIX_RULES)}")
+    elif rule == "sensitivity":
+        budget = mix.get("budget_bits")
+        if not isinstance(budget, (int, float, str)) or isinstance(budget, bool):
+            out.append(f"mix.budget_bits: {budget!r} must be bits per weight (a number), kquant (the size the "
+                       "kquant rule gives) or a method's name (the size its file measures)")
+        elif isinstance(budget, (int, float)) and isinstance(high, int):
+            lo, hi = (bits_with_group_scales(b, params["group_size"]) for b in (params["bits"], high))
+            if not lo < budget < hi:
+                out.append(f"mix.budget_bits: {budget} is outside what bits {params['bits']} and high_bits {high} "
+                           f"can store; allowed: above {lo:.3f} (every layer at {params['bits']} bits, scales "
+                           f"included) and below {hi:.3f}")
+        if mix.get("unit", "cell") not in FAMILIES:
+            out.append(f"mix.unit: {mix.get('unit')!r} is not a sensitivity group; allowed: {', '.join(FAMILIES)}")
+    elif "budget_bits" in mix or "unit" in mix:
+        out.append("mix.budget_bits, mix.unit: only for rule sensitivity (kquant places its bits itself)")
+    return out
 
 
 def kernel_names(model) -> list[str]:
@@ -88,7 +127,7 @@ class GPTQ(Backend):
         why = group_size_problem(params["group_size"], model_dims)
         if why:
             out.append(f"group_size: {why}")
-        return out
+        return out + mix_problems(params)
 
     def jit_extension(self, params: dict, dtype_name: str) -> str | None:
         ext = JIT.get(params["kernel"])
@@ -98,18 +137,34 @@ class GPTQ(Backend):
         return ext
 
     def bits_per_weight(self, params: dict) -> float:
+        # a mix's average depends on the model's layers: the budget here, the quantize record has the
+        # allocation's own figure and the file's
+        budget = (params.get("mix") or {}).get("budget_bits")
+        if isinstance(budget, (int, float)):
+            return float(budget)
         return bits_with_group_scales(params["bits"], params["group_size"])
 
     def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
+        from quantbench import mixed_precision, stored_bits
         from quantbench.modelio import load_tokenizer
 
+        shapes = stored_bits.block_linear_shapes(src)
+        mix = mixed_precision.plan(params, shapes, ctx.sensitivity, stored_bits.gptq_layer_bits, ctx.size_of) \
+            if params.get("mix") else None
         tokenizer = load_tokenizer(src)
         rows = gptqmodel_run.calibration_rows(tokenizer, ctx.calibration_texts, ctx.calibration_seq_len)
-        model = gptqmodel_run.quantized(src, quantize_config(params, ctx.device), rows, ctx.device,
+        qconfig = quantize_config(params, ctx.device, mix and mixed_precision.gptq_dynamic(mix["allocation"],
+                                                                                           params["bits"]))
+        model = gptqmodel_run.quantized(src, qconfig, rows, ctx.device,
                                         ctx.calibration_seq_len, ctx.calibration_batch_size, dtype=ctx.dtype)
         model.save(str(dst))
         tokenizer.save_pretrained(dst)
-        return {"calibration_samples": len(rows)}
+        out = {"calibration_samples": len(rows),
+               "measured_bits_per_weight": stored_bits.gptq_bits_per_weight(dst, stored_bits.block_linear_weights(src))}
+        if mix:
+            out["mix"] = {k: v for k, v in mix.items() if k != "allocation"}
+            out["mix"]["layers_at_high_bits"] = sorted(n for n, b in mix["allocation"].items() if b != params["bits"])
+        return out
 
     def load(self, path: str, params: dict, ctx):
         gptqmodel_run.environment()

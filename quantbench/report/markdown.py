@@ -106,6 +106,7 @@ def render(inputs, quant: pd.DataFrame, plots: list[tuple[str, str, str]]) -> st
     parts += quality_section(inputs.quality)
     parts.append("## The recipe: QLoRA on bitsandbytes, merge, re-quantize with GPTQ\n")
     parts.append(recipe_section(inputs.summary, inputs.quality, p["recipes"]))
+    parts += sensitivity_section(inputs)
     parts += quantize_section(quant)
     parts += figures_section(plots)
     return "\n".join(parts)
@@ -279,3 +280,30 @@ def quantize_section(quant: pd.DataFrame) -> list[str]:
 
 def figures_section(plots: list[tuple[str, str, str]]) -> list[str]:
     return ["## Figures\n"] + [f"![{name}]({path})\n\n_{caption}_\n" for name, path, caption in plots]
+
+
+def sensitivity_section(inputs) -> list[str]:
+    """Which layers hurt (ranking per family) and whether a measured allocation of bits beats the
+    k-quant placement and the uniform widths at the size it stores."""
+    from quantbench.report import sensitivity_tables as st
+
+    sens = st.sensitivity_table(inputs.records)
+    if sens.empty:
+        return []
+    out = ["## Which layers hurt: sensitivity and mixed precision\n",
+           "KL against the baseline with one group of a method's quantized layers moved into the otherwise "
+           "full-precision baseline, on the first held-out windows (`sensitivity.csv` has every group; "
+           "`all` is every layer at once). Most damaging groups per family:\n"]
+    for (method, family), g in sens[sens.family != "all"].groupby(["method", "family"], sort=False):
+        top = g.sort_values("rank").head(5)
+        total = sens[(sens.method == method) & (sens.family == "all")].kl_mean
+        listed = ", ".join(f"{r.group} {r.kl_mean:.4f} ± {r.kl_mean_ci95:.4f}" for r in top.itertuples())
+        out.append(f"- `{method}`, by {family} (of {len(g)}; all layers: "
+                   f"{total.iloc[0]:.4f}): {listed}" if len(total) else f"- `{method}`, by {family}: {listed}")
+    table = st.mix_comparison(inputs.records, inputs.summary, inputs.quality)
+    if not table.empty:
+        out.append("\nMixed precision beside uniform widths and llama.cpp's k-quant mixes, sizes as stored in the "
+                   "files (block matrices only, scales and zero points included):\n")
+        out.append(fmt(table, 4))
+        out += [f"- {line}" for line in st.mix_readings(table)]
+    return out + [""]

@@ -26,6 +26,8 @@ def stages(exp: Experiment) -> list[str]:
         out.append("finetune")
     if exp.config.get("recipes"):
         out.append("recipes")
+    if exp.config.get("sensitivity") and "evaluate" in out:
+        out.append("sensitivity")
     return out
 
 
@@ -38,5 +40,12 @@ def record_paths(exp: Experiment, root: str) -> list[str]:
             + [f"{root}/records/evaluate/{v}.json" for v in evaluated]
             + [f"{root}/records/finetune/{b}.json" for b in exp.finetune_bases]
             + [f"{root}/records/quantize/{m}.json" for m in quantized]
+            + [f"{root}/records/sensitivity/{m}.json" for m in sensitivity_methods(exp)]
             # where the base came from (the report says what a GGUF-derived base means)
             + ([f"{root}/records/build/base.json"] if exp.config["model"].get("source") == "gguf" else []))
+
+
+def sensitivity_methods(exp: Experiment) -> list[str]:
+    if "sensitivity" not in stages(exp):
+        return []
+    return [m for m in exp.config["sensitivity"]["methods"] if m not in exp.skipped]

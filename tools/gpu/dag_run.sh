@@ -6,7 +6,8 @@
 #   bash tools/gpu/dag_run.sh prep                  # call 1, carry .whl: install, build the Marlin kernel
 #   bash tools/gpu/parts.sh receive                 # calls 2..: carry .parts
 #   bash tools/gpu/dag_run.sh start CONFIG NPARTS [TARGET...]   # last part's call: install the parts,
-#                                                   # start the DAG (or the part of it that makes TARGETs)
+#                                                   # start the DAG (or the part of it that makes TARGETs);
+#                                                   # CONFIG: a setup, or setup,overlay,... (comma-separated)
 #   bash tools/gpu/dag_run.sh wait SECONDS          # follow it; collect records, report, logs into $OUT
 # The DAG runs from its own copy of the tree (a device call re-syncs the working tree), in its own
 # process session, so it goes on between calls. QB_GIT_COMMIT names the commit in every record.
@@ -59,13 +60,13 @@ start)
   bash tools/gpu/parts.sh install "$nparts" || exit 1
   tar xJf /tmp/extra/wn-min.tar.xz -C /tmp/site || exit 1
   python3 -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, llama_cpp.llama_print_system_info().decode())"
-  python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "$config" > "$RUN/name"
+  python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "${config%%,*}" > "$RUN/name"
   rm -rf "$TREE" "$RUN/done"; mkdir -p "$TREE"
   tar cf - --exclude=./.whl --exclude=./.parts --exclude=./.snakemake --exclude=./.git --exclude='./results/*' . \
       | tar xf - -C "$TREE"
   ( cd "$TREE" && setsid bash -c '
       echo "$(date -u +%T) DAG start" >> '"$RUN"'/progress.txt; t0=$(date +%s.%N)
-      python3 -m snakemake --cores all --configfile="$1" --keep-going --scheduler greedy "${@:2}" \
+      python3 -m snakemake --cores all --configfile ${1//,/ } --keep-going --scheduler greedy "${@:2}" \
           < /dev/null > '"$RUN"'/snakemake.log 2>&1
       rc=$?; t1=$(date +%s.%N)
       echo "$(date -u +%T) DAG end rc=$rc wall_s=$(python3 -c "print(round($t1 - $t0, 1))")" >> '"$RUN"'/progress.txt
@@ -73,7 +74,7 @@ start)
   echo "DAG started: $config"
   limit=${WAIT_S:-420} ;;
 wait) limit=$1 ;;
-*) echo "usage: dag_run.sh prep | start CONFIG NPARTS | wait SECONDS" >&2; exit 2 ;;
+*) echo "usage: dag_run.sh prep | start CONFIG[,OVERLAY...] NPARTS [TARGET...] | wait SECONDS" >&2; exit 2 ;;
 esac
 
 t0=$(date +%s)

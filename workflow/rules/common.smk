@@ -105,6 +105,7 @@ STAGES = {
     "reference_logprobs": "reference_logprobs",
     "evaluate": "evaluate",
     "benchmark": "benchmark",
+    "sensitivity": "sensitivity",
 }
 
 

@@ -15,6 +15,8 @@ rule quantize:
     input:
         base=base_model_input,
         data=data_input("calibration"),
+        sensitivity=lambda w: sensitivity_inputs(w.method),
+        size_of=lambda w: size_of_input(w.method),
         script=f"{SCRIPTS}/quantize.py",
         lib=lambda w: library("quantize.py", EXP.methods[w.method].backend),
     output:
@@ -32,8 +34,9 @@ rule quantize:
         spec=lambda w: quantize_spec(w.method, w.method),
         src=base_model(),
         calibration=lambda w: calibration_arg(w.method),
+        sensitivity=sensitivity_arg,
     shell:
-        f"{ON_GPU}python {{input.script}} --params {{params.spec:q}} --src {{params.src}} {{params.calibration}}"
+        f"{ON_GPU}python {{input.script}} --params {{params.spec:q}} --src {{params.src}} {{params.calibration}} {{params.sensitivity}}"
         " --out {output.model} --record {output.record} --threads {threads} 2>&1 | tee {log}"
 
 

@@ -11,6 +11,7 @@ QUALITY_TABLE = (
     else []
 )
 FINETUNE_TABLE = [f"{REPORT}/finetune.csv"] if "finetune" in STAGES else []
+SENSITIVITY_TABLE = [f"{REPORT}/sensitivity.csv"] if "sensitivity" in STAGES else []
 
 
 rule report:
@@ -23,7 +24,7 @@ rule report:
         summary=report(f"{REPORT}/summary.csv", category="Tables", caption="../report/summary.rst"),
         benchmark=report(f"{REPORT}/benchmark.csv", category="Tables", caption="../report/benchmark.rst"),
         quantize=f"{REPORT}/quantize.csv",
-        stage_tables=QUALITY_TABLE + FINETUNE_TABLE,
+        stage_tables=QUALITY_TABLE + FINETUNE_TABLE + SENSITIVITY_TABLE,
         plots=report(
             expand(f"{REPORT}/{{p}}.png", p=report_figures()), category="Figures", caption="../report/figure.rst"
         ),

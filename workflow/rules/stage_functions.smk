@@ -18,6 +18,36 @@ def quantize_spec(variant, method):
     return job_params(variant, **extra)
 
 
+def measured_mix(method):
+    mix = EXP.methods[method].params.get("mix") or {}
+    return mix if mix and mix.get("rule", "sensitivity") == "sensitivity" else None
+
+
+def sensitivity_inputs(method):
+    """The sensitivity records a mixed-precision method allocates its bits from (none for others)."""
+    if not measured_mix(method):
+        return []
+    return [f"{R}/records/sensitivity/{m}.json" for m in config["sensitivity"]["methods"]]
+
+
+def size_of_input(method):
+    """The quantize record whose measured size is a mix's budget (budget_bits: <method>)."""
+    budget = (measured_mix(method) or {}).get("budget_bits")
+    return [f"{R}/records/quantize/{budget}.json"] if isinstance(budget, str) and budget != "kquant" else []
+
+
+def sensitivity_arg(wildcards, input):
+    args = f"--sensitivity {' '.join(input.sensitivity)}" if input.sensitivity else ""
+    return args + (f" --size-of {input.size_of}" if input.size_of else "")
+
+
+def sensitivity_params(method):
+    spec = {"groups": ["block", "projection", "cell"], "tokens": 8192, **config["sensitivity"]}
+    spec.pop("methods")
+    batch = config.get("evaluate", {}).get("batch_size", 8)
+    return job_params(method, method=method_entry(method), sensitivity=spec, batch_size=batch)
+
+
 def calibration_arg(method):
     path = data_file("calibration")
     return f"--calibration {path}" if path and calibrated(EXP.methods[method].backend) else ""

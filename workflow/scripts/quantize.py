@@ -8,11 +8,13 @@ from quantbench.backends import calibrated
 from quantbench.backends import get as get_backend
 from quantbench.data import load_texts
 from quantbench.modelio import RunContext, folder_size_mb, write_meta
-from quantbench.records import Recorder
+from quantbench.records import Recorder, load_records
 
 p = cli.parser(__doc__)
 p.add_argument("--src", required=True, help="full-precision model folder or hub id")
 p.add_argument("--calibration", help="calibration data (JSON lines file) for GPTQ and AWQ")
+p.add_argument("--sensitivity", nargs="*", default=[], help="sensitivity records (a mixed-precision method)")
+p.add_argument("--size-of", help="quantize record whose measured size is a mixed-precision budget")
 p.add_argument("--out", required=True)
 p.add_argument("--record", required=True)
 args = p.parse_args()
@@ -26,7 +28,9 @@ if calibrated(method["backend"]):
         logging.warning("calibration set has %d texts, fewer than the %d asked for",
                         len(texts), params["calibration_samples"])
 ctx = RunContext(device=params["device"], dtype_name=params["dtype"], seed=params["seed"],
-                 calibration_texts=texts, calibration_seq_len=params.get("calibration_seq_len", 512))
+                 calibration_texts=texts, calibration_seq_len=params.get("calibration_seq_len", 512),
+                 sensitivity=load_records(args.sensitivity),
+                 size_of=load_records([args.size_of])[0] if args.size_of else None)
 rec = Recorder("quantize", params["variant"], params, params["device"], params["seed"])
 logging.info("quantizing %s -> %s: %s", args.src, args.out, backend.describe(method["params"]))
 with atomic_dir(args.out) as tmp:
@@ -36,8 +40,10 @@ with atomic_dir(args.out) as tmp:
     write_meta(tmp, {"method": method["name"], "backend": method["backend"], "params": method["params"],
                      "source": args.src})
     size = folder_size_mb(tmp)
-nominal = backend.bits_per_weight(method["params"])
-# llama.cpp's mixes and fallbacks make a GGUF type's nominal bits approximate: its file is measured
+# a mix's nominal average is its allocation's (the method's own figure is only its budget)
+nominal = (extra.get("mix") or {}).get("average_bits") or backend.bits_per_weight(method["params"])
+# llama.cpp's mixes and fallbacks make a GGUF type's nominal bits approximate, and a GPTQ file holds
+# zero points and act-order indices beside the scales: their files are measured
 bits = extra.pop("measured_bits_per_weight", nominal)
 rec.record["metrics"] = {"quantize_s": seconds, "size_on_disk_mb": size, "bits_per_weight": bits,
                          **({"nominal_bits_per_weight": nominal} if bits != nominal else {}), **extra}

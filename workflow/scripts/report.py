@@ -5,7 +5,7 @@ from pathlib import Path
 
 from quantbench.atomic import atomic_file
 from quantbench.records import load_records
-from quantbench.report import figures, markdown, paired, style, tables
+from quantbench.report import figures, markdown, paired, sensitivity_tables, style, tables
 
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("--params", type=json.loads, required=True)
@@ -23,6 +23,8 @@ data = figures.inputs(records, params, paired.items_beside(args.records, records
 quant = tables.quantize_table(records)
 csv = {"benchmark": data.bench, "quality": data.quality, "quantize": quant, "finetune": data.finetune,
        "summary": data.summary}
+if "sensitivity" in params["stages"]:
+    csv["sensitivity"] = sensitivity_tables.sensitivity_table(records)
 # a speed-only setup gets no empty quality and fine-tune tables (report.smk lists the same set)
 for name, stage in (("quality", "evaluate"), ("finetune", "finetune")):
     if stage not in params["stages"]:

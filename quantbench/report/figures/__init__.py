@@ -51,21 +51,22 @@ def inputs(records: list[dict], params: dict, items: dict[str, dict] | None = No
 
 
 def _registry():
-    from quantbench.report.figures import finetune, quality, recipe, speed
+    from quantbench.report.figures import finetune, quality, recipe, sensitivity, speed
     return {"quality_vs_memory": quality.quality_vs_memory,
             "decode_vs_memory": speed.decode_vs_memory,
             "throughput_vs_batch": speed.throughput_vs_batch,
             "memory": speed.memory_per_variant,
             "finetune_step": finetune.step_time,
             "finetune_loss": finetune.loss_curves,
-            "recipe_kl": recipe.recipe_kl}
+            "recipe_kl": recipe.recipe_kl,
+            "sensitivity": sensitivity.sensitivity}
 
 
 FIGURES = list(_registry())
 # figure -> the stage whose records it plots: a setup that runs no such stage (a speed-only GPU
 # setup has no evaluate, fine-tune or recipe) gets no such figure rather than an empty one
 NEEDS = {"quality_vs_memory": "evaluate", "finetune_step": "finetune", "finetune_loss": "finetune",
-         "recipe_kl": "recipes"}
+         "recipe_kl": "recipes", "sensitivity": "sensitivity"}
 
 
 def wanted(stages) -> list[str]:
