@@ -163,6 +163,10 @@ class GPTQ(Backend):
                "measured_bits_per_weight": stored_bits.gptq_bits_per_weight(dst, stored_bits.block_linear_weights(src))}
         if mix:
             out["mix"] = {k: v for k, v in mix.items() if k != "allocation"}
+            # the scheme's nominal figure (bits_per_weight's formula), beside what the files store
+            weights = stored_bits.block_linear_weights(src)
+            out["mix"]["nominal_average_bits"] = mixed_precision.average_bits(
+                mix["allocation"], weights, lambda _, b: bits_with_group_scales(b, params["group_size"]))
             out["mix"]["layers_at_high_bits"] = sorted(n for n, b in mix["allocation"].items() if b != params["bits"])
         return out
 

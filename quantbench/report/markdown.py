@@ -297,9 +297,9 @@ def sensitivity_section(inputs) -> list[str]:
     for (method, family), g in sens[sens.family != "all"].groupby(["method", "family"], sort=False):
         top = g.sort_values("rank").head(5)
         total = sens[(sens.method == method) & (sens.family == "all")].kl_mean
-        listed = ", ".join(f"{r.group} {r.kl_mean:.4f} ± {r.kl_mean_ci95:.4f}" for r in top.itertuples())
+        listed = ", ".join(f"{r.group} {r.kl_mean:.3g} ± {r.kl_mean_ci95:.2g}" for r in top.itertuples())
         out.append(f"- `{method}`, by {family} (of {len(g)}; all layers: "
-                   f"{total.iloc[0]:.4f}): {listed}" if len(total) else f"- `{method}`, by {family}: {listed}")
+                   f"{total.iloc[0]:.3g}): {listed}" if len(total) else f"- `{method}`, by {family}: {listed}")
     table = st.mix_comparison(inputs.records, inputs.summary, inputs.quality)
     if not table.empty:
         out.append("\nMixed precision beside uniform widths and llama.cpp's k-quant mixes, sizes as stored in the "

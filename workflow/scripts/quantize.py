@@ -41,7 +41,7 @@ with atomic_dir(args.out) as tmp:
                      "source": args.src})
     size = folder_size_mb(tmp)
 # a mix's nominal average is its allocation's (the method's own figure is only its budget)
-nominal = (extra.get("mix") or {}).get("average_bits") or backend.bits_per_weight(method["params"])
+nominal = (extra.get("mix") or {}).get("nominal_average_bits") or backend.bits_per_weight(method["params"])
 # llama.cpp's mixes and fallbacks make a GGUF type's nominal bits approximate, and a GPTQ file holds
 # zero points and act-order indices beside the scales: their files are measured
 bits = extra.pop("measured_bits_per_weight", nominal)

@@ -8,8 +8,13 @@ from quantbench.report import style
 from quantbench.report.sensitivity_tables import sensitivity_table
 
 
+def _label(x) -> str:
+    """A block index (a float in a column with gaps) as an integer; a projection kind without `_proj`."""
+    return str(int(x)) if isinstance(x, float) else str(x).removesuffix("_proj")
+
+
 def _bars(ax, rows, label_col: str, title: str) -> None:
-    labels = [str(x) for x in rows[label_col]]
+    labels = [_label(x) for x in rows[label_col]]
     ax.bar(range(len(rows)), rows.kl_mean, yerr=rows.kl_mean_ci95, color="#4c72b0", capsize=2)
     ax.set_xticks(range(len(rows)), labels, rotation=90 if len(rows) > 12 else 0, fontsize=style.FONT["tick"])
     ax.set_ylim(bottom=0)
@@ -17,13 +22,13 @@ def _bars(ax, rows, label_col: str, title: str) -> None:
 
 
 def _heatmap(fig, ax, cells, title: str) -> None:
-    blocks = sorted(cells.block.unique())
+    blocks = sorted(int(b) for b in cells.block.unique())
     kinds = list(dict.fromkeys(cells.kind))
     grid = np.full((len(kinds), len(blocks)), np.nan)
     for r in cells.itertuples():
-        grid[kinds.index(r.kind), blocks.index(r.block)] = r.kl_mean
+        grid[kinds.index(r.kind), blocks.index(int(r.block))] = r.kl_mean
     im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
-    ax.set_yticks(range(len(kinds)), kinds, fontsize=style.FONT["tick"])
+    ax.set_yticks(range(len(kinds)), [_label(k) for k in kinds], fontsize=style.FONT["tick"])
     step = max(1, len(blocks) // 15)
     ax.set_xticks(range(0, len(blocks), step), [str(b) for b in blocks[::step]], fontsize=style.FONT["tick"])
     ax.grid(False)
