@@ -305,5 +305,6 @@ def sensitivity_section(inputs) -> list[str]:
         out.append("\nMixed precision beside uniform widths and llama.cpp's k-quant mixes, sizes as stored in the "
                    "files (block matrices only, scales and zero points included):\n")
         out.append(fmt(table, 4))
-        out += [f"- {line}" for line in st.mix_readings(table)]
+        tasks = [e["task"] for e in tables.suite_entries(inputs.records) if e.get("higher_is_better", True)]
+        out += [f"- {line}" for line in st.mix_readings(table, inputs.items, tasks)]
     return out + [""]

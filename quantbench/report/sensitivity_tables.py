@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from quantbench.report import readings
+from quantbench.report import paired, readings
 
 
 def sensitivity_table(records: list[dict]) -> pd.DataFrame:
@@ -51,9 +51,10 @@ def mix_comparison(records: list[dict], summary: pd.DataFrame, quality: pd.DataF
     for v, r in quant.items():
         if not wanted(v, r):
             continue
-        mix = mixes.get(v, {})
-        rows.append({"variant": v, "allocation": mix.get("rule", "uniform") + (f" by {mix['unit']}" if "unit" in mix
-                                                                                else ""),
+        mix, m = mixes.get(v, {}), r["params"]["method"]
+        allocation = (f"llama.cpp {m['params']['type']}" if m["backend"] == "gguf"
+                      else mix.get("rule", "uniform") + (f" by {mix['unit']}" if "unit" in mix else ""))
+        rows.append({"variant": v, "allocation": allocation,
                      "bits_per_weight_file": r["metrics"]["bits_per_weight"],
                      "bits_per_weight_nominal": r["metrics"].get("nominal_bits_per_weight",
                                                                  r["metrics"]["bits_per_weight"])})
@@ -66,20 +67,37 @@ def mix_comparison(records: list[dict], summary: pd.DataFrame, quality: pd.DataF
     return df.sort_values("bits_per_weight_file").reset_index(drop=True)
 
 
-def mix_readings(table: pd.DataFrame) -> list[str]:
-    """Each measured allocation against the k-quant placement on the same quantizer (KL, intervals)."""
+def same_size(a: float, b: float, tolerance: float = 0.005) -> bool:
+    """Two files store the same bits per weight, within `tolerance` (relative)."""
+    return abs(a - b) <= tolerance * max(a, b)
+
+
+def mix_readings(table: pd.DataFrame, items: dict[str, dict] | None = None,
+                 tasks: list[str] | None = None) -> list[str]:
+    """Each measured allocation against every variant of the table stored at the same size (the k-quant
+    placement on the same quantizer, llama.cpp's own mix): KL by its intervals, and the task average by a
+    paired bootstrap over the items both answered (with the flips each way) where per-item files exist."""
     if table.empty or table.kl_mean.isna().all():
         return []
     out = []
-    measured = table[table.allocation.str.startswith("sensitivity")]
-    heuristic = table[table.allocation == "kquant"]
-    for m in measured.itertuples():
-        for h in heuristic.itertuples():
-            if pd.isna(m.kl_mean) or pd.isna(h.kl_mean):
+    for m in table[table.allocation.str.startswith("sensitivity")].itertuples():
+        for o in table.itertuples():
+            if o.variant == m.variant or not same_size(m.bits_per_weight_file, o.bits_per_weight_file) \
+                    or pd.isna(m.kl_mean) or pd.isna(o.kl_mean):
                 continue
-            words = readings.compare((m.kl_mean, m.kl_mean_ci95), (h.kl_mean, h.kl_mean_ci95), smaller_is_better=True,
-                                     names=(m.variant, h.variant))
-            out.append(f"`{m.variant}` ({m.bits_per_weight_file:.3f} bits/weight in the file) against `{h.variant}` "
-                       f"({h.bits_per_weight_file:.3f}): KL {m.kl_mean:.4f} ± {m.kl_mean_ci95:.4f} against "
-                       f"{h.kl_mean:.4f} ± {h.kl_mean_ci95:.4f}: {words}.")
+            words = readings.compare((m.kl_mean, m.kl_mean_ci95), (o.kl_mean, o.kl_mean_ci95), smaller_is_better=True,
+                                     names=(m.variant, o.variant))
+            line = (f"`{m.variant}` against `{o.variant}` ({o.allocation}), both {m.bits_per_weight_file:.3f} "
+                    f"bits/weight in the file: KL {m.kl_mean:.4f} ± {m.kl_mean_ci95:.4f} against "
+                    f"{o.kl_mean:.4f} ± {o.kl_mean_ci95:.4f}: {words}")
+            res = (paired.compare_items(items[m.variant], items[o.variant], tasks)
+                   if items and tasks and m.variant in items and o.variant in items else None)
+            if res is not None:
+                task_words = readings.compare((res["delta"], res["low"], res["high"]), (0.0, 0.0, 0.0),
+                                              smaller_is_better=False, names=(m.variant, o.variant),
+                                              paired=(res["low"], res["high"]))
+                line += (f"; task average {res['delta']:+.2f} points (paired 95% {res['low']:+.2f} to "
+                         f"{res['high']:+.2f}; {res['right_to_wrong']} items lost, {res['wrong_to_right']} gained): "
+                         f"{task_words}")
+            out.append(line + ".")
     return out

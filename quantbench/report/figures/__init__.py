@@ -19,6 +19,7 @@ class Inputs:
     summary: pd.DataFrame
     finetune: pd.DataFrame
     params: dict
+    items: dict[str, dict] = field(default_factory=dict)  # per-item task outcomes by variant (paired tests)
     looks: dict[str, style.Look] = field(init=False)
 
     def __post_init__(self):
@@ -47,7 +48,7 @@ def inputs(records: list[dict], params: dict, items: dict[str, dict] | None = No
     quality = tables.quality_table(records, params["baseline"], items)
     bits = measured_bits(records, params["bits_per_weight"])
     summary = tables.summary_table(bench, quality, bits, params["generate"])
-    return Inputs(records, bench, quality, summary, tables.finetune_table(records), params)
+    return Inputs(records, bench, quality, summary, tables.finetune_table(records), params, items or {})
 
 
 def _registry():

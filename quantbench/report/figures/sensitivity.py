@@ -3,6 +3,7 @@ alone (a heatmap), and of every block and every projection kind with their 95% i
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.colors import LogNorm
 
 from quantbench.report import style
 from quantbench.report.sensitivity_tables import sensitivity_table
@@ -27,12 +28,15 @@ def _heatmap(fig, ax, cells, title: str) -> None:
     grid = np.full((len(kinds), len(blocks)), np.nan)
     for r in cells.itertuples():
         grid[kinds.index(r.kind), blocks.index(int(r.block))] = r.kl_mean
-    im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
+    # log colours: one cell often dominates, and a linear scale would leave the rest one colour
+    positive = grid[np.isfinite(grid) & (grid > 0)]
+    norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
+    im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest", norm=norm)
     ax.set_yticks(range(len(kinds)), [_label(k) for k in kinds], fontsize=style.FONT["tick"])
     step = max(1, len(blocks) // 15)
     ax.set_xticks(range(0, len(blocks), step), [str(b) for b in blocks[::step]], fontsize=style.FONT["tick"])
     ax.grid(False)
-    fig.colorbar(im, ax=ax, label="KL (nats/token)")
+    fig.colorbar(im, ax=ax, label="KL (nats/token, log scale)")
     style.axes_text(ax, title, "decoder block", None)
 
 
