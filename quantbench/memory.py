@@ -112,6 +112,9 @@ def weight_tensors(model):
         yield from quantization_state(t)
     yield from model.buffers()
     for module in model.modules():
+        # bitsandbytes' int8 layer moves its row scales from the weight to its own state on the
+        # first forward pass (weight.SCB becomes None)
+        yield getattr(getattr(module, "state", None), "SCB", None)
         # HQQ's layers keep each group's scale and zero point in a plain dict, outside
         # parameters and buffers.
         meta = getattr(module, "meta", None)

@@ -103,3 +103,7 @@ def test_int8_weights_mb_counts_its_row_scales(llama, tmp_path):
     rest_mb = model_weights_mb(base) - 4 * linear_params / 2**20
     scales_mb = sum(4 * rows for rows, _ in shapes) / 2**20
     assert model_weights_mb(int8) == pytest.approx(rest_mb + linear_params / 2**20 + scales_mb, rel=1e-9)
+    # the first forward pass moves the scales from the weights to the layers' state: still counted
+    with torch.inference_mode():
+        int8(torch.tensor([[1, 2, 3]]))
+    assert model_weights_mb(int8) == pytest.approx(rest_mb + linear_params / 2**20 + scales_mb, rel=1e-9)
