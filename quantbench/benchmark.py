@@ -65,31 +65,17 @@ def kv_cache_mb(config, batch: int, seq_len: int, bytes_per_value: int) -> float
 
 
 def decode_weights_mb(model) -> float:
-    """Bytes a decode step must read of the model: every parameter and buffer (a quantized tensor
-    subclass by the inner tensors that hold its bytes, HQQ's scales and zero points by its layers'
-    meta dicts: quantbench.memory), plus the quantization constants bitsandbytes keeps outside them
-    (4-bit absmax and nested constants, int8 row scales), minus the input embedding table (a step
-    gathers one row of it; a tied output head reads it whole, so a tied table stays counted)."""
+    """Bytes a decode step must read of the model: every weight tensor as quantbench.memory counts
+    it (parameters, buffers, a quantized tensor subclass by its inner tensors, HQQ's scales and zero
+    points, bitsandbytes' quantization constants), minus the input embedding table (a step gathers
+    one row of it; a tied output head reads it whole, so a tied table stays counted)."""
     if hasattr(model, "decode_weights_mb"):  # a GGUF file: counted from its tensors the same way
         return model.decode_weights_mb
     emb = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
     out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     tied = emb is not None and out is not None and out.weight.data_ptr() == emb.data_ptr()
     skip = {t.data_ptr() for t in memory.storage_tensors(emb)} if emb is not None and not tied else set()
-    return memory.storage_mb(_decode_tensors(model), skip)
-
-
-def _decode_tensors(model):
-    """The model's weight tensors and the quantization constants bitsandbytes keeps beside them."""
-    for t in memory.weight_tensors(model):
-        yield t
-        qs = getattr(t, "quant_state", None)  # bitsandbytes Params4bit
-        if qs is not None:
-            yield getattr(qs, "absmax", None)
-            state2 = getattr(qs, "state2", None)
-            if state2 is not None:
-                yield getattr(state2, "absmax", None)
-        yield getattr(t, "SCB", None)  # bitsandbytes Int8Params row scales
+    return memory.storage_mb(memory.weight_tensors(model), skip)
 
 
 def _timed_runs(fn, device: str, warmup: int, repeats: int, warm_fn=None, meter=None):

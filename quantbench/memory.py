@@ -90,11 +90,31 @@ def storage_tensors(t: torch.Tensor):
         yield from storage_tensors(getattr(t, name))
 
 
+def quantization_state(t: torch.Tensor):
+    """The constants bitsandbytes keeps on a quantized weight, outside parameters and buffers, and
+    saves beside it: a 4-bit weight's QuantState (one absmax per block of 64 and the 16-entry code
+    table; with double quantization the absmax is 8-bit and adds its own float32 absmax per 256
+    blocks, a 256-entry code table and an offset: QLoRA, arXiv 2305.14314, section 3), an int8
+    weight's per-row scales (SCB). Entries a scheme lacks are None."""
+    qs = getattr(t, "quant_state", None)  # bitsandbytes Params4bit
+    if qs is not None:
+        yield from (qs.absmax, qs.code, qs.offset)
+        if qs.state2 is not None:
+            yield from (qs.state2.absmax, qs.state2.code)
+    yield getattr(t, "SCB", None)  # bitsandbytes Int8Params
+
+
 def weight_tensors(model):
-    """Every tensor that holds part of the model's weights."""
-    yield from model.parameters()
+    """Every tensor that holds part of the model's weights, quantization constants included (an
+    absent constant is yielded as None, which storage_mb counts as nothing)."""
+    for t in model.parameters():
+        yield t
+        yield from quantization_state(t)
     yield from model.buffers()
     for module in model.modules():
+        # bitsandbytes' int8 layer moves its row scales from the weight to its own state on the
+        # first forward pass (weight.SCB becomes None)
+        yield getattr(getattr(module, "state", None), "SCB", None)
         # HQQ's layers keep each group's scale and zero point in a plain dict, outside
         # parameters and buffers.
         meta = getattr(module, "meta", None)
@@ -103,8 +123,9 @@ def weight_tensors(model):
 
 
 def model_weights_mb(model) -> float:
-    """Bytes of the model's weights (parameters, buffers, quantization scales and zero points):
-    what a decode step reads at least once."""
+    """Bytes of the model's weights as the scheme stores them: parameters, buffers, and the
+    quantization constants beside them (scales, zero points, bitsandbytes' absmax and code tables),
+    so that double quantization's saving shows."""
     if hasattr(model, "file_weights_mb"):  # a GGUF file run by llama.cpp: its tensors' bytes
         return model.file_weights_mb
     return storage_mb(weight_tensors(model))

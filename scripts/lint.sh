@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 .venv/bin/ruff check .
-.venv/bin/snakefmt --check Snakefile workflow/rules/
+# As a module: a venv copied or linked from elsewhere keeps console scripts whose #! line names its old path.
+.venv/bin/python -m snakefmt --check Snakefile workflow/rules/
 # Random-weight GPU setups are planned as on a submit host without a GPU.
 for setup in "" config/smollm2.yaml config/llama2-7b-fast.yaml; do
   echo "snakemake --lint ${setup:-(the embedded default)}"

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from quantbench.encoder import checks, embed, report, similarity
+from quantbench.encoder import checks, claims, embed, similarity
 from quantbench.encoder.quantize import quantize
 from tests.conftest import ROOT, copy_project, snakemake
 
@@ -154,16 +154,48 @@ def _rows(*rows):
     return pd.DataFrame([{**dict(zip(cols, r)), "route": None} for r in rows])
 
 
-def test_verdicts_follow_the_data():
-    ran = _rows(("fp32", "none", "ok", 1.0, ""), ("nf4", "bnb", "ok", 0.97, ""),
-                ("g4", "gptq", "unsupported", None, "ValueError: no"))
-    v = {c["claim"]: c["verdict"] for c in report.verdicts(ran, 0.95)}
-    assert v[report.CLAIMS["bnb"]] == "confirmed" and v[report.CLAIMS["gptq"]] == "confirmed"
-    flipped = _rows(("nf4", "bnb", "unsupported", None, "ValueError: no"), ("g4", "gptq", "ok", 0.99, ""))
-    v = {c["claim"]: c["verdict"] for c in report.verdicts(flipped, 0.95)}
-    assert v[report.CLAIMS["bnb"]] == "refuted" and v[report.CLAIMS["gptq"]] == "refuted"
-    low = [c for c in report.verdicts(_rows(("fp4", "bnb", "ok", 0.90, "")), 0.95) if "keep" in c["claim"]]
+def _probes(*rows):
+    cols = ["encoder", "modality", "architecture", "method", "backend", "outcome", "reason"]
+    return pd.DataFrame([{**dict(zip(cols, r)), "route": None} for r in rows])
+
+
+TEXT = {"name": "minilm", "architecture": "bert"}
+VIT_REFUSES_GPTQ = [("vit", "vision", "ViT", "nf4", "bnb", "ok", ""),
+                    ("vit", "vision", "ViT", "g4", "gptq", "unsupported", "refused at quantize (RuntimeError: no)")]
+
+
+def _verdicts(df, probes=None):
+    return {c["claim"]: c["verdict"] for c in claims.verdicts(df, 0.95, probes, TEXT)}
+
+
+def test_verdicts_say_what_was_tested():
+    ran = _rows(("fp32", "none", "ok", 1.0, ""), ("nf4", "bnb", "ok", 0.97, ""), ("g4", "gptq", "ok", 0.99, ""))
+    # text alone: bitsandbytes holds on what was tried, and the words say no other modality was
+    v = _verdicts(ran)
+    assert v[claims.CLAIMS["bnb"]] == ("holds as far as tested: runs on a text encoder (minilm, bert: real weights, "
+                                       "quality measured); no other modality tested")
+    assert v[claims.CLAIMS["gptq"]].startswith("not tested beyond text: GPTQ quantized a text encoder (minilm")
+    # with a vision encoder: bnb runs on both; GPTQ quantized text only and was refused on vision
+    v = _verdicts(ran, _probes(*VIT_REFUSES_GPTQ))
+    assert v[claims.CLAIMS["bnb"]] == ("holds as far as tested: runs on a text encoder (minilm, bert: real weights, "
+                                       "quality measured) and a vision encoder (vit, ViT: random weights, runs only)")
+    assert v[claims.CLAIMS["gptq"]] == ("holds as far as tested: GPTQ quantized a text encoder (minilm, bert: real "
+                                        "weights, quality measured); refused on a vision encoder (vit, ViT: random "
+                                        "weights, runs only)")
+    # GPTQ running on an audio encoder refutes "only language models"; bnb refused there refutes "any modality"
+    audio = _probes(("w2v", "audio", "Wav2Vec2", "nf4", "bnb", "unsupported", "refused at run (ValueError: x)"),
+                    ("w2v", "audio", "Wav2Vec2", "g4", "gptq", "ok", ""))
+    v = _verdicts(ran, audio)
+    assert v[claims.CLAIMS["gptq"]] == ("refuted: GPTQ quantized an audio encoder (w2v, Wav2Vec2: random weights, "
+                                        "runs only)")
+    assert v[claims.CLAIMS["bnb"]].startswith("refuted: refused on an audio encoder (w2v")
+    evidence = [c for c in claims.verdicts(ran, 0.95, audio, TEXT) if c["claim"] == claims.CLAIMS["bnb"]][0]["evidence"]
+    assert "w2v: 0 of 1 bitsandbytes methods" in evidence and "w2v: refused at run (ValueError: x)" in evidence
+    # quality is claimed for the text encoder only
+    low = [c for c in claims.verdicts(_rows(("fp4", "bnb", "ok", 0.90, "")), 0.95, _probes(*VIT_REFUSES_GPTQ), TEXT)
+           if "keep" in c["claim"]]
     assert low[0]["verdict"] == "refuted" and "fp4 0.9000" in low[0]["evidence"]
+    assert "random weights, so no quality figure" in low[0]["evidence"]
 
 
 def test_model_kind_mismatch_is_one_line_naming_config_json(tiny_bert, tiny_model):
@@ -182,7 +214,8 @@ def test_encoder_dag_runs_and_reports(tiny_bert, sentences_file, tmp_path):
     cfg = {"model": {"name": "tiny-bert", "kind": "encoder", "source": "pretrained", "path": str(tiny_bert)},
            "max_threads": 1,
            "encoder": {"sentences": str(sentences_file), "batch_size": 8, "max_length": 32, "repeats": 2,
-                       "calibration_samples": 8},
+                       "calibration_samples": 8, "random_encoders": {"vit": "config/architectures/vit-tiny.json"},
+                       "random_batch_size": 2},
            "methods": {"fp32": {"backend": "none", "dtype": "float32"},
                        "bnb-nf4": {"backend": "bnb", "bits": 4, "quant_type": "nf4"},
                        "gptq-4bit-g32": {"backend": "gptq", "bits": 4, "group_size": 32, "kernel": "torch"}},
@@ -197,9 +230,20 @@ def test_encoder_dag_runs_and_reports(tiny_bert, sentences_file, tmp_path):
     gptq = table.loc["gptq-4bit-g32"]
     assert gptq["outcome"] == "ok" and gptq["route"] == "transformers-gptqconfig"
     assert "GPTQModel refused" in gptq["reason"]
-    claims = pd.read_csv(out / "report/encoder_claims.csv").set_index("claim")["verdict"]
-    assert claims[report.CLAIMS["bnb"]] == "confirmed" and claims[report.CLAIMS["gptq"]] == "refuted"
-    assert "**refuted**" in (out / "report/encoder.md").read_text()
+    # the vision encoder: bitsandbytes runs it, both GPTQ routes refuse it, each with its words
+    vit = pd.read_csv(out / "report/encoder_modalities.csv").set_index("method")
+    assert (vit.encoder == "vit").all() and (vit.modality == "vision").all()
+    assert vit.loc["bnb-nf4", "outcome"] == "ok" and vit.loc["bnb-nf4", "quantized_linear_layers"] == 25
+    assert vit.loc["gptq-4bit-g32", "outcome"] == "unsupported"
+    assert "GPTQModel refused" in vit.loc["gptq-4bit-g32", "reason"]
+    assert "We can only quantize pure text model" in vit.loc["gptq-4bit-g32", "reason"]
+    verdict = pd.read_csv(out / "report/encoder_claims.csv").set_index("claim")["verdict"]
+    assert verdict[claims.CLAIMS["bnb"]].startswith("holds as far as tested: runs on a text encoder (tiny-bert, bert")
+    assert "and a vision encoder (vit, ViT: random weights, runs only)" in verdict[claims.CLAIMS["bnb"]]
+    assert verdict[claims.CLAIMS["gptq"]].startswith("holds as far as tested: GPTQ quantized a text encoder")
+    assert "refused on a vision encoder (vit" in verdict[claims.CLAIMS["gptq"]]
+    md = (out / "report/encoder.md").read_text()
+    assert "## Other modalities (random weights): runs or refuses" in md and "quantizing encoders: text, vision" in md
 
 
 @pytest.mark.parametrize("kind", ["causal-lm", "encoder"])

@@ -3,6 +3,7 @@ config (or the reverse) is one line naming the folder's config.json and what was
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from quantbench import package_paths
@@ -63,10 +64,42 @@ def kind_errors(config: dict, workdir: str = ".") -> list[str]:
     return []
 
 
-def encoder_errors(config: dict, workdir: str = ".") -> list[str]:
-    """What the encoder workflow needs besides the schema: a local encoder folder and a sentences file
-    of at least two {"text": ...} rows (nearest neighbours need two)."""
-    errors: list[str] = []
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # a folder name under results/<model>/random/
+
+
+def random_encoder_errors(config: dict, basedir: str = ".") -> list[str]:
+    """Each encoder.random_encoders entry: a file name, relative to the project folder, of a
+    transformers config.json whose model takes images or audio (synthetic inputs exist for those)."""
+    from quantbench.encoder import modality, random_encoder
+
+    errors = []
+    for name, arch in ((config.get("encoder") or {}).get("random_encoders") or {}).items():
+        key = f"encoder.random_encoders.{name}"
+        if not NAME.match(name):
+            errors.append(f"{key}: the name is not a folder name; allowed: letters, digits, '_', '.', '-'")
+            continue
+        path = Path(basedir) / arch
+        if not path.is_file():
+            errors.append(f"{key}: {arch!r} ({path}) does not exist; expected a transformers config.json "
+                          "such as config/architectures/vit-tiny.json")
+            continue
+        try:
+            kind = modality.of_config(random_encoder.load_architecture(path))
+        except (OSError, json.JSONDecodeError, KeyError, ValueError) as err:
+            errors.append(f"{key}: {arch!r} is not a transformers architecture file ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0] if str(err) else ''}); expected a config.json with model_type")
+            continue
+        if kind == "text":
+            errors.append(f"{key}: {arch!r} is a text model; random encoders are for other modalities "
+                          "(vision, audio): a text encoder is model.path, with real sentences")
+    return errors
+
+
+def encoder_errors(config: dict, workdir: str = ".", basedir: str = ".") -> list[str]:
+    """What the encoder workflow needs besides the schema: a local encoder folder, a sentences file
+    of at least two {"text": ...} rows (nearest neighbours need two), and random encoders of other
+    modalities that transformers can build (architecture files relative to `basedir`)."""
+    errors: list[str] = random_encoder_errors(config, basedir)
     model = config.get("model") or {}
     if model.get("source") != "pretrained":
         errors.append(f"model.source: {model.get('source')!r} is not supported with model.kind 'encoder'; "

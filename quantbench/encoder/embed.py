@@ -4,43 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from quantbench.encoder import loading
+
 
 def load(folder: str, method: dict, device: str, route: str | None = None):
-    """The encoder in `folder` as quantize() wrote it, with its tokenizer, and the kernel that runs."""
-    from transformers import AutoModel, AutoTokenizer
+    """The text encoder in `folder` as quantize() wrote it, with its tokenizer, and the kernel that runs."""
+    from transformers import AutoTokenizer
 
-    backend, params = method["backend"], method["params"]
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    if backend == "none":
-        from quantbench.modelio import torch_dtype
-
-        model = AutoModel.from_pretrained(folder, dtype=torch_dtype(params["dtype"]), device_map=device)
-        kernel = f"torch-{params['dtype']}"
-    elif backend == "bnb":
-        from quantbench.backends.bnb import disable_cpu_bf16_fast_path
-
-        model = AutoModel.from_pretrained(folder, device_map=device)
-        if device == "cpu":
-            disable_cpu_bf16_fast_path(model)
-        kernel = f"bnb-{'int8' if params['bits'] == 8 else params['quant_type']}-{device}"
-    elif backend == "gptq" and route == "transformers-gptqconfig":
-        from quantbench.backends.gptq import kernel_names
-
-        model = AutoModel.from_pretrained(folder, device_map=device)
-        kernel = "+".join(kernel_names(model))
-    elif backend == "gptq":
-        from quantbench import gptqmodel_run
-
-        gptqmodel_run.environment()
-        from gptqmodel import GPTQModel
-
-        from quantbench.backends.gptq import KERNELS, kernel_names
-
-        model = GPTQModel.load(folder, device=device, backend=KERNELS[params["kernel"]][0]).model
-        kernel = "+".join(kernel_names(model))
-    else:
-        raise ValueError(f"backend {backend!r} has no encoder path; allowed: none, bnb, gptq")
-    return model.eval(), tokenizer, kernel
+    model, kernel = loading.load_encoder(folder, method, device, route)
+    return model, AutoTokenizer.from_pretrained(folder), kernel
 
 
 @torch.inference_mode()

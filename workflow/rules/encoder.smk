@@ -1,5 +1,7 @@
 # The encoder workflow (model.kind: encoder): quantize a sentence encoder with every method (or record
-# the library's refusal), embed real sentences, compare with the unquantized embeddings, report.
+# the library's refusal), embed real sentences, compare with the unquantized embeddings; quantize and
+# run random-weight encoders of other modalities (encoder.random_encoders) with every method, or record
+# where and why the library refused; report.
 # Included instead of the causal-LM rules; it validates the config itself.
 import json
 import os
@@ -16,7 +18,7 @@ try:
     check_schema()
     # Methods and baseline as for a causal LM; the files an encoder needs are checked by checks.
     EXP = validation.build(config, cuda_available=cuda_for_validation())
-    problems = checks.encoder_errors(config, os.getcwd())
+    problems = checks.encoder_errors(config, os.getcwd(), workflow.basedir)
     if problems:
         raise config_messages.ConfigError(problems)
 except config_messages.ConfigError as err:
@@ -28,6 +30,10 @@ for name, why in EXP.skipped.items():
 R = f"results/{EXP.model_name}"
 SCRIPTS = os.path.relpath(f"{workflow.basedir}/workflow/scripts")
 ENC = config["encoder"]
+# The text encoder's jobs depend on the encoder settings but not on the other modalities' (random_*).
+TEXT_ENC = {k: v for k, v in ENC.items() if not k.startswith("random_")}
+# Encoders of other modalities, built here with random weights: each method runs on them or is refused.
+RANDOM = ENC.get("random_encoders") or {}
 # A WordNet data file is turned into {"text": ...} rows of its example sentences by a job.
 from quantbench.encoder.wordnet_examples import is_wordnet_data_file  # noqa: E402
 
@@ -59,7 +65,7 @@ def encoder_params(method):
             "model_path": config["model"]["path"],
             "device": DEVICE,
             "seed": config.get("seed", 0),
-            **ENC,
+            **TEXT_ENC,
             "sentences": SENTENCES,
             "sentences_from": ENC["sentences"],
         },
@@ -154,6 +160,73 @@ rule encoder_evaluate:
         " --reference {input.reference} --record {output} --threads {threads} 2>&1 | tee {log}"
 
 
+wildcard_constraints:
+    encoder="|".join(re.escape(e) for e in RANDOM) or "(?!)",
+
+
+def random_architecture(encoder):
+    """The architecture file of a random encoder, relative to the working directory."""
+    return os.path.relpath(os.path.join(workflow.basedir, RANDOM[encoder]))
+
+
+rule encoder_random_build:
+    input:
+        architecture=lambda w: random_architecture(w.encoder),
+        script=f"{SCRIPTS}/encoder_random_build.py",
+    output:
+        model=directory(f"{R}/random/{{encoder}}/model"),
+        record=f"{R}/random/{{encoder}}/build.json",
+    log:
+        f"{R}/logs/random/{{encoder}}/build.log",
+    conda:
+        encoder_env(EXP.baseline)
+    resources:
+        **encoder_resources("encoder_random_build", "build"),
+    params:
+        spec=lambda w: json.dumps(
+            {"encoder": w.encoder, "architecture": RANDOM[w.encoder], "seed": config.get("seed", 0)}, sort_keys=True
+        ),
+    shell:
+        "python {input.script} --params {params.spec:q} --architecture {input.architecture} --out {output.model}"
+        " --record {output.record} 2>&1 | tee {log}"
+
+
+def probe_params(encoder, method):
+    """What a probe's record depends on: params: changes rerun exactly those jobs."""
+    m = EXP.methods[method]
+    keys = ("random_batch_size", "warmup", "repeats", "max_length")
+    return json.dumps(
+        {
+            "method": {"name": m.name, "backend": m.backend, "params": m.params},
+            "encoder": encoder,
+            "device": DEVICE,
+            "seed": config.get("seed", 0),
+            **{k: ENC[k] for k in keys},
+        },
+        sort_keys=True,
+    )
+
+
+rule encoder_probe:
+    input:
+        model=f"{R}/random/{{encoder}}/model",
+        script=f"{SCRIPTS}/encoder_probe.py",
+    output:
+        f"{R}/random/{{encoder}}/records/{{method}}.json",
+    log:
+        f"{R}/logs/random/{{encoder}}/{{method}}.log",
+    conda:
+        lambda w: encoder_env(w.method)
+    threads: MAX_THREADS
+    resources:
+        **encoder_resources("encoder_probe", "quantize"),
+    params:
+        spec=lambda w: probe_params(w.encoder, w.method),
+    shell:
+        "python {input.script} --params {params.spec:q} --model {input.model} --record {output}"
+        " --threads {threads} 2>&1 | tee {log}"
+
+
 def encoder_setup():
     path = package_paths.resolve(config["model"]["path"])
     with open(os.path.join(path, "config.json")) as f:
@@ -167,16 +240,20 @@ def encoder_setup():
         "max_length": ENC["max_length"],
         "device": DEVICE,
         "baseline": EXP.baseline,
+        "random_encoders": RANDOM,
+        "random_batch_size": ENC["random_batch_size"],
     }
 
 
 rule encoder_report:
     input:
         records=expand(f"{R}/records/encoder/{{m}}.json", m=EXP.runnable),
+        probes=expand(f"{R}/random/{{e}}/records/{{m}}.json", e=RANDOM, m=EXP.runnable),
         script=f"{SCRIPTS}/encoder_report.py",
     output:
         md=report(f"{R}/report/encoder.md", category="Encoder", caption="../report/encoder.rst"),
         csv=f"{R}/report/encoder.csv",
+        modalities=f"{R}/report/encoder_modalities.csv",
         claims=f"{R}/report/encoder_claims.csv",
     log:
         f"{R}/logs/report/encoder.log",
@@ -195,4 +272,5 @@ rule encoder_report:
             sort_keys=True,
         ),
     shell:
-        "python {input.script} --params {params.spec:q} --records {input.records} --out {R}/report 2>&1 | tee {log}"
+        "python {input.script} --params {params.spec:q} --records {input.records} --probes {input.probes}"
+        " --out {R}/report 2>&1 | tee {log}"
