@@ -85,6 +85,46 @@ def _interval(per_chunk: torch.Tensor) -> float:
     return float(Z95 * per_chunk.std() / n ** 0.5) if n > 1 else float("nan")
 
 
+BOOTSTRAP = 200  # resamples of the windows for the intervals of quantiles (fixed seed: reproducible)
+KL_QUANTILES = {"kl_median": 0.5, "kl_p99": 0.99, "kl_p99_9": 0.999, "kl_max": 1.0}
+DP_QUANTILES = {"delta_p_p1": 0.01, "delta_p_p5": 0.05, "delta_p_median": 0.5, "delta_p_p95": 0.95,
+                "delta_p_p99": 0.99}
+
+
+def _quantile_intervals(x: torch.Tensor, qs: dict[str, float], n_chunks: int) -> dict:
+    """Each quantile of x with a 95% interval [low, high] from a bootstrap over the windows (tokens
+    within a window are not independent); the maximum's interval is that of the largest value drawn."""
+    by_window = x.view(n_chunks, -1)
+    gen = torch.Generator().manual_seed(0)
+    picks = torch.randint(n_chunks, (BOOTSTRAP, n_chunks), generator=gen)
+    levels = torch.tensor(list(qs.values()), dtype=x.dtype)
+    boot = torch.stack([torch.quantile(by_window[i].flatten(), levels) for i in picks])  # [resamples, quantiles]
+    low, high = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=x.dtype), dim=0)
+    point = torch.quantile(x, levels)
+    out = {}
+    for j, name in enumerate(qs):
+        out[name] = point[j].item()
+        out[f"{name}_ci95"] = [low[j].item(), high[j].item()]
+    return out
+
+
+def _scoreboard(tokens: dict, n_chunks: int) -> dict:
+    """The rest of llama.cpp's perplexity scoreboard (tools/perplexity/README.md, "LLaMA 3 8b
+    Scoreboard"): KL median, p99.9 and max; the change in the probability of the correct token (Δp)
+    as an RMS and percentiles; ln of the perplexity ratio; each with its 95% interval."""
+    kl = tokens["kl"]
+    dp = (-tokens["nll_test"]).exp() - (-tokens["nll_ref"]).exp()
+    chunk = dp.view(n_chunks, -1).pow(2).mean(-1)
+    ms = chunk.mean()
+    half = _interval(chunk)
+    log_ratio = (tokens["nll_test"] - tokens["nll_ref"]).view(n_chunks, -1).mean(-1)
+    return {**_quantile_intervals(kl, KL_QUANTILES, n_chunks),
+            "delta_p_rms": ms.sqrt().item(),
+            "delta_p_rms_ci95": [max(ms.item() - half, 0.0) ** 0.5, (ms.item() + half) ** 0.5],
+            **_quantile_intervals(dp, DP_QUANTILES, n_chunks),
+            "ln_perplexity_ratio": log_ratio.mean().item(), "ln_perplexity_ratio_ci95": _interval(log_ratio)}
+
+
 def _metrics(tokens: dict, n_chunks: int = 1) -> dict:
     """The metrics, each with a 95% interval over `n_chunks` equal chunks of the tokens (the held-out
     windows): tokens within a window are not independent, windows nearly are."""
@@ -99,12 +139,12 @@ def _metrics(tokens: dict, n_chunks: int = 1) -> dict:
         "perplexity_ratio_ci95": [ratio * math.exp(-half), ratio * math.exp(half)],
         "distribution_chunks": n_chunks,
         "kl_mean": kl.mean().item(),
-        "kl_p99": torch.quantile(kl, 0.99).item(),
         "top1_agreement": tokens["agree"].mean().item(),
         "perplexity": nll_test.exp().item(),
         "reference_perplexity": nll_ref.exp().item(),
         "perplexity_ratio": ratio,
         "distribution_tokens": int(kl.numel()),
+        **_scoreboard(tokens, n_chunks),
     }
 
 

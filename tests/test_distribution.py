@@ -37,3 +37,21 @@ def test_topk_summary_is_exact_when_it_covers_the_vocabulary_and_a_lower_bound_o
     # agreement and perplexities do not depend on k
     for key in ("top1_agreement", "perplexity", "reference_perplexity"):
         assert abs(coarse[key] - full[key]) < 1e-5
+
+
+def test_scoreboard_statistics_are_ordered_exact_and_inside_their_intervals():
+    torch.manual_seed(0)
+    windows = torch.randint(0, 40, (10, 25))
+    ref = torch.log_softmax(torch.randn(10, 24, 40), -1)
+    test = torch.log_softmax(ref + 0.5 * torch.randn(10, 24, 40), -1)
+    m = compare(ref, test, windows)
+    assert 0 < m["kl_median"] <= m["kl_p99"] <= m["kl_p99_9"] <= m["kl_max"]
+    p_ref = ref.gather(-1, windows[:, 1:].unsqueeze(-1)).exp()
+    p_test = test.gather(-1, windows[:, 1:].unsqueeze(-1)).exp()
+    assert abs(m["delta_p_rms"] - (p_test - p_ref).pow(2).mean().sqrt().item()) < 1e-6
+    assert abs(m["ln_perplexity_ratio"] - math.log(m["perplexity_ratio"])) < 1e-5
+    for k in ("kl_median", "kl_p99", "kl_p99_9", "delta_p_rms", "delta_p_p5", "delta_p_median", "delta_p_p95"):
+        low, high = m[f"{k}_ci95"]
+        assert low <= m[k] <= high, k
+    same = compare(ref, ref.clone(), windows)
+    assert same["kl_max"] < 1e-6 and same["delta_p_rms"] == 0 and same["ln_perplexity_ratio"] == 0

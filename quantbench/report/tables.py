@@ -173,8 +173,12 @@ def quality_table(records: list[dict], baseline: str, items: dict[str, dict] | N
             if not e.get("higher_is_better", True):
                 row[f"{task_label(e)}_{e['metric'].split(',')[0]}"] = m["tasks"].get(e["task"])
         for k in ("kl_mean", "kl_mean_ci95", "kl_p99", "top1_agreement", "top1_agreement_ci95", "perplexity",
-                  "perplexity_ratio"):
+                  "perplexity_ratio", "kl_median", "kl_p99_9", "kl_max", "delta_p_rms", "ln_perplexity_ratio",
+                  "ln_perplexity_ratio_ci95"):
             row[k] = m.get(k)
+        for k in ("kl_p99", "kl_p99_9", "delta_p_rms"):  # the scoreboard's intervals, as low–high
+            ci = m.get(f"{k}_ci95")
+            row[f"{k}_ci95"] = f"{ci[0]:.4g}–{ci[1]:.4g}" if ci else None
         ci = m.get("perplexity_ratio_ci95")
         row["perplexity_ratio_ci95"] = f"{ci[0]:.4f}–{ci[1]:.4f}" if ci else None
         rows.append(row)
