@@ -1,7 +1,8 @@
 """Our KL divergence against llama.cpp's own (`llama-perplexity --kl-divergence`) for the GGUF variants,
 on the same tokens: llama.cpp tokenizes the held-out text and picks the scored positions, and our code
 scores exactly those (quantbench/llamacpp_kl.py says how). Builds llama-perplexity once
-(tools/build_llama_perplexity.sh) and needs the setup's model folders and data, e.g. for SmolLM2:
+(tools/build_llama_perplexity.sh) and needs the setup's model folders and data, e.g. for SmolLM2 (in a
+copy of the checkout: those jobs rewrite committed records):
 
     bash scripts/run.sh --configfile config/smollm2.yaml results/smollm2-135m/models/fp32 \\
         results/smollm2-135m/models/gguf-{f32,q8_0,q4_k_m,q4_0} results/smollm2-135m/data
@@ -138,6 +139,10 @@ def main(argv: list[str]) -> int:
     per_token = llamacpp_kl.per_token(base_models, {v: loaded[v] for v in args.variants}, windows)
     timings["ours (all variants, three bases)"] = time.monotonic() - t0
 
+    # targets whose base log-prob llama.cpp's storage lifts to its floor (16 nats below the top): rounding
+    # moves a log-prob by at most 16/65535/2 nats, the floor by more
+    first = args.variants[0]
+    lifted = per_token[(first, SOURCES_BASE_GGUF)]["nll_ref"] - per_token[(first, STORED)]["nll_ref"]
     rows = []
     fill = {"base": args.base, "base_gguf": args.base_gguf, "top_k": args.top_k}
     for v in args.variants:
@@ -160,6 +165,7 @@ def main(argv: list[str]) -> int:
         "scored_tokens": int(per_token[(args.variants[0], "ours")]["kl"].numel()),
         "documents": n_docs, "bos": bos, "tokenization_identical": mismatch is None,
         "first_mismatch": mismatch, "timings_s": {k: round(t, 1) for k, t in timings.items()},
+        "targets_below_floor": int((lifted > 1e-3).sum()), "floor_bias_nats": float(lifted.mean()),
         "wall_s": round(time.time() - started, 1), "setup": args.results.name, "logs": logs.name, "bases": fill,
     }
     (logs / "run.json").write_text(json.dumps(run, indent=2) + "\n")
@@ -189,47 +195,60 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def reading(table: pd.DataFrame, run: dict) -> str:
-    """The agreement in words, every figure taken from the table."""
+    """The agreement in words, every figure taken from the table and the run's facts."""
     ag = agreement(table)
     quantized = ag[ag["relative"].notna()]
     names = list(dict.fromkeys(quantized["variant"]))
     worst = lambda source: quantized[quantized["source"] == source]["relative"].abs().max()  # noqa: E731
-    emulated = quantized[quantized["source"] == "ours, llama.cpp's base, 16-bit"]
+    emulated = quantized[quantized["source"] == STORED]
     storage, storage_rel = emulated["difference"].abs().max(), emulated["relative"].abs().max()
-    truncated = quantized[quantized["source"] == "ours"]["relative"]
-    inside = quantized[quantized["source"] != "ours"]["inside"].all()
-    diffs = []
-    for stat in ("same_top", "dp_rms", "ln_ppl_ratio"):
-        sub = table[(table["statistic"] == stat) & table["variant"].isin(names)].pivot(
-            index="variant", columns="source", values="value")
-        diffs.append(f"{STATISTICS[stat][0]} {(sub['ours'] - sub[LLAMA]).abs().max():.1g}")
+    truncated = quantized[quantized["source"] == "ours"]
+    beyond = truncated[~truncated["inside"]]["variant"].tolist()
+    inside = quantized[~quantized["source"].isin(["ours"])]["inside"].all()
+    value = lambda stat, v, source: table[(table["statistic"] == stat) & (table["variant"] == v)  # noqa: E731
+                                          & (table["source"] == source)]["value"].iloc[0]
+    largest = lambda stat: max(abs(value(stat, v, "ours") - value(stat, v, LLAMA)) for v in names)  # noqa: E731
+    offsets = [value("ln_ppl_ratio", v, LLAMA) - value("ln_ppl_ratio", v, SOURCES_BASE_GGUF) for v in ag["variant"]]
+    v0 = names[0]
     text = (f"**Agreement.** On the same {run['scored_tokens']} tokens, for the quantized variants "
             f"({', '.join(names)}), our KL mean over the full vocabulary is within "
             f"{worst('ours, full vocabulary'):.2%} of llama.cpp's with the project's base "
-            f"({run['bases']['base']} in PyTorch) and within "
-            f"{worst(SOURCES_BASE_GGUF):.2%} with llama.cpp's own base ({run['bases']['base_gguf']}); rounding that "
-            f"base's log-probs to 16 bits as llama-perplexity stores them reproduces its KL mean to "
-            f"{storage:.1e} nats ({storage_rel:.1e} of it; llama-perplexity prints six decimals). "
-            "These differences are "
-            + ("inside" if inside else "not all inside")
-            + " our 95% intervals, but the intervals (the held-out text's sampling noise, shared by both sides) "
+            f"({run['bases']['base']} in PyTorch) and within {worst(SOURCES_BASE_GGUF):.2%} with llama.cpp's own base "
+            f"({run['bases']['base_gguf']}); keeping that base's log-probs in 16 bits as llama-perplexity does "
+            f"reproduces its KL mean to {storage:.1e} nats ({storage_rel:.1e} of it; llama-perplexity prints six "
+            "decimals), and its percentiles, same-top-token rate and Δp to the digits it prints. These "
+            "full-vocabulary differences are " + ("inside" if inside else "not all inside")
+            + " our 95% intervals, but those intervals (the held-out text's sampling noise, shared by both sides) "
             "are not what separates two computations on the same tokens: the residual is llama.cpp's 16-bit "
-            "storage of its base and, with the PyTorch base, two float32 runtimes. The KL as evaluate.py reports "
-            f"it (the base's top {run['bases']['top_k']} tokens plus one bucket for the rest) is "
-            f"{-truncated.max():.1%} to {-truncated.min():.1%} below llama.cpp's: a lower bound of the full KL "
-            "(quantbench/distribution.py), not a disagreement. The statistics the truncation does not touch agree "
-            "with llama.cpp's as evaluated (largest difference over the quantized variants: " + ", ".join(diffs)
-            + "; same-top-token rates differ where the two bases' top tokens are near-ties).")
+            "storage of its base and, with the PyTorch base, two float32 runtimes. **The KL as evaluate.py reports "
+            f"it** (the base's top {run['bases']['top_k']} tokens plus one bucket for the rest) **is "
+            f"{-truncated['relative'].max():.1%} to {-truncated['relative'].min():.1%} below llama.cpp's**"
+            + (f" (beyond our interval for {', '.join(beyond)})" if beyond else "")
+            + ": a lower bound of the full KL (quantbench/distribution.py), by construction, not a disagreement; "
+            "read the README's KL figures as about that much below what llama.cpp's tool would report. The statistics "
+            "the truncation does not touch agree with llama.cpp's (largest difference over the quantized variants, "
+            f"ours as evaluated: same top token {largest('same_top'):.1g}, where the two bases' top tokens are "
+            f"near-ties; RMS Δp {largest('dp_rms'):.1g}), except ln(PPL ratio): llama.cpp's is "
+            + (f"{min(offsets):.5f}" if f"{min(offsets):.5f}" == f"{max(offsets):.5f}"
+               else f"{min(offsets):.5f} to {max(offsets):.5f}")
+            + f" above ours on llama.cpp's base on every variant, {run['bases']['base_gguf']} "
+            "against itself included, because its stored base gives a target token more than 16 nats below the top "
+            "token the log-prob of that floor instead of its own"
+            + (f" ({run['targets_below_floor']} of the {run['scored_tokens']} targets here, "
+               f"{run['floor_bias_nats']:.5f} nats per token on average)" if "targets_below_floor" in run else "")
+            + f", so its PPL(base) reads {value('ppl_base', v0, LLAMA):.4f} where the base's is "
+            f"{value('ppl_base', v0, SOURCES_BASE_GGUF):.4f}; with its storage we get its figure (the 16-bit column).")
     for v in ag[ag["relative"].isna()]["variant"].unique():
-        kl = table[(table["statistic"] == "kl_mean") & (table["variant"] == v)].set_index("source")["value"]
-        text += (f" For {v}, the base's own weights, llama.cpp reports {kl[LLAMA]:.1e} and we report {kl['ours']:.1e} "
-                 f"(against llama.cpp's base {kl[SOURCES_BASE_GGUF]:.1e}): at this level llama.cpp's figure is its "
-                 "16-bit storage's rounding (it can be negative), ours the two runtimes' float32 arithmetic; "
-                 "both say the file is the base model.")
+        text += (f" For {v}, the base's own weights, llama.cpp reports a KL mean of {value('kl_mean', v, LLAMA):.6f} "
+                 f"and we report {value('kl_mean', v, 'ours'):.1e} (against llama.cpp's base, "
+                 f"{value('kl_mean', v, SOURCES_BASE_GGUF):.1e}): at this level llama.cpp's figure is its 16-bit "
+                 "storage's rounding (it can be negative), ours the two runtimes' float32 arithmetic; both say the "
+                 "file is the base model.")
     return text
 
 
 SOURCES_BASE_GGUF = "ours, llama.cpp's base"
+STORED = "ours, llama.cpp's base, 16-bit"
 
 
 def markdown(table: pd.DataFrame, run: dict) -> str:
