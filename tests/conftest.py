@@ -25,6 +25,17 @@ def pytest_configure(config):
                             "run only when asked for, with -m conda")
 
 
+def pytest_sessionstart(session):
+    # snakemake-executor-plugin-slurm runs `scontrol show config` when it is imported, i.e. at every
+    # snakemake start (a dry run or a local run too); with /etc/slurm/slurm.conf linked to the test
+    # cluster while it is down, scontrol waits ~9 s for the controller each time. tests/slurm/stop.sh
+    # removes that link; one left behind (by an older stop.sh, or a crash) is removed here, and only
+    # while none of the cluster's daemons runs.
+    if os.geteuid() == 0 and Path("/etc/slurm/slurm.conf").is_symlink():
+        subprocess.run(["bash", str(ROOT / "tests" / "slurm" / "stop.sh"), "--unlink-if-down"], capture_output=True,
+                       timeout=360)
+
+
 def pytest_collection_modifyitems(config, items):
     # Building seven conda envs needs conda-forge, which the test machine cannot reach: these run
     # where -m names them, and are otherwise left out (listed as deselected, not passed).
