@@ -126,10 +126,12 @@ def test_quality_table_reads_like_the_leaderboard(toy_run):
 
 
 def _copy_of_run(toy_run, tmp_path) -> Path:
-    """A copy of the finished toy run (code, results, Snakemake's metadata) to change things in. The
-    results are hard links (the tests only dry-run or delete a file there, which leaves the run's
-    own copy alone): the same files and modification times, without copying every model."""
+    """A copy of the finished toy run (code, its config, results, Snakemake's metadata) to change
+    things in. The results are hard links (the tests only dry-run or delete a file there, which
+    leaves the run's own copy alone): the same files and modification times, without copying every
+    model."""
     work = copy_project(tmp_path)
+    shutil.copy(toy_run / "config" / "config.yaml", work / "config" / "config.yaml")  # conftest.TOY_RUN_CELLS
     shutil.copytree(toy_run / "results", work / "results", symlinks=True, copy_function=os.link)
     shutil.copytree(toy_run / ".snakemake", work / ".snakemake", symlinks=True,
                     ignore=shutil.ignore_patterns("locks", "incomplete"))
