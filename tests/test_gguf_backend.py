@@ -4,6 +4,7 @@ llama_model_quantize, and run by llama.cpp: its logits, its lm-eval scores throu
 its distribution metrics and its benchmark cells, each against the same model in transformers."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from quantbench import benchmark, distribution, llamacpp
@@ -16,15 +17,23 @@ gguf = get("gguf")  # the registered backend (its module is quantbench.backends.
 assert llamacpp.available() is None, llamacpp.available()
 
 
-def _quantize(src, tmp_path, type_):
-    dst = tmp_path / type_
-    dst.mkdir()
-    extra = gguf.quantize(str(src), dst, {"type": type_, "n_ctx": 256}, RunContext())
-    return dst, extra
+@pytest.fixture(scope="module")
+def quantized(smol_tiny, tmp_path_factory):
+    """quantized(type) -> (folder, what gguf.quantize returned): each type converted and quantized
+    once for this module (F32 serves three tests, Q8_0 two); the folders are only read."""
+    root, made = tmp_path_factory.mktemp("gguf"), {}
+
+    def get_type(type_):
+        if type_ not in made:
+            dst = root / type_
+            dst.mkdir()
+            made[type_] = dst, gguf.quantize(str(smol_tiny), dst, {"type": type_, "n_ctx": 256}, RunContext())
+        return made[type_]
+    return get_type
 
 
-def test_llama_cpp_float32_computes_what_transformers_computes(smol_tiny, tmp_path):
-    folder, extra = _quantize(smol_tiny, tmp_path, "F32")
+def test_llama_cpp_float32_computes_what_transformers_computes(smol_tiny, quantized):
+    folder, extra = quantized("F32")
     assert extra["converted_as"] == "f32" and extra["tensor_types"].get("F32")
     ref, tok = load_causal_lm(str(smol_tiny), "cpu", torch.float32)
     ids = tok("The quick brown fox jumps over the lazy dog, and then it runs away.", return_tensors="pt").input_ids
@@ -41,24 +50,24 @@ def test_llama_cpp_float32_computes_what_transformers_computes(smol_tiny, tmp_pa
     assert model.generate(input_ids=prompt, max_new_tokens=8).tolist() == hf.tolist()
 
 
-def test_quantized_files_hold_llama_cpp_types_and_report_fallbacks(smol_tiny, tmp_path):
-    q8, e8 = _quantize(smol_tiny, tmp_path, "Q8_0")
+def test_quantized_files_hold_llama_cpp_types_and_report_fallbacks(quantized):
+    q8, e8 = quantized("Q8_0")
     assert e8["tensor_types"].get("Q8_0", 0) > 0
     assert e8["measured_bits_per_weight"] == 8.5  # 34 bytes per block of 32
     # width 64 is not a multiple of k-quants' 256-weight super-blocks: llama.cpp falls back and says so
-    _, ek = _quantize(smol_tiny, tmp_path, "Q4_K_M")
+    _, ek = quantized("Q4_K_M")
     assert ek["fallback_tensors"] > 0, ek
     assert "Q4_K" not in ek["tensor_types"], ek["tensor_types"]
     assert not (q8 / "model-f32.gguf").exists()  # the lossless intermediate is not kept
 
 
-def test_scores_through_lm_eval_adapter_match_hflm(smol_tiny, tmp_path):
+def test_scores_through_lm_eval_adapter_match_hflm(smol_tiny, quantized):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
     from quantbench.llamacpp_lm import LlamaCppLM
 
-    folder, _ = _quantize(smol_tiny, tmp_path, "F32")
+    folder, _ = quantized("F32")
     model, _ = gguf.load(str(folder), {"n_ctx": 256}, RunContext())
     ref, tok = load_causal_lm(str(smol_tiny), "cpu", torch.float32)
     pairs = [("The capital of France is", " Paris"), ("The capital of France is", " a city by the river"),
@@ -76,14 +85,14 @@ def test_scores_through_lm_eval_adapter_match_hflm(smol_tiny, tmp_path):
     assert abs(a[0] - b[0]) < 1e-2 * abs(b[0])
 
 
-def test_distribution_metrics_and_benchmark_cells_on_llama_cpp(smol_tiny, tmp_path):
+def test_distribution_metrics_and_benchmark_cells_on_llama_cpp(smol_tiny, quantized):
     ref, tok = load_causal_lm(str(smol_tiny), "cpu", torch.float32)
     texts = ["a sentence of plain English about the weather and the sea"] * 40
     windows = distribution.token_windows(tok, texts, 256, 32)
     summary = distribution.reference_summary(ref, windows, "cpu", 4, top_k=64)
     metrics = {}
     for type_ in ("F32", "Q8_0", "Q4_0"):
-        folder, _ = _quantize(smol_tiny, tmp_path, type_)
+        folder, _ = quantized(type_)
         model, _ = gguf.load(str(folder), {"n_ctx": 256}, RunContext())
         metrics[type_] = distribution.compare_model(summary, model, windows, "cpu", 4)
     assert metrics["F32"]["kl_mean"] < 1e-4 and metrics["F32"]["top1_agreement"] == 1.0

@@ -14,6 +14,7 @@ import yaml
 
 from tests.conftest import ROOT, copy_project
 from tests.conftest import slurm_cluster as start_slurm
+from tests.test_interrupt import SMALL
 
 SLURM = ROOT / "tests" / "slurm"
 
@@ -27,14 +28,17 @@ def small_toy_config(dst: Path) -> Path:
     """The toy default, reduced to one method per backend, no fine-tune and no recipe: every job runs
     through Slurm, so each costs a submission and a fresh interpreter. The fine-tune, merge and
     re-quantize rules run in the local toy DAG (toy_run); the fine-tune's Slurm request is checked
-    in test_slurm_requests.py."""
+    in test_slurm_requests.py. What is checked here is where the jobs ran and what they made, not
+    what the model learned: the toy is test_interrupt's tiny one (2 layers of width 64, 20 training
+    steps) and every job does little, so that Slurm's status checks find it finished early."""
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg["model"]["toy"]["train_steps"] = 60
+    cfg["model"]["toy"] = dict(SMALL["model"]["toy"])
+    cfg["data"].update(SMALL["data"])
     cfg["methods"] = {k: cfg["methods"][k] for k in ("fp32", "bnb-nf4", "gptq-4bit-g32")}
     del cfg["finetune"], cfg["recipes"]
-    cfg["benchmark"].update(prefill={"prompt_len": 32, "batch_sizes": [1]},
-                            generate={"prompt_len": 16, "new_tokens": [8], "batch_sizes": [1], "use_cache": [True]})
-    cfg["evaluate"]["limit"] = 20
+    cfg["benchmark"].update(prefill={"prompt_len": 8, "batch_sizes": [1]}, roofline=False,
+                            generate={"prompt_len": 4, "new_tokens": [2], "batch_sizes": [1], "use_cache": [True]})
+    cfg["evaluate"].update(limit=4, distribution_tokens=256, distribution_window=64)
     path = dst / "small.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path

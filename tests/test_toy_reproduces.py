@@ -1,9 +1,10 @@
-"""A fresh run of the embedded default (the toy_run fixture: the whole default DAG, as the main command
-runs it) against the committed results/toy-llama records. On one CPU the run repeats the committed
-bytes; on another CPU the toy's training amplifies last-bit differences of the kernels into another
-model, so there the figures must stay inside the spread that a change of CPU was measured to cause
-(docs/troubleshooting.md, "Same seed, same numbers"). A code change that moves a quality figure
-beyond that spread, or a committed table left behind by a change of variants, fails here."""
+"""A fresh run of the embedded default (the toy_run fixture: every job of the default DAG, as the main
+command runs it, with shorter benchmark cells, whose timings are not compared) against the committed
+results/toy-llama records. On one CPU the run repeats the committed bytes; on another CPU the toy's
+training amplifies last-bit differences of the kernels into another model, so there the figures
+must stay inside the spread that a change of CPU was measured to cause (docs/troubleshooting.md,
+"Same seed, same numbers"). A code change that moves a quality figure beyond that spread, or a
+committed table left behind by a change of variants, fails here."""
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@ the jobs it affects."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -102,10 +103,7 @@ def _jobs_in_dry_run(output: str) -> dict[str, int]:
 
 def test_changing_one_method_reruns_only_its_downstream_jobs(toy_run, tmp_path):
     assert "Nothing to be done" in snakemake(toy_run, "-n").stdout
-    work = copy_project(tmp_path)
-    shutil.copytree(toy_run / "results", work / "results", symlinks=True)
-    shutil.copytree(toy_run / ".snakemake", work / ".snakemake", symlinks=True,
-                    ignore=shutil.ignore_patterns("locks", "incomplete"))
+    work = _copy_of_run(toy_run, tmp_path)
     cfg = yaml.safe_load((work / "config/config.yaml").read_text())
     cfg["methods"]["gptq-3bit-g32"]["damp_percent"] = 0.1
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -132,9 +130,13 @@ def test_quality_table_reads_like_the_leaderboard(toy_run):
 
 
 def _copy_of_run(toy_run, tmp_path) -> Path:
-    """A copy of the finished toy run (code, results, Snakemake's metadata) to change things in."""
+    """A copy of the finished toy run (code, its config, results, Snakemake's metadata) to change
+    things in. The results are hard links (the tests only dry-run or delete a file there, which
+    leaves the run's own copy alone): the same files and modification times, without copying every
+    model."""
     work = copy_project(tmp_path)
-    shutil.copytree(toy_run / "results", work / "results", symlinks=True)
+    shutil.copy(toy_run / "config" / "config.yaml", work / "config" / "config.yaml")  # conftest.TOY_RUN_CELLS
+    shutil.copytree(toy_run / "results", work / "results", symlinks=True, copy_function=os.link)
     shutil.copytree(toy_run / ".snakemake", work / ".snakemake", symlinks=True,
                     ignore=shutil.ignore_patterns("locks", "incomplete"))
     return work

@@ -5,8 +5,13 @@
 # munged via the pid files under $QB_SLURM_DIR (default /tmp/quantbench-slurm),
 # and finally kills leftover slurmstepd processes that carry this cluster's
 # environment marker. Touches no other process. Safe to run when nothing is
-# running. The state dir itself is kept (remove it by hand for a clean slate);
-# pass --purge to also delete it and the /etc/slurm/slurm.conf link.
+# running. Removes the /etc/slurm/slurm.conf link start.sh made: a link to a
+# stopped cluster makes every Slurm client wait for its controller (scontrol
+# ~9 s), and snakemake-executor-plugin-slurm runs `scontrol show config` when
+# it is imported, i.e. at every snakemake start. The state dir itself is kept
+# (remove it by hand for a clean slate); pass --purge to also delete it.
+# --unlink-if-down only removes that link, and only while none of the daemons
+# runs (a link left by an earlier version of this script, or by a crash).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,15 +19,40 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/common.sh"
 
 purge=0
+unlink_only=0
 case "${1:-}" in
   "") ;;
   --purge) purge=1 ;;
-  *) qb_die "usage: $0 [--purge]" ;;
+  --unlink-if-down) unlink_only=1 ;;
+  *) qb_die "usage: $0 [--purge | --unlink-if-down]" ;;
 esac
 
+# unlink_etc_conf: remove /etc/slurm/slurm.conf if it is start.sh's link to this cluster's config
+unlink_etc_conf() {
+  if [[ -L "$QB_ETC_CONF" && "$(readlink "$QB_ETC_CONF")" == "$QB_CONF" ]]; then
+    rm -f "$QB_ETC_CONF"
+    qb_log "removed the link $QB_ETC_CONF -> $QB_CONF"
+  fi
+}
+
 [[ "$(id -u)" == 0 ]] || qb_die "must run as root (the daemons run as root)"
-[[ -d "$QB_SLURM_DIR" ]] || { qb_log "nothing to stop ($QB_SLURM_DIR does not exist)"; exit 0; }
+if [[ ! -d "$QB_SLURM_DIR" ]]; then
+  unlink_etc_conf  # dangling: the state dir is gone (a reboot cleared /tmp)
+  qb_log "nothing to stop ($QB_SLURM_DIR does not exist)"
+  exit 0
+fi
 qb_lock
+
+if [[ $unlink_only == 1 ]]; then
+  for daemon in "slurmd:$QB_RUN_DIR/slurmd.pid" "slurmctld:$QB_RUN_DIR/slurmctld.pid" \
+      "munged:$QB_MUNGE_DIR/munged.pid"; do
+    if qb_pid_alive "${daemon%%:*}" "${daemon#*:}" >/dev/null; then
+      exit 0  # the cluster runs: its link stays
+    fi
+  done
+  unlink_etc_conf
+  exit 0
+fi
 
 if [[ -f "$QB_CONF" ]]; then
   export SLURM_CONF="$QB_CONF"
@@ -88,11 +118,9 @@ if [[ -n "$stepds" ]]; then
   sleep 0.2
 fi
 rm -f "$QB_MUNGE_SOCKET" "$QB_MUNGE_SOCKET.lock"
+unlink_etc_conf
 
 if [[ $purge == 1 ]]; then
-  if [[ -L "$QB_ETC_CONF" && "$(readlink "$QB_ETC_CONF")" == "$QB_CONF" ]]; then
-    rm -f "$QB_ETC_CONF"
-  fi
   case "$QB_SLURM_DIR" in
     /|/tmp|/root|/home|/etc|/usr|/var) qb_die "refusing to delete $QB_SLURM_DIR" ;;
   esac
