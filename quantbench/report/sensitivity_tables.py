@@ -88,8 +88,8 @@ def mix_readings(table: pd.DataFrame, items: dict[str, dict] | None = None,
             words = readings.compare((m.kl_mean, m.kl_mean_ci95), (o.kl_mean, o.kl_mean_ci95), smaller_is_better=True,
                                      names=(m.variant, o.variant))
             line = (f"`{m.variant}` against `{o.variant}` ({o.allocation}), {m.bits_per_weight_file:.3f} and "
-                    f"{o.bits_per_weight_file:.3f} bits/weight in the files: KL {m.kl_mean:.4f} ± {m.kl_mean_ci95:.4f} against "
-                    f"{o.kl_mean:.4f} ± {o.kl_mean_ci95:.4f}: {words}")
+                    f"{o.bits_per_weight_file:.3f} bits/weight in the files: KL {m.kl_mean:.4f} ± "
+                    f"{m.kl_mean_ci95:.4f} against {o.kl_mean:.4f} ± {o.kl_mean_ci95:.4f}: {words}")
             res = (paired.compare_items(items[m.variant], items[o.variant], tasks)
                    if items and tasks and m.variant in items and o.variant in items else None)
             if res is not None:
