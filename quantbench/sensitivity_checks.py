@@ -10,7 +10,8 @@ from quantbench.model_facts import LORA_LAYERS, ModelFacts
 # Backends whose quantized model is a torch model with one module per linear layer (a GGUF file is
 # not; the baseline is what layers are moved into)
 MOVABLE_BACKENDS = ("bnb", "gptq", "awq", "hqq", "torchao")
-STORED = ("group_size", "desc_act", "sym", "damp_percent")
+# what makes two GPTQ methods the same scheme for an allocation (damping is a calibration detail)
+STORED = ("group_size", "desc_act", "sym")
 
 
 def sensitivity_errors(config: dict, methods: dict[str, Method]) -> list[str]:
