@@ -74,7 +74,8 @@ def test_no_text_overlaps_a_text_or_a_legend(committed, name, tmp_path):
 def _data_colours(fig):
     """Every colour the figure's data artists use (not the axes' frame, grid or legend)."""
     seen = set()
-    for ax in fig.axes:
+    # a colour bar is the scale of a heatmap's colour map (checked by name), not data in its own colours
+    for ax in (a for a in fig.axes if a.get_label() != "<colorbar>"):
         for line in ax.lines:
             # only what is drawn: an error bar's caps are markers without a line, drawn by their edge
             if line.get_linestyle() not in ("None", ""):
@@ -99,6 +100,7 @@ def test_every_figure_takes_its_colours_from_the_style(committed, monkeypatch):
     monkeypatch.setattr(style, "FAMILIES", fake)
     monkeypatch.setattr(style, "NEUTRAL", "#0a0b0c")
     monkeypatch.setattr(style, "FRONT", "#0c0b0a")
+    monkeypatch.setattr(style, "HEAT", "cividis")
     monkeypatch.setattr(committed, "looks", style.looks(committed.variants))
     allowed = {style.NEUTRAL, style.FRONT} | {mcolors.to_hex(c) for c, _, _ in fake.values()}
     allowed |= {mcolors.to_hex(lk.color) for lk in committed.looks.values()}
@@ -106,6 +108,8 @@ def test_every_figure_takes_its_colours_from_the_style(committed, monkeypatch):
         fig, _ = figures.draw(name, committed)
         stray = _data_colours(fig) - allowed
         assert not stray, f"{name} draws in colours the style module did not give it: {stray}"
+        maps = {im.get_cmap().name for ax in fig.axes for im in ax.images}
+        assert maps <= {style.HEAT}, f"{name} draws a heatmap in a colour map the style did not give it: {maps}"
 
 
 def test_speed_figures_of_a_fast_only_run_show_its_fast_mode(tmp_path):

@@ -35,7 +35,8 @@ def small_toy_config(dst: Path) -> Path:
     cfg["model"]["toy"] = dict(SMALL["model"]["toy"])
     cfg["data"].update(SMALL["data"])
     cfg["methods"] = {k: cfg["methods"][k] for k in ("fp32", "bnb-nf4", "gptq-4bit-g32")}
-    del cfg["finetune"], cfg["recipes"]
+    # fine-tune, recipes and the sensitivity stage run in the local toy DAG (test_workflow_e2e)
+    del cfg["finetune"], cfg["recipes"], cfg["sensitivity"]
     cfg["benchmark"].update(prefill={"prompt_len": 8, "batch_sizes": [1]}, roofline=False,
                             generate={"prompt_len": 4, "new_tokens": [2], "batch_sizes": [1], "use_cache": [True]})
     cfg["evaluate"].update(limit=4, distribution_tokens=256, distribution_window=64)

@@ -31,6 +31,7 @@ FAMILIES = {
 # what is not a variant: fronts, reference lines, grids
 NEUTRAL = "#555555"
 FRONT = "#d62728"
+HEAT = "viridis"  # colour map of heatmaps: perceptually uniform, readable in greyscale
 GRID_ALPHA = 0.3
 # bit widths between these span the shades; fewer bits, paler fill
 BITS_RANGE = (2, 32)

@@ -14,9 +14,10 @@ def _label(x) -> str:
     return str(int(x)) if isinstance(x, float) else str(x).removesuffix("_proj")
 
 
-def _bars(ax, rows, label_col: str, title: str) -> None:
+def _bars(ax, rows, label_col: str, title: str, look) -> None:
     labels = [_label(x) for x in rows[label_col]]
-    ax.bar(range(len(rows)), rows.kl_mean, yerr=rows.kl_mean_ci95, color="#4c72b0", capsize=2)
+    ax.bar(range(len(rows)), rows.kl_mean, yerr=rows.kl_mean_ci95, color=look.color, edgecolor=look.edge,
+           linewidth=0.5, capsize=2, error_kw={"ecolor": style.NEUTRAL})
     ax.set_xticks(range(len(rows)), labels, rotation=90 if len(rows) > 12 else 0, fontsize=style.FONT["tick"])
     ax.set_ylim(bottom=0)
     style.axes_text(ax, title, None, "KL vs baseline (nats/token)")
@@ -31,7 +32,7 @@ def _heatmap(fig, ax, cells, title: str) -> None:
     # log colours: one cell often dominates, and a linear scale would leave the rest one colour
     positive = grid[np.isfinite(grid) & (grid > 0)]
     norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
-    im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest", norm=norm)
+    im = ax.imshow(grid, aspect="auto", cmap=style.HEAT, interpolation="nearest", norm=norm)
     ax.set_yticks(range(len(kinds)), [_label(k) for k in kinds], fontsize=style.FONT["tick"])
     step = max(1, len(blocks) // 15)
     ax.set_xticks(range(0, len(blocks), step), [str(b) for b in blocks[::step]], fontsize=style.FONT["tick"])
@@ -59,7 +60,7 @@ def sensitivity(data):
                                       (row[2], "projection", "kind", "one projection kind")):
             rows = d[d.family == family]
             if len(rows):
-                _bars(ax, rows, col, f"{method}: {what} quantized")
+                _bars(ax, rows, col, f"{method}: {what} quantized", data.look(method))
             else:
                 style.empty(ax, f"{family} groups not measured")
     caption = ("Which layers hurt: KL against the baseline with one group of a method's quantized layers in "
