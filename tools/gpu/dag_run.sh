@@ -57,9 +57,11 @@ PY
   cat "$RUN/gpu.csv" "$RUN/cpu.txt" "$RUN/versions.txt" ;;
 start)
   config=$1; nparts=$2; shift 2
-  bash tools/gpu/parts.sh install "$nparts" || exit 1
-  tar xJf /tmp/extra/wn-min.tar.xz -C /tmp/site || exit 1
-  python3 -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, llama_cpp.llama_print_system_info().decode())"
+  if [ "$nparts" -gt 0 ]; then  # a random-weight setup (config/llama2-*.yaml) needs no parts: NPARTS 0
+    bash tools/gpu/parts.sh install "$nparts" || exit 1
+    tar xJf /tmp/extra/wn-min.tar.xz -C /tmp/site || exit 1
+    python3 -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, llama_cpp.llama_print_system_info().decode())"
+  fi
   python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "${config%%,*}" > "$RUN/name"
   rm -rf "$TREE" "$RUN/done"; mkdir -p "$TREE"
   tar cf - --exclude=./.whl --exclude=./.parts --exclude=./.snakemake --exclude=./.git --exclude='./results/*' . \
