@@ -234,6 +234,23 @@ def test_awq_kernels_and_dequantized_base_compute_the_same_weights(awq_saved, pr
         assert _kl(plain32, kernel) < damage / 100, (_kl(plain32, kernel), damage)
 
 
+def test_awq_fits_every_scale_search_to_every_calibration_token(tiny_model):
+    """Texts of different lengths: GPTQModel alone would fit each search to the last text only
+    (awq.search_coverage); rows packed to one length give every search all of them."""
+    texts = [" ".join(["the river of renva is long"] * n) for n in (1, 2, 3, 5, 7, 4)]
+    ctx = RunContext(dtype_name="float32", calibration_texts=texts, calibration_seq_len=32)
+    coverage: list[dict] = []
+    awq.quantized(str(tiny_model), AWQ, ctx, in_memory=True, coverage=coverage)
+    assert coverage and {c["mode"] for c in coverage} == {"batch"}
+    assert all(c["retained_tokens"] == c["raw_tokens"] for c in coverage)
+    # every token of every text (each cut at 32), in rows of 32: all but the last partial row's
+    from quantbench.modelio import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model))
+    tokens = sum(min(32, len(tok(t).input_ids)) for t in texts)
+    assert {c["retained_tokens"] for c in coverage} == {tokens // 32 * 32}
+
+
 def test_awq_damage_grows_as_bits_shrink(tiny_model, tmp_path, prompt, fp32):
     kl = {}
     for bits in (2, 4):

@@ -5,6 +5,7 @@ the GEMM format, which every kernel below reads, so the kernel is a load-time ch
 serves them all) and the one that ran is recorded."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from quantbench import gptqmodel_run
@@ -60,21 +61,63 @@ def quantize_config(params: dict, device: str = "cpu", in_memory: bool = False):
     return AWQConfig(bits=params["bits"], group_size=params["group_size"], sym=not params["zero_point"], **fast)
 
 
-def quantized(src: str, params: dict, ctx, in_memory: bool = False):
-    """GPTQModel's model quantized with AWQ, not yet saved; with `in_memory`, usable in this process."""
+def packed_rows(rows: list[dict], seq_len: int) -> list[dict]:
+    """The tokens of `rows`, in order, cut into rows of exactly seq_len (the remainder, under seq_len
+    tokens, dropped): llm-awq's calibration set (awq/utils/calib_data.py: texts concatenated, cut into
+    blocks of 512 tokens). GPTQModel's own calibration_concat_size leaves the last row short, and rows
+    of different lengths are what AWQ cannot stack (search_coverage)."""
+    ids = [i for row in rows for i in row["input_ids"]]
+    return [{"input_ids": ids[k:k + seq_len], "attention_mask": [1] * seq_len}
+            for k in range(0, len(ids) - seq_len + 1, seq_len)]
+
+
+@contextmanager
+def search_coverage(into: list[dict]):
+    """Collects, for every AWQ scale search, the calibration tokens GPTQModel captured (raw_tokens) and
+    those the search was fitted to (retained_tokens). GPTQModel 7.6 stacks the captured activations
+    only where every row has one length; otherwise it keeps the last row alone (mode "latest_batch",
+    awq_processor.py): with texts of 114-256 tokens, sorted longest first, each search of SmolLM2 was
+    fitted to one 114-token text of 64. Observed, not changed: the stats are GPTQModel's own."""
+    from gptqmodel.looper.awq_processor import AWQProcessor
+
+    original = AWQProcessor._layer_input_features
+
+    def observed(self, state):
+        features = original(self, state)
+        into.extend(dict(stat) for stat in self._feature_stats.values())
+        return features
+
+    AWQProcessor._layer_input_features = observed
+    try:
+        yield
+    finally:
+        AWQProcessor._layer_input_features = original
+
+
+def quantized(src: str, params: dict, ctx, in_memory: bool = False, coverage: list[dict] | None = None):
+    """GPTQModel's model quantized with AWQ, not yet saved; with `in_memory`, usable in this process.
+    `coverage` receives search_coverage's stats, one per scale search."""
     gptqmodel_run.environment()
     from gptqmodel import BACKEND
 
     from quantbench.modelio import load_tokenizer
 
     tokenizer = load_tokenizer(src)
-    rows = gptqmodel_run.calibration_rows(tokenizer, ctx.calibration_texts, ctx.calibration_seq_len)
+    # Rows of one length, so that every search sees every calibration token (search_coverage): the
+    # texts as the other calibrated methods get them (each cut at calibration_seq_len), packed.
+    rows = packed_rows(
+        gptqmodel_run.calibration_rows(tokenizer, ctx.calibration_texts, ctx.calibration_seq_len),
+        ctx.calibration_seq_len)
+    if not rows:
+        raise ValueError(f"AWQ: the calibration texts hold fewer than calibration_seq_len "
+                         f"({ctx.calibration_seq_len}) tokens in all")
     # GPTQModel packs AWQ layers for its CUDA GEMM kernel unless told otherwise, and that kernel
     # refuses to start without CUDA ("AWQ: CUDA is not available"); the checkpoint format is the same.
     packer = BACKEND.AUTO if ctx.device == "cuda" else BACKEND.AWQ_TORCH
-    model = gptqmodel_run.quantized(src, quantize_config(params, ctx.device, in_memory), rows, ctx.device,
-                                    ctx.calibration_seq_len, ctx.calibration_batch_size, dtype=_dtype(ctx),
-                                    backend=packer)
+    with search_coverage(coverage if coverage is not None else []):
+        model = gptqmodel_run.quantized(src, quantize_config(params, ctx.device, in_memory), rows, ctx.device,
+                                        ctx.calibration_seq_len, ctx.calibration_batch_size, dtype=_dtype(ctx),
+                                        backend=packer)
     return model, tokenizer, len(rows)
 
 
@@ -125,10 +168,14 @@ class AWQ(Backend):
         return bits_with_group_scales(params["bits"], params["group_size"])
 
     def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
-        model, tokenizer, samples = quantized(src, params, ctx)
+        coverage: list[dict] = []
+        model, tokenizer, samples = quantized(src, params, ctx, coverage=coverage)
         model.save(str(dst))
         tokenizer.save_pretrained(dst)
-        return {"calibration_samples": samples, "quantize_dtype": str(_dtype(ctx)).removeprefix("torch.")}
+        return {"calibration_samples": samples, "quantize_dtype": str(_dtype(ctx)).removeprefix("torch."),
+                # the fewest calibration tokens any scale search was fitted to, against those captured
+                "awq_search_tokens_min": min((c["retained_tokens"] for c in coverage), default=None),
+                "awq_captured_tokens_max": max((c["raw_tokens"] for c in coverage), default=None)}
 
     def load(self, path: str, params: dict, ctx):
         gptqmodel_run.environment()
