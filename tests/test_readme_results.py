@@ -15,7 +15,11 @@ SPEED = re.compile(r"(prefill ms/token|decode tokens/s) bs(\d+)")
 HEADERS = {"bits/weight": "bits_per_weight", "weights (MB)": "weights_memory_mb", "load (s)": "load_s",
            "peak memory (MB)": "peak_memory_mb", "Δ Average (95% noise)": "delta_average_points",
            "KL mean (nats)": "kl_mean", "KL p99": "kl_p99", "top-1 agreement": "top1_agreement",
-           "perplexity ratio": "perplexity_ratio"}
+           "perplexity ratio": "perplexity_ratio", "KL median": "kl_median", "KL p99.9": "kl_p99_9",
+           "KL max": "kl_max", "RMS Δp": "delta_p_rms", "ln PPL ratio": "ln_perplexity_ratio"}
+# README columns that quote two report columns in one cell
+PAIRS = {"paired 95% of Δ": ("delta_ci95_low", "delta_ci95_high"),
+         "flips lost/gained": ("flips_right_to_wrong", "flips_wrong_to_right")}
 # a quoted number may carry its noise after it, from this column
 NOISE = {"delta_average_points": "delta_noise_points", "prefill_ms_per_token": "iqr_over_median",
          "decode_tokens_per_s": "iqr_over_median"}
@@ -65,6 +69,9 @@ def _cell_values(report, header, variant):
             row, col = b[b.new_tokens == b.new_tokens.max()], "decode_tokens_per_s"
         assert len(row) == 1, f"{header} {variant}: {len(row)} benchmark cells"
         return [row[col].item(), row[NOISE[col]].item()]
+    if header in PAIRS:
+        q = report["quality"].set_index("variant")
+        return [q.at[variant, c] for c in PAIRS[header]]
     col = HEADERS.get(header, header)
     for table in ("quality", "summary"):  # quality first: it holds the noise columns
         t = report[table]
