@@ -14,10 +14,10 @@ def test_llama2_7b_grid_follows_the_comparison_with_narrower_long_cells():
     eager = benchmark.generate_grid(SPEC7B, "eager")
     assert {(b, n, c) for b, n, c in eager if n == 30 and c} == {(b, 30, True) for b in (1, 2, 4, 8, 16)}
     assert {(b, n, c) for b, n, c in eager if not c} == {(b, 30, False) for b in (1, 2, 4, 8, 16)}
-    assert {b for b, n, c in eager if n == 512} == {1, 4, 16}
-    assert not any(n == 512 and not c for b, n, c in eager)  # use_cache=false only at 30 tokens
-    for mode in ("static", "compiled", "graphs"):
-        assert benchmark.generate_grid(SPEC7B, mode) == [(1, 512, True)]
+    # the generation lengths at batch 1 only (an eager step of the full 7b is host-bound)
+    assert {(b, n) for b, n, c in eager if n != 30} == {(1, 128), (1, 512)}
+    assert not any(n != 30 and not c for b, n, c in eager)  # use_cache=false only at 30 tokens
+    assert SPEC7B["modes"] == ["eager"]  # the fast modes are llama2-7b-fast.yaml's
     assert benchmark.max_new_tokens(SPEC7B) == 512
 
 
