@@ -93,9 +93,8 @@ CLAIMS = [
 # their spread", "not read"
 PLAIN = [
     ("kl", "bnb-nf4", "bnb-nf4-nodq", SAME, "are the\nsame model (KL 0.3577 against 0.3575"),
-    ("kl", "torchao-int8dyn", "gguf-q4_k_m", SAME, "about as much as Q4_K_M's (0.077)"),
     ("kl", "awq-4bit-g64", "gptq-4bit-g64", "A larger (worse), beyond noise",
-     "more than GPTQ 4-bit at the same 4.31 bits (KL 0.31 against 0.25"),
+     "more than GPTQ 4-bit at about the same size (KL 0.31 against 0.25"),
     ("kl", "gguf-q8_0", "bnb-int8", "A smaller (better), beyond noise", "5x less than bnb int8"),
     *[("decode", v, "fp32", "A smaller (worse), beyond noise", "The others are slower beyond their spread")
       for v in ("torchao-int8wo", "bnb-nf4", "bnb-nf4-nodq", "bnb-fp4", "bnb-int8", "gptq-8bit-g64",
@@ -146,11 +145,12 @@ def test_readme_plain_reading_matches_its_intervals(report, readme, what, a, b, 
 
 
 def test_the_issues_examples_read_as_the_issue_says(report):
-    """Issue 21's figures: act-order's KL intervals overlap; AWQ's decode cell is flagged."""
+    """Issue 21's figures: act-order's KL intervals overlap (the issue quoted 0.2274–0.2412 against
+    0.2407–0.2555; both GPTQ rows have been quantized again since, and still overlap); AWQ's decode
+    cell is flagged."""
     quality, _ = report
     act, gptq = (Figure.pm(quality.kl_mean[v], quality.kl_mean_ci95[v]) for v in ("gptq-4bit-g64-act", "gptq-4bit-g64"))
-    assert (round(act.low, 4), round(act.high, 4), round(gptq.low, 4), round(gptq.high, 4)) == \
-        (0.2274, 0.2412, 0.2407, 0.2555)
+    assert act.low <= gptq.high and gptq.low <= act.high
     assert _reading(report, "decode", "awq-4bit-g64", "fp32") == NOT_READ
 
 
