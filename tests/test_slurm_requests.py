@@ -64,7 +64,7 @@ def minutes(limit: str) -> int:
 def test_a_7b_gpu_setup_asks_slurm_for_what_each_job_needs(gpu_cluster, tmp_path):
     project = copy_project(tmp_path / "project")
     config = yaml.safe_load((ROOT / "config" / "llama2-7b.yaml").read_text())
-    config["model"].pop("num_hidden_layers")  # full depth: 6.7 B parameters in float16
+    config["model"].pop("num_hidden_layers", None)  # full depth: 6.7 B parameters in float16
     config["model"]["name"] = NAME
     (project / "setup.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     # no retry of the failures (shorter status-check waits made plugin 2.6.1 slower: NOTES.md)
@@ -76,8 +76,8 @@ def test_a_7b_gpu_setup_asks_slurm_for_what_each_job_needs(gpu_cluster, tmp_path
 
     data = submit(f"results/{NAME}/data")  # a job with no model: it runs, and needs no GPU
     assert data.returncode == 0, data.stdout[-3000:] + data.stderr[-3000:]
-    fake_outputs(project, ["fp16", "bnb-nf4", "bnb-int8"])
-    models = submit(f"results/{NAME}/records/quantize/gptq-4bit-g128-marlin.json",
+    fake_outputs(project, ["fp16", "bnb-nf4"])
+    models = submit(f"results/{NAME}/records/quantize/gptq-4bit-g128-exllamav2.json",
                     f"results/{NAME}/records/benchmark/fp16.json", f"results/{NAME}/records/finetune/bnb-nf4.json")
     log = models.stdout + models.stderr
     # the submit host plans without a GPU, and says where the check happens instead
@@ -93,7 +93,8 @@ def test_a_7b_gpu_setup_asks_slurm_for_what_each_job_needs(gpu_cluster, tmp_path
         assert int(job["CPUs/Task"]) <= 8, (rule, job["CPUs/Task"])
         # 6.7 B parameters in float16 are 13.5 GB before anything else is loaded
         assert int(job["MinMemoryNode"].rstrip("M")) >= 20000, (rule, job["MinMemoryNode"])
-        assert minutes(job["TimeLimit"]) > 60, (rule, job["TimeLimit"])
+        # the benchmark's limit follows its grid (eager cells at batch 1 for the long generations)
+        assert minutes(job["TimeLimit"]) >= (30 if rule == "benchmark" else 60), (rule, job["TimeLimit"])
     assert "TresPerJob" not in jobs["build_corpus"] or "gpu" not in jobs["build_corpus"]["TresPerJob"]
     assert int(jobs["build_corpus"]["MinMemoryNode"].rstrip("M")) <= 4000
     # GPTQ calibrates a 7B model layer by layer: hours, not the hour the profile used to give every job
