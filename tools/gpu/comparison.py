@@ -63,10 +63,9 @@ def _ok(bench: pd.DataFrame) -> pd.DataFrame:
 
 def _with_ratio(rows: pd.DataFrame, value: str, keys: list[str]) -> pd.DataFrame:
     """rows plus `<value>_x_fp16`: the value over the baseline's at the same keys (NaN without one)."""
-    base = rows[rows.variant == BASELINE].set_index(keys)[value]
-    ratio = [row[value] / base.get(tuple(row[k] for k in keys) if len(keys) > 1 else row[keys[0]], float("nan"))
-             for _, row in rows.iterrows()]
-    return rows.assign(**{f"{value}_x_fp16": ratio})
+    base = rows.loc[rows.variant == BASELINE, keys + [value]].rename(columns={value: "_base"})
+    out = rows.merge(base, on=keys, how="left", validate="many_to_one")
+    return out.assign(**{f"{value}_x_fp16": out[value] / out["_base"]}).drop(columns="_base")
 
 
 def prefill_section(bench: pd.DataFrame) -> list[str]:
