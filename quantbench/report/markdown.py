@@ -96,9 +96,9 @@ def render(inputs, quant: pd.DataFrame, plots: list[tuple[str, str, str]]) -> st
     if base:
         parts.append(base)
     parts += skipped_section(p["skipped"])
-    parts += inference_section(inputs.summary, inputs.bench, p["generate"])
-    parts += speed_readings_section(inputs.bench, p.get("baseline"))
-    if not inputs.bench.empty:
+    if not inputs.bench.empty:  # records collected off a quality-only run have no speed to show
+        parts += inference_section(inputs.summary, inputs.bench, p["generate"])
+        parts += speed_readings_section(inputs.bench, p.get("baseline"))
         parts += throughput_section(inputs.bench)
         parts += decode_modes_section(inputs.records)
         parts += cell_outcomes(inputs.bench)

@@ -232,9 +232,15 @@ def _paired_deltas(df: pd.DataFrame, baseline: str, items: dict[str, dict], task
 
 def summary_table(bench: pd.DataFrame, quality: pd.DataFrame, bits: dict[str, float],
                   gen_spec: dict) -> pd.DataFrame:
-    """One row per variant in the comparison's shape, at batch size 1."""
+    """One row per variant in the comparison's shape, at batch size 1. Records collected without any
+    benchmark (a quality-only run) still get a row per evaluated variant, without speed columns."""
     if bench.empty:
-        return pd.DataFrame()
+        if quality.empty:
+            return pd.DataFrame()
+        df = quality[["variant", "Average", "delta_average_points", "kl_mean", "top1_agreement"]].copy()
+        df.insert(1, "bits_per_weight", df.variant.map(bits))
+        df.insert(2, "finetuned", [parse_variant(v).lora for v in df.variant])
+        return df
     longest = max(gen_spec["new_tokens"])
     rows = []
     for variant, g in bench.groupby("variant", sort=False):

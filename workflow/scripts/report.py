@@ -25,16 +25,20 @@ csv = {"benchmark": data.bench, "quality": data.quality, "quantize": quant, "fin
        "summary": data.summary}
 if "sensitivity" in params["stages"]:
     csv["sensitivity"] = sensitivity_tables.sensitivity_table(records)
-# a speed-only setup gets no empty quality and fine-tune tables (report.smk lists the same set)
+# a speed-only setup gets no empty quality and fine-tune tables (report.smk lists the same set); records
+# collected off a quality-only run (tools/gpu/make_report.py) get no empty benchmark table or speed figures
+benchmarked = any(r["stage"] == "benchmark" for r in records)
 for name, stage in (("quality", "evaluate"), ("finetune", "finetune")):
     if stage not in params["stages"]:
         del csv[name]
+if not benchmarked:
+    del csv["benchmark"]
 for name, df in csv.items():
     with atomic_file(out / f"{name}.csv") as tmp:
         df.to_csv(tmp, index=False)
 
 drawn = []  # (name, file, caption)
-for name in figures.wanted(params["stages"]):
+for name in figures.wanted(params["stages"], benchmarked):
     fig, caption = figures.draw(name, data)
     with atomic_file(out / f"{name}.png") as tmp:  # the temporary name keeps the .png suffix
         style.save(fig, tmp)

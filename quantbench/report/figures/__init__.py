@@ -66,13 +66,17 @@ def _registry():
 FIGURES = list(_registry())
 # figure -> the stage whose records it plots: a setup that runs no such stage (a speed-only GPU
 # setup has no evaluate, fine-tune or recipe) gets no such figure rather than an empty one
-NEEDS = {"quality_vs_memory": "evaluate", "finetune_step": "finetune", "finetune_loss": "finetune",
-         "recipe_kl": "recipes", "sensitivity": "sensitivity"}
+# (quality against memory needs both: the memory is the benchmark's measurement)
+NEEDS = {"quality_vs_memory": {"evaluate", "benchmark"}, "finetune_step": {"finetune"},
+         "finetune_loss": {"finetune"}, "recipe_kl": {"recipes"}, "sensitivity": {"sensitivity"},
+         "decode_vs_memory": {"benchmark"}, "throughput_vs_batch": {"benchmark"}, "memory": {"benchmark"}}
 
 
-def wanted(stages) -> list[str]:
-    """The FIGURES of a setup whose stages (any of 'evaluate', 'finetune', 'recipes') are `stages`."""
-    return [f for f in FIGURES if NEEDS.get(f, "") in {"", *stages}]
+def wanted(stages, benchmarked: bool = True) -> list[str]:
+    """The FIGURES of a setup whose stages (any of 'evaluate', 'finetune', 'recipes') are `stages`;
+    the workflow always benchmarks, records collected off a quality-only run (benchmarked False) don't."""
+    present = {*stages, "benchmark"} if benchmarked else set(stages)
+    return [f for f in FIGURES if NEEDS[f] <= present]
 
 
 def draw(name: str, data: Inputs):

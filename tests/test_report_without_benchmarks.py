@@ -1,0 +1,43 @@
+"""A report rebuilt from records collected off a quality-only run (tools/gpu/make_report.py after a lease
+that ran the evaluate targets alone): every evaluated variant in the tables and the recipe section,
+and no empty speed table or figure."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from quantbench import validation
+from quantbench.report.params import record_paths, report_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quality_only_records_make_a_report_without_speed_parts(tmp_path):
+    shutil.copytree(ROOT / "results" / "toy-llama" / "records", tmp_path / "records",
+                    ignore=shutil.ignore_patterns("benchmark"))
+    exp = validation.build(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), cuda_available=False)
+    records = [p for p in record_paths(exp, str(tmp_path)) if Path(p).exists()]
+    assert records and not any("/benchmark/" in p for p in records)
+    out = tmp_path / "report"
+    subprocess.run([sys.executable, "workflow/scripts/report.py", "--params", json.dumps(report_params(exp)),
+                    "--records", *records, "--out", str(out)], cwd=ROOT, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    written = {p.name for p in out.iterdir()}
+    assert "benchmark.csv" not in written
+    assert not written & {"decode_vs_memory.png", "throughput_vs_batch.png", "memory.png", "quality_vs_memory.png"}
+    assert {"report.md", "quality.csv", "summary.csv", "recipe_kl.png", "finetune_loss.png"} <= written
+
+    evaluated = sorted(p.stem for p in (tmp_path / "records" / "evaluate").glob("*.json"))
+    summary = pd.read_csv(out / "summary.csv")
+    assert sorted(summary.variant) == evaluated
+    assert summary.Average.notna().all()
+    text = (out / "report.md").read_text()
+    assert "## Inference" not in text
+    recipe = text.split("## The recipe")[1].split("\n## ")[0]
+    assert "+merge-" in recipe and "none of its variants has records" not in recipe
