@@ -2,6 +2,8 @@
 the report's CSV it cites, as rounded for the README, so a README that drifts from its report fails."""
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -121,3 +123,16 @@ def test_readme_table_quotes_its_report(name, header, rows):
 
 def test_the_readme_quotes_both_committed_reports():
     assert {t[0] for t in TABLES} >= {"smollm2-135m", "toy-llama"}
+
+
+def test_the_smollm2_tables_are_what_the_generator_makes(tmp_path):
+    """tools/readme_tables.py rewrite leaves the README's SmolLM2 section unchanged: its quality and
+    scoreboard tables are the generator's output for the committed report, and the scoreboard lists
+    every quoted variant that has per-item outcomes."""
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    out = subprocess.run([sys.executable, "tools/readme_tables.py", "results/smollm2-135m/report", "rewrite",
+                          "Results on a real model: SmolLM2-135M on the CPU", "--readme", str(readme)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert readme.read_text() == (ROOT / "README.md").read_text()

@@ -4,7 +4,7 @@ checks every quoted number against the same CSVs).
     .venv/bin/python tools/readme_tables.py results/smollm2-135m/report quality VARIANT...   # print one
     .venv/bin/python tools/readme_tables.py results/smollm2-135m/report speed VARIANT...
     .venv/bin/python tools/readme_tables.py results/smollm2-135m/report scoreboard VARIANT...
-    .venv/bin/python tools/readme_tables.py results/smollm2-135m/report rewrite "SECTION TITLE"
+    .venv/bin/python tools/readme_tables.py results/smollm2-135m/report rewrite "SECTION TITLE" [--readme PATH]
         # rewrite, in README.md's section of that title, every quality and scoreboard table from the
         # report, same variants in the same order; a scoreboard lists every variant of the section's
         # quality tables that has per-item outcomes (paired flips), the baseline first
@@ -164,7 +164,8 @@ def _blocks(lines: list[str], head: list[str]):
 
 if __name__ == "__main__":
     folder, kind, *names = sys.argv[1:]
-    if kind == "rewrite":
-        rewrite(Path(__file__).resolve().parents[1] / "README.md", names[0], Path(folder))
+    if kind == "rewrite":  # rewrite TITLE [--readme PATH]
+        readme = Path(names[2]) if names[1:2] == ["--readme"] else Path(__file__).resolve().parents[1] / "README.md"
+        rewrite(readme, names[0], Path(folder))
     else:
         print("\n".join({"quality": quality, "speed": speed, "scoreboard": scoreboard}[kind](Path(folder), names)))
