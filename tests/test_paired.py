@@ -1,5 +1,8 @@
 """Paired task comparisons (quantbench/report/paired.py) on synthetic per-item data, the per-item file
 from lm-eval's logged samples, and the quality table's choice between paired and unpaired noise."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -120,3 +123,16 @@ def test_quality_table_uses_paired_noise_where_both_have_items_else_unpaired():
     plain = tables.quality_table(recs, "fp32")
     assert set(plain.delta_noise_kind.dropna()) == {"unpaired"} and "flips_right_to_wrong" not in plain
     assert "no per-item results here" in markdown.quality_section(plain)[1]
+
+
+def test_paired_interval_is_no_wider_than_unpaired_on_the_committed_toy():
+    """The toy's committed per-item files (the embedded default's evaluate stage): every variant's paired
+    95% half-width against fp32 is at most the unpaired one of the same answers."""
+    folder = Path(__file__).resolve().parents[1] / "results" / "toy-llama" / "lm_eval"
+    base = json.loads((folder / "fp32.items.json").read_text())
+    variants = [p for p in sorted(folder.glob("*.items.json")) if p.name != "fp32.items.json"]
+    assert len(variants) >= 10
+    for path in variants:
+        per_task = [paired._aligned(json.loads(path.read_text()), base, t) for t in sorted(base["tasks"])]
+        res = paired.paired_bootstrap(per_task)
+        assert (res["high"] - res["low"]) / 2 <= paired.unpaired_half_width(per_task), path.name
