@@ -197,3 +197,31 @@ def test_recipe_figure_has_its_bar_to_beat(committed):
                                                               for c in ("Average", "kl_mean")}
     kl_axes = [ax for ax in fig.axes if ax.axison and ax.get_title().startswith("KL")]
     assert kl_axes and all(ax.get_ylim()[0] == 0 for ax in kl_axes)
+
+
+def test_recipe_hollow_markers_follow_the_paired_test(tmp_path):
+    """With per-item results (SmolLM2's committed report), a deployed model is hollow exactly when the
+    paired interval of its difference to its bar to beat holds zero."""
+    from quantbench.experiment import requantize_targets
+    from quantbench.report import paired
+
+    shutil.copytree(ROOT / "results" / "smollm2-135m" / "records", tmp_path / "records")
+    shutil.copytree(ROOT / "results" / "smollm2-135m" / "lm_eval", tmp_path / "lm_eval")
+    exp = validation.build(yaml.safe_load((ROOT / COMMITTED["smollm2-135m"]).read_text()), cuda_available=True)
+    paths = [p for p in record_paths(exp, str(tmp_path)) if Path(p).exists()]
+    records = load_records(paths)
+    data = figures.inputs(records, report_params(exp), paired.items_beside(paths, records))
+    (r,) = data.params["recipes"]
+    trained = f"{r['finetune_on']}+lora"
+    expected = set()
+    for t in requantize_targets(r):
+        for k in r["merge_into"]:
+            v = f"{trained}+merge-{k}+{t}"
+            res = paired.compare_items(data.items[v], data.items[t], sorted(data.items[t]["tasks"]))
+            if res["low"] <= 0 <= res["high"]:
+                expected.add(round(float(data.quality.set_index("variant").at[v, "Average"]), 6))
+    fig, _ = figures.draw("recipe_kl", data)
+    ax = next(a for a in fig.axes if a.get_title().startswith("Task average"))
+    hollow = {round(float(line.get_ydata()[0]), 6) for line in ax.lines
+              if line.get_marker() not in (None, "None", "") and line.get_markerfacecolor() == "none"}
+    assert hollow == expected and len(expected) == 1  # the fp merge's GPTQ deploy, -1.21 (-2.63 to 0.08)

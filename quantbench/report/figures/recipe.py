@@ -7,7 +7,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from quantbench.experiment import requantize_targets
-from quantbench.report import pareto, style
+from quantbench.report import paired, pareto, style
 
 BAR_LINESTYLES = ["--", ":", "-."]  # one per deploy method's bar to beat
 BAR_GID = "bar-to-beat"  # the reference lines' gid (tests find them by it)
@@ -114,8 +114,13 @@ def recipe_kl(data):
             return None if se is None else pareto.Z95 * se
 
         def inside_noise(v):
-            """A deployed model whose task average is within the 95% noise of its bar to beat."""
+            """A deployed model whose task average is within the 95% noise of its bar to beat: the paired
+            interval over the same items where both have per-item results, else both intervals combined."""
             t = deploy.get(v)
+            if t in data.items and v in data.items:
+                both = paired.compare_items(data.items[v], data.items[t], sorted(data.items[t]["tasks"]))
+                if both is not None:
+                    return both["low"] <= 0 <= both["high"]
             a, b, ha, hb = (_value(q, v, "Average"), _value(q, t, "Average"), avg_hw(v), avg_hw(t)) if t \
                 else (None,) * 4
             return None not in (a, b, ha, hb) and abs(a - b) <= (ha ** 2 + hb ** 2) ** 0.5
@@ -162,5 +167,6 @@ def recipe_kl(data):
                "model they are meant to keep (bottom right), beside the untuned deploy model's KL to "
                f"{baseline}, i.e. what quantizing the original loses. Error bars: 95% intervals"
                + (" over the held-out windows for KL" if has_ci else " (none recorded for KL)")
-               + ". Hollow markers: a deployed model whose task average is within the 95% noise of its bar to beat.")
+               + ". Hollow markers: a deployed model whose task average is within the 95% noise of its bar to beat "
+               "(paired over the same items where both have per-item results; the error bars are each model's own).")
     return fig, caption
