@@ -27,7 +27,7 @@ if "sensitivity" in params["stages"]:
     csv["sensitivity"] = sensitivity_tables.sensitivity_table(records)
 # a speed-only setup gets no empty quality and fine-tune tables (report.smk lists the same set); records
 # collected off a quality-only run (tools/gpu/make_report.py) get no empty benchmark table or speed figures
-benchmarked = any(r["stage"] == "benchmark" for r in records)
+benchmarked = not data.bench.empty  # the same test the markdown and summary make
 for name, stage in (("quality", "evaluate"), ("finetune", "finetune")):
     if stage not in params["stages"]:
         del csv[name]

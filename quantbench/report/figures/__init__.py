@@ -64,7 +64,7 @@ def _registry():
 
 
 FIGURES = list(_registry())
-# figure -> the stage whose records it plots: a setup that runs no such stage (a speed-only GPU
+# figure -> the stages whose records it plots: a setup that runs no such stage (a speed-only GPU
 # setup has no evaluate, fine-tune or recipe) gets no such figure rather than an empty one
 # (quality against memory needs both: the memory is the benchmark's measurement)
 NEEDS = {"quality_vs_memory": {"evaluate", "benchmark"}, "finetune_step": {"finetune"},
