@@ -9,7 +9,7 @@ import sys
 from quantbench.report.devices import beyond_noise, comparison
 from tests.conftest import ROOT
 
-CPU = ROOT / "results" / "smollm2-135m"
+CPU = ROOT / "results" / "reference" / "cpu" / "smollm2-135m"
 GPU = ROOT / "results" / "reference" / "h200" / "smollm2-135m-cuda-quality"
 
 

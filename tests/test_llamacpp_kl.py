@@ -4,7 +4,7 @@ What needs no binary runs everywhere: reading its printed summary and its base f
 storage it keeps the base's log-probs in. The agreement itself needs llama-perplexity, which the lean
 llama.cpp build lacks: it runs where tools/build_llama_perplexity.sh has built it (about 9 minutes on 2
 cores, once; CI does not build it, so there it is skipped, with that reason). The SmolLM2 cross-check
-is committed in results/reference/dev-cpu/smollm2-135m/kl_crosscheck.md."""
+is committed in results/reference/cpu/smollm2-135m/kl_crosscheck.md."""
 from __future__ import annotations
 
 import struct

@@ -128,7 +128,7 @@ def test_quality_table_uses_paired_noise_where_both_have_items_else_unpaired():
 def test_paired_interval_is_no_wider_than_unpaired_on_the_committed_toy():
     """The toy's committed per-item files (the embedded default's evaluate stage): every variant's paired
     95% half-width against fp32 is at most the unpaired one of the same answers."""
-    folder = Path(__file__).resolve().parents[1] / "results" / "toy-llama" / "lm_eval"
+    folder = Path(__file__).resolve().parents[1] / "results" / "reference" / "cpu" / "toy-llama" / "lm_eval"
     base = json.loads((folder / "fp32.items.json").read_text())
     variants = [p for p in sorted(folder.glob("*.items.json")) if p.name != "fp32.items.json"]
     assert len(variants) >= 10

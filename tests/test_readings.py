@@ -11,7 +11,7 @@ from quantbench.report import readings, tables
 from quantbench.report.readings import NOT_READ, SAME, Figure, SpeedCell, compare, speed_reading
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "results" / "smollm2-135m" / "report"
+REPORT = ROOT / "results" / "reference" / "cpu" / "smollm2-135m" / "report"
 
 
 # -- compare on hand-made numbers ---------------------------------------------------------------

@@ -51,7 +51,7 @@ TABLES = _quoted_tables()
 
 
 def _report(name):
-    folder = ROOT / "results" / name / "report"
+    folder = ROOT / "results" / "reference" / "cpu" / name / "report"
     return {t: pd.read_csv(folder / f"{t}.csv") for t in ("summary", "quality", "benchmark")}
 
 
@@ -131,7 +131,7 @@ def test_the_smollm2_tables_are_what_the_generator_makes(tmp_path):
     every quoted variant that has per-item outcomes."""
     readme = tmp_path / "README.md"
     readme.write_text((ROOT / "README.md").read_text())
-    out = subprocess.run([sys.executable, "tools/readme_tables.py", "results/smollm2-135m/report", "rewrite",
+    out = subprocess.run([sys.executable, "tools/readme_tables.py", "results/reference/cpu/smollm2-135m/report", "rewrite",
                           "Results on a real model: SmolLM2-135M on the CPU", "--readme", str(readme)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

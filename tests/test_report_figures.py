@@ -22,7 +22,7 @@ COMMITTED = {"smollm2-135m": "config/smollm2.yaml", "toy-llama": "config/config.
 
 
 def _inputs(tmp_path, name):
-    shutil.copytree(ROOT / "results" / name / "records", tmp_path / "records")
+    shutil.copytree(ROOT / "results" / "reference" / "cpu" / name / "records", tmp_path / "records")
     exp = validation.build(yaml.safe_load((ROOT / COMMITTED[name]).read_text()), cuda_available=True)
     paths = [p for p in record_paths(exp, str(tmp_path)) if Path(p).exists()]
     return figures.inputs(load_records(paths), report_params(exp))
@@ -205,8 +205,8 @@ def test_recipe_hollow_markers_follow_the_paired_test(tmp_path):
     from quantbench.experiment import requantize_targets
     from quantbench.report import paired
 
-    shutil.copytree(ROOT / "results" / "smollm2-135m" / "records", tmp_path / "records")
-    shutil.copytree(ROOT / "results" / "smollm2-135m" / "lm_eval", tmp_path / "lm_eval")
+    shutil.copytree(ROOT / "results" / "reference" / "cpu" / "smollm2-135m" / "records", tmp_path / "records")
+    shutil.copytree(ROOT / "results" / "reference" / "cpu" / "smollm2-135m" / "lm_eval", tmp_path / "lm_eval")
     exp = validation.build(yaml.safe_load((ROOT / COMMITTED["smollm2-135m"]).read_text()), cuda_available=True)
     paths = [p for p in record_paths(exp, str(tmp_path)) if Path(p).exists()]
     records = load_records(paths)

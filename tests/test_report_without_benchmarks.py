@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_quality_only_records_make_a_report_without_speed_parts(tmp_path):
-    shutil.copytree(ROOT / "results" / "toy-llama" / "records", tmp_path / "records",
+    shutil.copytree(ROOT / "results" / "reference" / "cpu" / "toy-llama" / "records", tmp_path / "records",
                     ignore=shutil.ignore_patterns("benchmark"))
     exp = validation.build(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), cuda_available=False)
     records = [p for p in record_paths(exp, str(tmp_path)) if Path(p).exists()]

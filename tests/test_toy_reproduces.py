@@ -1,6 +1,6 @@
 """A fresh run of the embedded default (the toy_run fixture: every job of the default DAG, as the main
 command runs it, with shorter benchmark cells, whose timings are not compared) against the committed
-results/toy-llama records. On one CPU the run repeats the committed bytes; on another CPU the toy's
+results/reference/cpu/toy-llama records. On one CPU the run repeats the committed bytes; on another CPU the toy's
 training amplifies last-bit differences of the kernels into another model, so there the figures
 must stay inside the spread that a change of CPU was measured to cause (docs/troubleshooting.md,
 "Same seed, same numbers"). A code change that moves a quality figure beyond that spread, or a
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED = ROOT / "results" / "toy-llama" / "records"
+COMMITTED = ROOT / "results" / "reference" / "cpu" / "toy-llama" / "records"
 
 # How far a figure moved when only the CPU kernels changed: the default run twice on one machine at
 # commit b999d65, with the pinned AVX2 kernels and with PyTorch's scalar ones, every variant
@@ -62,7 +62,7 @@ def fresh(toy_run):
 def test_the_committed_records_are_the_defaults_variants(fresh):
     for stage in ("build", "quantize", "evaluate", "benchmark", "finetune", "merge"):
         assert sorted(_records(fresh, stage)) == sorted(_records(COMMITTED, stage)), \
-            f"{stage}: the committed records do not match the default's variants; regenerate results/toy-llama"
+            f"{stage}: the committed records do not match the default's variants; regenerate results/reference/cpu/toy-llama"
 
 
 def test_the_toy_trains_to_the_committed_loss(fresh):

@@ -7,7 +7,7 @@ copy of the checkout: those jobs rewrite committed records):
     bash scripts/run.sh --configfile config/smollm2.yaml results/smollm2-135m/models/fp32 \\
         results/smollm2-135m/models/gguf-{f32,q8_0,q4_k_m,q4_0} results/smollm2-135m/data
     .venv/bin/python tools/llamacpp_kl_check.py results/smollm2-135m --chunks 40 \\
-        --out results/reference/dev-cpu/smollm2-135m/kl_crosscheck
+        --out results/reference/cpu/smollm2-135m/kl_crosscheck
 
 writes OUT.csv (every statistic of every source), OUT.md (the tables and the agreement) and
 OUT-logs/ (llama-perplexity's own output).

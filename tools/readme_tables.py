@@ -1,10 +1,10 @@
 """The README's results tables for a real-model report, from its CSVs (tests/test_readme_results.py
 checks every quoted number against the same CSVs).
 
-    .venv/bin/python tools/readme_tables.py results/smollm2-135m/report quality VARIANT...   # print one
-    .venv/bin/python tools/readme_tables.py results/smollm2-135m/report speed VARIANT...
-    .venv/bin/python tools/readme_tables.py results/smollm2-135m/report scoreboard VARIANT...
-    .venv/bin/python tools/readme_tables.py results/smollm2-135m/report rewrite "SECTION TITLE" [--readme PATH]
+    .venv/bin/python tools/readme_tables.py results/reference/cpu/smollm2-135m/report quality VARIANT...   # print one
+    .venv/bin/python tools/readme_tables.py results/reference/cpu/smollm2-135m/report speed VARIANT...
+    .venv/bin/python tools/readme_tables.py results/reference/cpu/smollm2-135m/report scoreboard VARIANT...
+    .venv/bin/python tools/readme_tables.py results/reference/cpu/smollm2-135m/report rewrite "SECTION TITLE" [--readme PATH]
         # rewrite, in README.md's section of that title, every quality and scoreboard table from the
         # report, same variants in the same order; a scoreboard lists every variant of the section's
         # quality tables that has per-item outcomes (paired flips), the baseline first

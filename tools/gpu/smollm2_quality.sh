@@ -14,7 +14,7 @@ for v in fp32 bnb-int8 bnb-nf4 bnb-fp4 bnb-nf4-nodq bnb-fp4-nodq gptq-2bit-g64 g
     torchao-int8dyn torchao-int4-g64 hqq-4bit-g64 hqq-2bit-g32 awq-4bit-g64 fp32+lora bnb-nf4+lora \
     bnb-nf4+lora+merge-fp bnb-nf4+lora+merge-fp+gptq-4bit-g64 bnb-nf4+lora+merge-dequant \
     bnb-nf4+lora+merge-dequant+gptq-4bit-g64; do T="$T $E/$v.json"; done
-C=results/smollm2-135m/records/evaluate
+C=results/reference/cpu/smollm2-135m/records/evaluate
 case $1 in
 start)
   bash tools/gpu/parts.sh receive > /dev/null && bash tools/gpu/parts.sh install 3 || exit 1
