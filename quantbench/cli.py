@@ -6,6 +6,8 @@ import json
 import logging
 import random
 
+from quantbench import repeated_warnings
+
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
@@ -20,6 +22,7 @@ def setup(args) -> dict:
     import torch
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    repeated_warnings.install()
     torch.set_num_threads(max(1, args.threads))
     seed = int(args.params.get("seed", 0))
     random.seed(seed)
