@@ -1,5 +1,5 @@
 """The generate grid a config asks for, and the warm-up calls the harness makes, on a tiny real
-Llama on the CPU (the CUDA-graph decoders are exercised on the GPU: docs/gpu.md)."""
+Llama on the CPU (the CUDA-graph decoders are exercised on the GPU: results/reference/h200/README.md)."""
 from __future__ import annotations
 
 import yaml

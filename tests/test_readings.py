@@ -1,6 +1,7 @@
-"""Comparative words (quantbench/report/readings.py) on hand-made figures, and the README's
-comparative claims on the SmolLM2 CPU report checked against the intervals of the figures they cite:
-a README sentence that says more (or less) than its intervals allow fails here."""
+"""Comparative words (quantbench/report/readings.py) on hand-made figures, and the comparative claims
+of the SmolLM2 CPU example's README (results/reference/cpu/smollm2-135m/README.md) checked against the
+intervals of the figures they cite: a sentence that says more (or less) than its intervals allow
+fails here."""
 import re
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from quantbench.report import readings, tables
 from quantbench.report.readings import NOT_READ, SAME, Figure, SpeedCell, compare, speed_reading
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "results" / "reference" / "cpu" / "smollm2-135m" / "report"
+EXAMPLE = ROOT / "results" / "reference" / "cpu" / "smollm2-135m"
+REPORT = EXAMPLE / "report"
 
 
 # -- compare on hand-made numbers ---------------------------------------------------------------
@@ -67,7 +69,7 @@ def test_speed_cell_takes_the_flag_of_the_benchmark_table():
     assert tables.speed_cell(bench, "c", "generate", 1, "decode_tokens_per_s").above_limit is True
 
 
-# -- the README's comparative claims against the committed report -------------------------------
+# -- the example README's comparative claims against the committed report -------------------------------
 
 # (what is compared, variant A, variant B, A's and B's names as the README writes them, the README
 # passage that carries the reading); the reading is computed from the CSVs and must be in the passage
@@ -113,7 +115,7 @@ def report():
 
 @pytest.fixture(scope="module")
 def readme():
-    return (ROOT / "README.md").read_text()
+    return (EXAMPLE / "README.md").read_text()
 
 
 def _reading(report, what, a, b, names=("A", "B")):

@@ -1,5 +1,6 @@
-"""The README's results tables quote committed reports: every number in them must be the number in
-the report's CSV it cites, as rounded for the README, so a README that drifts from its report fails."""
+"""The results tables of the committed example READMEs (results/reference/cpu/<model>/README.md, and
+README.md should it quote one) quote their reports: every number in them must be the number in the
+report's CSV, as rounded for the README, so a README that drifts from its report fails."""
 import math
 import re
 import subprocess
@@ -10,7 +11,8 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CITED = re.compile(r"results/([\w.-]+)/report/report\.md")
+CITED = re.compile(r"results/reference/cpu/([\w.-]+)/report/report\.md")
+EXAMPLES = ROOT / "results" / "reference" / "cpu"
 NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
 SPEED = re.compile(r"(prefill ms/token|decode tokens/s) bs(\d+)")
 # the README's own words for report columns
@@ -27,23 +29,32 @@ NOISE = {"delta_average_points": "delta_noise_points", "prefill_ms_per_token": "
          "decode_tokens_per_s": "iqr_over_median"}
 
 
-def _quoted_tables():
-    """(report folder, header, rows) of every README table in a section that cites a report."""
+def _tables(text, name):
+    """(report folder, header, rows) of every `| variant |` table in `text`."""
     out = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("| variant |"):
+            block = []
+            while i < len(lines) and lines[i].startswith("|"):
+                block.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            out.append((name, block[0], block[2:]))
+        i += 1
+    return out
+
+
+def _quoted_tables():
+    """Every table of a committed example's README (it quotes its own report), and every table of
+    README.md in a section that cites a report."""
+    out = []
+    for readme in sorted(EXAMPLES.glob("*/README.md")):
+        out += _tables(readme.read_text(), readme.parent.name)
     for section in re.split(r"^## ", (ROOT / "README.md").read_text(), flags=re.M):
         cited = CITED.search(section)
-        if not cited:
-            continue
-        lines = section.splitlines()
-        i = 0
-        while i < len(lines):
-            if lines[i].startswith("| variant |"):
-                block = []
-                while i < len(lines) and lines[i].startswith("|"):
-                    block.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
-                    i += 1
-                out.append((cited.group(1), block[0], block[2:]))
-            i += 1
+        if cited:
+            out += _tables(section, cited.group(1))
     return out
 
 
@@ -51,7 +62,7 @@ TABLES = _quoted_tables()
 
 
 def _report(name):
-    folder = ROOT / "results" / "reference" / "cpu" / name / "report"
+    folder = EXAMPLES / name / "report"
     return {t: pd.read_csv(folder / f"{t}.csv") for t in ("summary", "quality", "benchmark")}
 
 
@@ -121,18 +132,19 @@ def test_readme_table_quotes_its_report(name, header, rows):
     assert not wrong, "README differs from the report it cites:\n" + "\n".join(wrong)
 
 
-def test_the_readme_quotes_both_committed_reports():
+def test_the_example_readmes_quote_both_committed_reports():
     assert {t[0] for t in TABLES} >= {"smollm2-135m", "toy-llama"}
 
 
 def test_the_smollm2_tables_are_what_the_generator_makes(tmp_path):
-    """tools/readme_tables.py rewrite leaves the README's SmolLM2 section unchanged: its quality and
-    scoreboard tables are the generator's output for the committed report, and the scoreboard lists
-    every quoted variant that has per-item outcomes."""
+    """tools/readme_tables.py rewrite leaves the SmolLM2 example's results section unchanged: its
+    quality and scoreboard tables are the generator's output for the committed report, and the
+    scoreboard lists every quoted variant that has per-item outcomes."""
+    committed = EXAMPLES / "smollm2-135m" / "README.md"
     readme = tmp_path / "README.md"
-    readme.write_text((ROOT / "README.md").read_text())
-    out = subprocess.run([sys.executable, "tools/readme_tables.py", "results/reference/cpu/smollm2-135m/report", "rewrite",
-                          "Results on a real model: SmolLM2-135M on the CPU", "--readme", str(readme)],
+    readme.write_text(committed.read_text())
+    out = subprocess.run([sys.executable, "tools/readme_tables.py", str(EXAMPLES / "smollm2-135m" / "report"),
+                          "rewrite", "Results", "--readme", str(readme)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert readme.read_text() == (ROOT / "README.md").read_text()
+    assert readme.read_text() == committed.read_text()

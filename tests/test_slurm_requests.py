@@ -105,5 +105,5 @@ def test_a_7b_gpu_setup_asks_slurm_for_what_each_job_needs(gpu_cluster, tmp_path
     # what the node said about the GPU jobs: no GPU there, in one line
     texts = "".join(p.read_text() for p in (project / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert "gpu_slot: this job loads a model on CUDA (device: cuda) but node" in texts, texts[-3000:]
-    # what was asked, for the README
+    # what was asked, for docs/running.md's table
     (project / "requests.json").write_text(json.dumps(jobs, indent=1))

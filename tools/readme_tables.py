@@ -1,11 +1,13 @@
-"""The README's results tables for a real-model report, from its CSVs (tests/test_readme_results.py
-checks every quoted number against the same CSVs).
+"""The results tables of a real-model example's README, from its report's CSVs
+(tests/test_readme_results.py checks every quoted number against the same CSVs).
 
     .venv/bin/python tools/readme_tables.py results/reference/cpu/smollm2-135m/report quality VARIANT...   # print one
     .venv/bin/python tools/readme_tables.py results/reference/cpu/smollm2-135m/report speed VARIANT...
     .venv/bin/python tools/readme_tables.py results/reference/cpu/smollm2-135m/report scoreboard VARIANT...
-    .venv/bin/python tools/readme_tables.py results/reference/cpu/smollm2-135m/report rewrite "SECTION TITLE" [--readme PATH]
-        # rewrite, in README.md's section of that title, every quality and scoreboard table from the
+    .venv/bin/python tools/readme_tables.py REPORT_DIR rewrite "SECTION TITLE" [--readme PATH]
+        # e.g. results/reference/cpu/smollm2-135m/report rewrite Results: rewrite, in the markdown
+        # file's section of that title (default: the README beside the report folder, here
+        # results/reference/cpu/smollm2-135m/README.md), every quality and scoreboard table from the
         # report, same variants in the same order; a scoreboard lists every variant of the section's
         # quality tables that has per-item outcomes (paired flips), the baseline first
 """
@@ -165,7 +167,7 @@ def _blocks(lines: list[str], head: list[str]):
 if __name__ == "__main__":
     folder, kind, *names = sys.argv[1:]
     if kind == "rewrite":  # rewrite TITLE [--readme PATH]
-        readme = Path(names[2]) if names[1:2] == ["--readme"] else Path(__file__).resolve().parents[1] / "README.md"
+        readme = Path(names[2]) if names[1:2] == ["--readme"] else Path(folder).resolve().parent / "README.md"
         rewrite(readme, names[0], Path(folder))
     else:
         print("\n".join({"quality": quality, "speed": speed, "scoreboard": scoreboard}[kind](Path(folder), names)))
