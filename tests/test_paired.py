@@ -21,26 +21,41 @@ def _correlated(n=1200, p=0.8, flip=0.05, seed=1):
 def test_paired_interval_is_narrower_when_answers_are_correlated():
     for seed in range(3):
         a, b = _correlated(seed=seed)
-        res = paired.paired_bootstrap([(a, b)])
+        res = paired.paired_bootstrap({"t": (a, b)})
         assert res["low"] <= res["delta"] <= res["high"]
         assert res["delta"] == pytest.approx(100 * (a.mean() - b.mean()))
-        assert (res["high"] - res["low"]) / 2 <= paired.unpaired_half_width([(a, b)])
+        assert (res["high"] - res["low"]) / 2 <= paired.unpaired_half_width({"t": (a, b)})
         # with 5% of answers changed, the paired interval is far narrower than the unpaired one
-        assert (res["high"] - res["low"]) / 2 < 0.5 * paired.unpaired_half_width([(a, b)])
+        assert (res["high"] - res["low"]) / 2 < 0.5 * paired.unpaired_half_width({"t": (a, b)})
 
 
 def test_paired_bootstrap_is_fixed_by_its_seed_and_spans_tasks():
     a1, b1 = _correlated(seed=4)
     a2, b2 = _correlated(n=600, seed=5)
-    one = paired.paired_bootstrap([(a1, b1), (a2, b2)])
-    assert one == paired.paired_bootstrap([(a1, b1), (a2, b2)])
+    one = paired.paired_bootstrap({"t1": (a1, b1), "t2": (a2, b2)})
+    assert one == paired.paired_bootstrap({"t1": (a1, b1), "t2": (a2, b2)})
     # the Average's delta is the mean over tasks of each task's delta
     assert one["delta"] == pytest.approx(50 * ((a1.mean() - b1.mean()) + (a2.mean() - b2.mean())))
+    assert one != paired.paired_bootstrap({"t1": (a1, b1), "t2": (a2, b2)}, seed=1)
+
+
+def test_one_comparison_has_one_interval_whatever_order_its_tasks_come_in():
+    """The scoreboard lists tasks in the suite's order and the recipe figure in sorted order: the same
+    comparison must print the same interval from both (it did not while the tasks shared one stream)."""
+    per_task = {f"task{i}": _correlated(n=300 + 100 * i, seed=10 + i) for i in range(4)}
+    forward = paired.paired_bootstrap(per_task)
+    backward = paired.paired_bootstrap(dict(reversed(per_task.items())))
+    assert forward == backward
+    a = _items({t: x for t, (x, _) in per_task.items()})
+    b = _items({t: y for t, (_, y) in per_task.items()})
+    assert paired.compare_items(a, b, sorted(per_task)) == paired.compare_items(a, b, sorted(per_task)[::-1])
+    with pytest.raises(TypeError):
+        paired.paired_bootstrap(list(per_task.values()))
 
 
 def test_identical_answers_have_a_zero_interval_and_no_flips():
     a, _ = _correlated()
-    assert paired.paired_bootstrap([(a, a)]) == {"delta": 0.0, "low": 0.0, "high": 0.0}
+    assert paired.paired_bootstrap({"t": (a, a)}) == {"delta": 0.0, "low": 0.0, "high": 0.0}
     assert paired.flips(a, a) == {"right_to_wrong": 0, "wrong_to_right": 0}
 
 
@@ -133,6 +148,6 @@ def test_paired_interval_is_no_wider_than_unpaired_on_the_committed_toy():
     variants = [p for p in sorted(folder.glob("*.items.json")) if p.name != "fp32.items.json"]
     assert len(variants) >= 10
     for path in variants:
-        per_task = [paired._aligned(json.loads(path.read_text()), base, t) for t in sorted(base["tasks"])]
+        per_task = {t: paired._aligned(json.loads(path.read_text()), base, t) for t in sorted(base["tasks"])}
         res = paired.paired_bootstrap(per_task)
         assert (res["high"] - res["low"]) / 2 <= paired.unpaired_half_width(per_task), path.name

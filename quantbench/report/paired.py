@@ -13,6 +13,8 @@ The per-item file (`lm_eval/<variant>.items.json`, written by the evaluate stage
 """
 from __future__ import annotations
 
+import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -82,16 +84,22 @@ def flips(a, b) -> dict:
     return {"right_to_wrong": int((b & ~a).sum()), "wrong_to_right": int((~b & a).sum())}
 
 
-def paired_bootstrap(per_task: list[tuple], resamples: int = RESAMPLES, seed: int = SEED) -> dict:
+def paired_bootstrap(per_task: dict[str, tuple], resamples: int = RESAMPLES, seed: int = SEED) -> dict:
     """The difference of the mean over tasks of accuracy, a minus b, in points, with its 95%
     percentile interval from `resamples` paired resamples of items (drawn within each task, the same
-    draw for both sides); per_task: (a, b) 0/1 arrays over the same items. Fixed seed: the same
-    files give the same interval."""
-    rng = np.random.default_rng(seed)
-    diffs = [np.asarray(a, dtype=float) - np.asarray(b, dtype=float) for a, b in per_task]
-    point = 100 * float(np.mean([d.mean() for d in diffs]))
+    draw for both sides); per_task: task name -> (a, b), 0/1 arrays over the same items.
+
+    Each task's items are drawn from a generator seeded by the seed and the task's name, not from one
+    stream shared in turn: the interval of one comparison is then the same whichever order its caller
+    lists the tasks in (the scoreboard takes the suite's order, the recipe figure sorted names), so one
+    computation prints one interval."""
+    if not isinstance(per_task, Mapping):
+        raise TypeError("per_task: a mapping task name -> (a, b), so that each task's draw follows its name")
+    diffs = {t: np.asarray(a, dtype=float) - np.asarray(b, dtype=float) for t, (a, b) in per_task.items()}
+    point = 100 * float(np.mean([d.mean() for d in diffs.values()]))
     boot = np.zeros(resamples)
-    for d in diffs:
+    for task, d in diffs.items():
+        rng = np.random.default_rng([seed, zlib.crc32(task.encode())])
         idx = rng.integers(0, len(d), size=(resamples, len(d)))
         boot += d[idx].mean(axis=1)
     boot *= 100 / len(diffs)
@@ -99,11 +107,11 @@ def paired_bootstrap(per_task: list[tuple], resamples: int = RESAMPLES, seed: in
     return {"delta": point, "low": float(low), "high": float(high)}
 
 
-def unpaired_half_width(per_task: list[tuple]) -> float:
+def unpaired_half_width(per_task: dict[str, tuple]) -> float:
     """Today's noise for the same data: 95% half-width of a difference of two independent means (each
     task's binomial standard error, the Average's combined over tasks), in points."""
     var = 0.0
-    for a, b in per_task:
+    for a, b in per_task.values():
         for x in (np.asarray(a, dtype=float), np.asarray(b, dtype=float)):
             var += x.var(ddof=1) / len(x)
     return 100 * 1.959964 * var ** 0.5 / len(per_task)
@@ -113,10 +121,10 @@ def compare_items(a: dict, b: dict, tasks: list[str], resamples: int = RESAMPLES
     """Paired delta of variant `a` against baseline `b` over `tasks`, or None where either lacks a task."""
     if not tasks or any(t not in a["tasks"] or t not in b["tasks"] for t in tasks):
         return None
-    per_task = [_aligned(a, b, t) for t in tasks]
+    per_task = {t: _aligned(a, b, t) for t in tasks}
     out = paired_bootstrap(per_task, resamples, seed)
-    f = [flips(x, y) for x, y in per_task]
+    f = [flips(x, y) for x, y in per_task.values()]
     out["right_to_wrong"] = sum(x["right_to_wrong"] for x in f)
     out["wrong_to_right"] = sum(x["wrong_to_right"] for x in f)
-    out["items"] = sum(len(x) for x, _ in per_task)
+    out["items"] = sum(len(x) for x, _ in per_task.values())
     return out
