@@ -53,9 +53,13 @@ def _quoted_tables():
         out += _tables(readme.read_text(), readme.parent.name)
     for section in re.split(r"^## ", (ROOT / "README.md").read_text(), flags=re.M):
         cited = CITED.search(section)
-        if cited:
-            out += _tables(section, cited.group(1))
+        if cited:  # a table of figures (not e.g. the variant names' table beside a link to a report)
+            out += [t for t in _tables(section, cited.group(1)) if _quotes_figures(t[1])]
     return out
+
+
+def _quotes_figures(header):
+    return any(c in HEADERS or c in PAIRS or SPEED.fullmatch(c.replace(" (IQR/median)", "")) for c in header)
 
 
 TABLES = _quoted_tables()
