@@ -50,10 +50,10 @@ def problems(path: str | Path, after: str | None = None) -> list[str]:
     `after`: the config file it follows on the command line (Snakemake's --configfile takes every
     word up to the next flag, so a target written there is read as a second config file)."""
     path = Path(path)
-    if after is not None and not path.exists() and path.suffix not in CONFIG_SUFFIXES:
-        return [f"{path}: written after --configfile {after}, so Snakemake reads it as a second config file "
-                f"(it does not exist); allowed: a target before --configfile (snakemake {path} --configfile "
-                f"{after} ...), or --configfile={after} {path}"]
+    if after is not None and (path.is_dir() or path.suffix not in CONFIG_SUFFIXES):
+        what = "it is a folder" if path.is_dir() else ("it does not exist" if not path.exists() else
+                                                        "it is not a .yaml, .yml or .json file")
+        return [_target_message(path, after, what)]
     if not path.is_file():
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
         what = "is a folder" if path.is_dir() else "does not exist"
@@ -72,11 +72,27 @@ def problems(path: str | Path, after: str | None = None) -> list[str]:
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = " ".join(filter(None, [getattr(err, "context", None), getattr(err, "problem", None)])) or str(err)
         return [f"{path}{where}: not valid YAML ({what}); allowed: YAML, e.g. `key: value`, spaces not tabs"]
+    if after is not None and not (isinstance(data, dict) and set(data) & set(_config_keys())):
+        # a record or other output (results/<model>/records/*.json) named as a target
+        return [_target_message(path, after, "it holds none of the config's keys")]
     if not isinstance(data, dict):
         return [f"{path}: the file holds {type(data).__name__ if data is not None else 'nothing'}; "
                 "allowed: a mapping of config keys (model:, methods:, ...)"]
     return [f"{path}, line {second}: key {key!r} is given twice (first at line {first}); YAML keeps only the "
             "last one; allowed: each key once" for key, first, second in _dotted_duplicates(text)]
+
+
+def _target_message(path: Path, after: str, what: str) -> str:
+    return (f"{path}: written after --configfile {after}, so Snakemake reads it as a second config file ({what}); "
+            f"allowed: a target before --configfile (put targets first: snakemake {path} --configfile {after} "
+            f"...), or --configfile={after} {path}")
+
+
+def _config_keys() -> list[str]:
+    """The top-level keys a config may hold (the schema's)."""
+    from quantbench.config_messages import SCHEMA_PATH
+
+    return list(yaml.safe_load(SCHEMA_PATH.read_text()).get("properties", {}))
 
 
 def configfile_words(argv: list[str]) -> list[tuple[str, str | None]]:

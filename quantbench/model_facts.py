@@ -31,6 +31,7 @@ class ModelFacts:
     model_type: str | None
     context: int | None  # max_position_embeddings: positions the model was built for
     where: str           # where these were read, for messages
+    layers: int | None = None  # num_hidden_layers of a random architecture: what model.num_hidden_layers may cut to
 
 
 def _model_config_json(config: dict, basedir: str, workdir: str | None) -> tuple[dict | None, str]:
@@ -67,7 +68,8 @@ def model_facts(config: dict, basedir: str = ".", workdir: str | None = None) ->
         return ModelFacts(None, None, where)
     ctx = next((arch[k] for k in ("max_position_embeddings", "n_positions", "max_sequence_length")
                 if isinstance(arch.get(k), int)), None)
-    return ModelFacts(arch.get("model_type"), ctx, where)
+    layers = arch.get("num_hidden_layers") if source == "random" else None
+    return ModelFacts(arch.get("model_type"), ctx, where, layers if isinstance(layers, int) else None)
 
 
 def model_dims(config: dict, basedir: str = ".", workdir: str | None = None) -> list[int] | None:
@@ -109,6 +111,16 @@ def _sequence_lengths(config: dict) -> list[tuple[str, int, str]]:
                     key = f"benchmark.generate.{name}" + ("" if name.startswith("batch_sizes_at") else f"[{i}]")
                     out.append((key, prompt + n, f" (prompt_len {prompt} + {n} new tokens)"))
     return [(k, v, how) for k, v, how in out if isinstance(v, int) and not isinstance(v, bool)]
+
+
+def layer_count_errors(config: dict, facts: ModelFacts) -> list[str]:
+    """model.num_hidden_layers keeps the first layers of a random architecture: it cannot add any (the
+    build job stopped on this, after the jobs before it)."""
+    wanted = (config.get("model") or {}).get("num_hidden_layers")
+    if not isinstance(wanted, int) or facts.layers is None or wanted <= facts.layers:
+        return []
+    return [f"model.num_hidden_layers: {wanted} is more than the {facts.layers} layers of {facts.where} (its "
+            f"num_hidden_layers); allowed: 1 to {facts.layers}"]
 
 
 def context_errors(config: dict, facts: ModelFacts) -> list[str]:

@@ -112,9 +112,12 @@ def file_errors(config: dict, needs: dict[str, bool], workdir: str, basedir: str
                     for one in [f] if isinstance(f, str) else f:
                         if resolve(one, workdir) is None:
                             errors.append(f"{key}.data_files: {one!r} does not exist (relative to {workdir})")
-            elif offline:
-                notes.append(f"{key}: dataset {spec['path']!r} is a hub id and cannot be checked before the run "
-                             "(offline: true: it must be in the datasets cache)")
+            elif offline and _uncached_dataset(spec["path"], workdir):
+                # the job would run load_dataset offline and fail there, after the jobs before it
+                errors.append(f"{key}.path: {spec['path']!r} is a dataset hub id that is not in the Hugging Face "
+                              f"cache here ({', '.join(str(d) for d in hf_cache_dirs())}), and offline is true: no "
+                              "job could fetch it; allowed: a cached dataset (download it first), a JSON lines "
+                              "file, or offline: false")
             continue
         if not isinstance(spec, str):
             errors.append(f"{key}: {show(spec)} must be a JSON lines path or a mapping of load_dataset arguments")
@@ -141,6 +144,17 @@ def file_errors(config: dict, needs: dict[str, bool], workdir: str, basedir: str
                 notes.append(f"{key}: {spec!r} has {n} texts, fewer than data.calibration_samples ({wanted}); "
                              f"GPTQ and AWQ calibrate on {n}")
     return errors
+
+
+DATASET_LOADERS = ("json", "csv", "text", "parquet", "arrow")
+
+
+def _uncached_dataset(path: str, workdir: str) -> bool:
+    """A load_dataset path that names a hub dataset (not a loader, not a local folder) absent from
+    both caches."""
+    if path in DATASET_LOADERS or resolve(path, workdir) is not None or _looks_local(path):
+        return False
+    return not dataset_cached(path)
 
 
 def _model_folder_errors(folder: Path, shown: str) -> list[str]:

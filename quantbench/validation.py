@@ -13,7 +13,7 @@ from quantbench.backends import BACKENDS, calibrated
 from quantbench.backends import get as get_backend
 from quantbench.config_messages import ConfigError, did_you_mean, schema_errors
 from quantbench.experiment import MERGE_KINDS, REQUANTIZE_BACKENDS, Experiment, Method, requantize_targets
-from quantbench.model_facts import context_errors, lora_target_errors, model_dims, model_facts
+from quantbench.model_facts import context_errors, layer_count_errors, lora_target_errors, model_dims, model_facts
 from quantbench.sensitivity_checks import sensitivity_errors, sensitivity_kind_errors
 from quantbench.source_checks import file_errors, packaged_source_errors, suite_dataset_errors
 
@@ -21,6 +21,8 @@ from quantbench.source_checks import file_errors, packaged_source_errors, suite_
 # name would be a second rule writing the same folder.
 RESERVED_METHOD_NAMES = ("base",)
 FINETUNE_REQUIRED = ("steps", "batch_size", "seq_len", "learning_rate", "lora")
+# A method name is a folder (results/<model>/models/<name>) and a part of a variant name joined by '+':
+# it starts with a letter or digit, so it is neither '.', '..' nor a command-line flag ('-gptq').
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -42,15 +44,21 @@ def _check_params(key: str, backend: str, entry: dict, errors: list[str]) -> dic
                           f"allowed: {', '.join(mod.SPEC)}")
             continue
         allowed = mod.SPEC[k]
-        if isinstance(allowed, list):
+        numbers = isinstance(allowed, list) and all(type(a) in (int, float) for a in allowed)
+        if isinstance(v, str) and (numbers or allowed in (int, float)):
+            # YAML reads `bits: "4"` (or `bits: '4'`) as the string '4', which no backend takes
+            what = ", ".join(map(str, allowed)) if numbers else {int: "an integer", float: "a number"}[allowed]
+            errors.append(f"{key}.{k}: {v!r} is a string; it must be a number, not a string (write it without "
+                          f"quotes); allowed: {what}")
+        elif isinstance(allowed, list):
             if v not in allowed or isinstance(v, bool) != isinstance(allowed[0], bool):
                 errors.append(f"{key}.{k}: {v!r} is not supported by backend {backend!r}; "
                               f"allowed: {', '.join(map(str, allowed))}")
         elif not isinstance(v, allowed) or isinstance(v, bool):
             errors.append(f"{key}.{k}: {v!r} must be of type {allowed.__name__}")
-    missing = [k for k in mod.SPEC if k not in params and k != "dtype"]
-    if backend != "none" and "bits" in missing:
-        errors.append(f"{key}.bits: missing; allowed: {', '.join(map(str, mod.SPEC['bits']))}")
+    for k in mod.REQUIRED:
+        if k not in params:
+            errors.append(f"{key}.{k}: missing; allowed: {', '.join(map(str, mod.SPEC[k]))}")
     return params
 
 
@@ -76,6 +84,7 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
     if not errors:  # what the model and the data hold: read only from a config that is sound so far
         facts = model_facts(config, basedir or ".", workdir)
         errors += context_errors(config, facts)
+        errors += layer_count_errors(config, facts)
         errors += lora_target_errors(config, methods, facts, notes)
         errors += sensitivity_kind_errors(config, facts, notes)
         errors += suite_dataset_errors(config)
@@ -98,8 +107,10 @@ def _method(name, entry, model_dims: list[int] | None, errors: list[str]) -> Met
         errors.append(f"{key}: {name!r} is reserved (results/<model>/models/{name} is the unquantized model every "
                       f"method starts from); allowed: any other name, e.g. {name}-fp32")
         return None
-    if not NAME_RE.match(name) or "+" in name:
-        errors.append(f"{key}: method names use lower-case letters, digits, '-', '_' and '.'")
+    if not NAME_RE.match(name):
+        errors.append(f"{key}: {name!r} is not a method name; allowed: a name that starts with a lower-case letter "
+                      "or digit and holds only lower-case letters, digits, '.', '_' and '-' (not '.' or '..'), "
+                      "e.g. gptq-4bit-g128")
         return None
     if not isinstance(entry, dict):
         errors.append(f"{key}: must be a mapping with a 'backend' key")
@@ -271,6 +282,11 @@ def _model_errors(config: dict) -> list[str]:
     return errors
 
 
+_BUILDS = {"pretrained": "loads the model and its architecture from model.path",
+           "gguf": "loads the model and its architecture from the GGUF file in model.path",
+           "random": "builds the model from model.architecture"}
+
+
 def _source_key_errors(config: dict) -> list[str]:
     """Keys the chosen source ignores (the user believes they are used), and sources that do not fit."""
     model, data = config.get("model") or {}, config.get("data") or {}
@@ -280,6 +296,13 @@ def _source_key_errors(config: dict) -> list[str]:
             if key in model:
                 errors.append(f"model.{key}: given while model.source is 'toy', which builds its own model; "
                               f"remove it, or set model.source: {other}")
+    if model.get("source") in ("pretrained", "gguf", "random"):
+        # pretrained and gguf read the model's architecture from its own files; random from model.architecture
+        ignored = ([("toy", "toy")] + ([] if model["source"] == "random" else [("architecture", "random")]))
+        for key, other in ignored:
+            if key in model:
+                errors.append(f"model.{key}: given while model.source is {model['source']!r}, which "
+                              f"{_BUILDS[model['source']]}; remove it, or set model.source: {other}")
     if "num_hidden_layers" in model and model.get("source") != "random":
         where = ("model.toy.num_hidden_layers sets the toy's depth" if model.get("source") == "toy"
                  else f"source {model.get('source')!r} loads every layer of the model")

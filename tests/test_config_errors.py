@@ -12,6 +12,7 @@ import yaml
 
 from quantbench import config_messages, validation
 from tests.conftest import ROOT, copy_project, snakemake
+from tests.gguf_writer import write_tiny_llama
 
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
@@ -89,7 +90,11 @@ CASES = {
                         ["methods.bnb-int8.backend", "'autoawq'", "allowed: none, bnb, gptq, torchao, hqq, awq"]),
     "bnb bits": (_set("methods.bnb-int8.bits", 3), ["methods.bnb-int8.bits", "3", "allowed: 4, 8"]),
     "gptq bits": (_set("methods.gptq-8bit-g32.bits", 5), ["methods.gptq-8bit-g32.bits", "5", "allowed: 2, 3, 4, 8"]),
-    "bits as a string": (_set("methods.gptq-8bit-g32.bits", "8"), ["methods.gptq-8bit-g32.bits", "'8'", "allowed: 2, 3, 4, 8"]),
+    "bits as a string": (_set("methods.gptq-8bit-g32.bits", "8"),
+                         ["methods.gptq-8bit-g32.bits", "'8'", "must be a number, not a string", "allowed: 2, 3, 4, 8"]),
+    "group size as a string": (_set("methods.gptq-8bit-g32.group_size", "32"),
+                               ["methods.gptq-8bit-g32.group_size", "'32'", "must be a number, not a string",
+                                "allowed: an integer"]),
     "kernel bits": (_set("methods.gptq-marlin-3bit", {**MARLIN, "bits": 3}),
                     ["methods.gptq-marlin-3bit.bits", "3", "kernel 'marlin'", "allowed: 4, 8"]),
     "unknown kernel": (_set("methods.gptq-8bit-g32.kernel", "exllama"),
@@ -128,7 +133,16 @@ CASES = {
     "finetune on torchao int4": (_both(_set("methods.torchao-int4", TORCHAO_INT4), _set("finetune.bases[2]", "torchao-int4")),
                                  ["finetune.bases[2]", "'torchao-int4'", "int8 weights only", "allowed: fp32"]),
     "method name": (_set("methods.Bad+Name", {"backend": "none"}), ["methods.Bad+Name", "lower-case letters"]),
+    # a name is a folder and a command-line word: '..' and '-gptq' were told only which characters they use
+    "method name '..'": (lambda cfg, tmp: cfg["methods"].update({"..": {"backend": "none"}}),
+                         ["methods..", "'..' is not a method name", "starts with a lower-case letter or digit",
+                          "'.', '_' and '-'", "not '.' or '..'"]),
+    "method name starting with a dash": (_set("methods.-gptq", {"backend": "gptq", "bits": 4, "group_size": 32}),
+                                         ["methods.-gptq", "'-gptq' is not a method name",
+                                          "starts with a lower-case letter or digit"]),
     "missing bits": (_set("methods.bnb-int8", {"backend": "bnb"}), ["methods.bnb-int8.bits", "missing", "allowed: 4, 8"]),
+    "missing torchao scheme": (_set("methods.ao", {"backend": "torchao"}),
+                               ["methods.ao.scheme", "missing", "allowed: int8-weight-only, int8-dynamic"]),
     # references between keys
     "unknown baseline": (_set("baseline", "fp16"), ["baseline", "'fp16'", "allowed: fp32, bnb-int8"]),
     "quantized baseline": (_set("baseline", "bnb-int8"), ["baseline", "'bnb-int8'", "backend: none"]),
@@ -238,6 +252,26 @@ CASES = {
     "num_hidden_layers with a pretrained model": (
         _both(_pretrained(["config.json", "model.safetensors", "tokenizer.json"]), _set("model.num_hidden_layers", 2)),
         ["model.num_hidden_layers", "'pretrained'", "truncates only a random architecture", "model.source: random"]),
+    # the build job stopped on this, after the jobs before it
+    "num_hidden_layers above the architecture's": (
+        _set("model", {"name": "r", "source": "random", "architecture": "config/architectures/tiny-llama.json",
+                       "num_hidden_layers": 6}),
+        ["model.num_hidden_layers", "6", "more than the 4 layers of config/architectures/tiny-llama.json",
+         "allowed: 1 to 4"]),
+    # keys a loaded model ignores were silently ignored
+    "toy block with a pretrained model": (
+        _both(_pretrained(["config.json", "model.safetensors", "tokenizer.json"]), _set("model.toy", DEFAULT["model"]["toy"])),
+        ["model.toy", "model.source is 'pretrained'", "loads the model and its architecture from model.path",
+         "remove it, or set model.source: toy"]),
+    "architecture with a gguf model": (
+        _both(_pretrained(None), _set("model", {"name": "g", "source": "gguf", "path": "m.gguf",
+                                                "architecture": "config/architectures/tiny-llama.json"}),
+              lambda cfg, tmp: write_tiny_llama(tmp / "m.gguf")),
+        ["model.architecture", "model.source is 'gguf'", "from the GGUF file", "remove it, or set model.source: random"]),
+    "toy block with a random architecture": (
+        _set("model", {"name": "r", "source": "random", "architecture": "config/architectures/tiny-llama.json",
+                       "toy": DEFAULT["model"]["toy"]}),
+        ["model.toy", "model.source is 'random'", "builds the model from model.architecture"]),
     "num_hidden_layers with the toy model": (_set("model.num_hidden_layers", 2),
                                              ["model.num_hidden_layers", "model.toy.num_hidden_layers"]),
     # sensitivity and mixed precision (issue 23)
@@ -453,6 +487,29 @@ def test_offline_suite_needs_its_datasets_in_the_cache(tmp_path, monkeypatch):
     validation.load({**config, "offline": False}, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
 
 
+def test_offline_calibration_dataset_needs_to_be_cached(tmp_path, monkeypatch):
+    """A hub dataset in data.calibration while offline was a note; the quantize job then failed."""
+    hub, processed = tmp_path / "hub", tmp_path / "datasets"
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(processed))
+    config = copy.deepcopy(DEFAULT)
+    _files_source(calibration=TEXTS, finetune=PAIRS, heldout=TEXTS)(config, tmp_path)
+    config["data"]["calibration"] = {"path": "Salesforce/wikitext", "name": "wikitext-2-raw-v1", "split": "train"}
+    errors = _errors(config, tmp_path)
+    assert errors == [f"data.calibration.path: 'Salesforce/wikitext' is a dataset hub id that is not in the Hugging "
+                      f"Face cache here ({hub}, {processed}), and offline is true: no job could fetch it; allowed: a "
+                      "cached dataset (download it first), a JSON lines file, or offline: false"]
+    validation.load({**config, "offline": False}, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    (processed / "Salesforce___wikitext").mkdir(parents=True)  # datasets' own processed copy
+    validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    # a loader with local files, or a local dataset folder, is no hub id
+    config["data"]["calibration"] = {"path": "json", "data_files": "calibration.jsonl"}
+    validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+    (tmp_path / "my-dataset").mkdir()
+    config["data"]["calibration"] = {"path": "my-dataset"}
+    validation.load(config, cuda_available=False, workdir=str(tmp_path), basedir=str(ROOT))
+
+
 FILE_CASES = {
     "missing": (None, "does not exist"),
     "yaml syntax": (b"model: {name: x\n  bad: [\n", ", line 2, column 6: not valid YAML"),
@@ -527,11 +584,33 @@ def test_target_after_configfile_is_named_as_such(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[1] == (
         "  - all: written after --configfile setup.yaml, so Snakemake reads it as a second config file (it does "
-        "not exist); allowed: a target before --configfile (snakemake all --configfile setup.yaml ...), or "
+        "not exist); allowed: a target before --configfile (put targets first: snakemake all --configfile "
+        "setup.yaml ...), or "
         "--configfile=setup.yaml all")
     # two real config files after one flag are still read as config files
     (tmp_path / "overlay.yaml").write_text("methods: {}\n")
     assert subprocess_config_check(tmp_path, "--configfile", "setup.yaml", "overlay.yaml").returncode == 0
+
+
+@pytest.mark.parametrize("target, what", [
+    ("results/x/models/fp32", "it is a folder"),            # a model folder that exists, to be rebuilt
+    ("results/x/report/report.md", "it is not a .yaml, .yml or .json file"),
+    ("results/x/records/quantize/fp32.json", "it holds none of the config's keys"),  # a record: JSON
+])
+def test_existing_target_after_configfile_says_put_targets_first(tmp_path, target, what):
+    """A target that exists was read as a config file (a folder, or a record whose keys are unknown)."""
+    (tmp_path / "setup.yaml").write_text("model: {name: x, source: toy}\n")
+    (tmp_path / "results/x/models/fp32").mkdir(parents=True)
+    (tmp_path / "results/x/report").mkdir()
+    (tmp_path / "results/x/report/report.md").write_text("# report\n")
+    (tmp_path / "results/x/records/quantize").mkdir(parents=True)
+    (tmp_path / "results/x/records/quantize/fp32.json").write_text('{"stage": "quantize", "metrics": {}}\n')
+    proc = subprocess_config_check(tmp_path, "--configfile", "setup.yaml", target)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[1:] == [
+        f"  - {target}: written after --configfile setup.yaml, so Snakemake reads it as a second config file ({what}); "
+        f"allowed: a target before --configfile (put targets first: snakemake {target} --configfile setup.yaml "
+        f"...), or --configfile=setup.yaml {target}"]
 
 
 def subprocess_config_check(cwd: Path, *args: str):
