@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quantbench import gptqmodel_run
+from quantbench import numerics
+
+# The tests compute with the kernels the workflow's jobs run (common.smk pins them for every job):
+# on a CPU with AVX-512, ATen's AVX-512 kernels round differently from the AVX2 ones, so a figure
+# computed here and one computed by a job would differ in their last bits. Set before PyTorch loads.
+numerics.pin_kernels(os.environ)
+
+from quantbench import gptqmodel_run  # noqa: E402 - imports PyTorch, after the kernels are pinned
 
 gptqmodel_run.environment()  # for tests that load GPTQModel themselves
 
