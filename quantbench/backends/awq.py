@@ -129,6 +129,13 @@ class AWQ(Backend):
     CALIBRATED = CALIBRATED
     CPU_ALTERNATIVE = CPU_ALTERNATIVE
     CUDA_ALTERNATIVE = CUDA_ALTERNATIVE
+    REQUIRED = ("bits",)
+    DESCRIPTIONS = {
+        "bits": "bits per weight of the quantized linear layers",
+        "group_size": "weights sharing one scale and zero point; divides every layer's input width (-1: one per row)",
+        "zero_point": "asymmetric grid with a zero point (AWQ's usual); false: symmetric",
+        "kernel": "GPTQModel's AWQ kernel (torch and torch_fused run on the CPU)",
+    }
 
     def describe(self, params: dict) -> str:
         g = params["group_size"]

@@ -40,6 +40,10 @@ class Backend(ABC):
 
     # --- optional, with their defaults ---------------------------------------------------------
     DEFAULTS: dict = {}  # parameter defaults
+    REQUIRED: tuple = ()  # parameters a method must set (no default can stand in for them)
+    # {param: one line on what it means}: docs/configuration.md is generated from it
+    # (tools/config_reference.py), beside SPEC's allowed values and DEFAULTS.
+    DESCRIPTIONS: dict = {}
     LOAD_ONLY: frozenset = frozenset()  # parameters chosen at load time, not stored in the checkpoint
     CALIBRATED = False  # quantize() reads calibration texts (ctx.calibration_texts)
     CPU_ALTERNATIVE = ""  # what to choose instead when needs_cuda() stops a CPU run
@@ -76,9 +80,10 @@ class Backend(ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        unknown = [k for k in list(cls.DEFAULTS) + list(cls.LOAD_ONLY) if k not in cls.SPEC]
+        unknown = [k for k in [*cls.DEFAULTS, *cls.LOAD_ONLY, *cls.DESCRIPTIONS, *cls.REQUIRED] if k not in cls.SPEC]
         if unknown:
-            raise TypeError(f"{cls.__name__}: DEFAULTS/LOAD_ONLY name parameters not in SPEC: {unknown}")
+            raise TypeError(f"{cls.__name__}: DEFAULTS, LOAD_ONLY, DESCRIPTIONS or REQUIRED name parameters not in "
+                            f"SPEC: {unknown}")
 
 
 REGISTRY: dict[str, Backend] = {}

@@ -40,6 +40,13 @@ def disable_cpu_bf16_fast_path(model) -> None:
 class BitsAndBytes(Backend):
     SPEC = SPEC
     DEFAULTS = DEFAULTS
+    REQUIRED = ("bits",)
+    DESCRIPTIONS = {
+        "bits": "8: LLM.int8() (outlier columns kept in 16 bits); 4: 4-bit blockwise (QLoRA)",
+        "quant_type": "4-bit code book: nf4 (normal float) or fp4",
+        "double_quant": "4-bit: quantize the blocks' scales too (QLoRA's double quantization)",
+        "compute_dtype": "4-bit: dtype of the matmul after dequantizing (auto: float16 on cuda, float32 on cpu)",
+    }
 
     def describe(self, params: dict) -> str:
         if params["bits"] == 8:

@@ -27,6 +27,11 @@ class GGUF(Backend):
     SPEC = SPEC
     DEFAULTS = DEFAULTS
     LOAD_ONLY = frozenset(LOAD_ONLY)
+    REQUIRED = ("type",)
+    DESCRIPTIONS = {
+        "type": "llama.cpp quantization type (K-quant _M/_S mixes keep some tensors at a higher type)",
+        "n_ctx": "context llama.cpp allocates its KV cache for, in tokens",
+    }
 
     def describe(self, params: dict) -> str:
         return f"GGUF {params['type']} (llama.cpp)"

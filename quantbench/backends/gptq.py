@@ -104,6 +104,17 @@ class GPTQ(Backend):
     LOAD_ONLY = frozenset(LOAD_ONLY)
     CALIBRATED = CALIBRATED
     CPU_ALTERNATIVE = CPU_ALTERNATIVE
+    REQUIRED = ("bits",)
+    DESCRIPTIONS = {
+        "bits": "bits per weight of the quantized linear layers",
+        "group_size": "weights sharing one scale and zero point; divides every layer's input width (-1: one per row)",
+        "desc_act": "quantize columns in order of decreasing activation size (act-order)",
+        "sym": "symmetric grid (no zero point)",
+        "kernel": "GPTQModel's inference kernel (torch runs on the CPU too)",
+        "damp_percent": "dampening added to the Hessian's diagonal, as a fraction of its mean",
+        "mix": "more bits for some layers: {high_bits, rule: kquant} or {high_bits, budget_bits, unit} "
+               "(quantbench/mixed_precision.py)",
+    }
 
     def describe(self, params: dict) -> str:
         return (f"GPTQ {params['bits']}-bit, group {params['group_size']}, "

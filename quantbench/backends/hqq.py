@@ -29,6 +29,11 @@ def quant_config(params: dict) -> dict:
 class HQQ(Backend):
     SPEC = SPEC
     DEFAULTS = DEFAULTS
+    REQUIRED = ("bits",)
+    DESCRIPTIONS = {
+        "bits": "bits per weight (1.58: ternary); 3, 5 and 6 are stored in more (STORED_BITS)",
+        "group_size": "weights sharing one scale and zero point, a multiple of 8 (-1: one per row)",
+    }
 
     def describe(self, params: dict) -> str:
         g = params["group_size"]

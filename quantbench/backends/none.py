@@ -14,6 +14,7 @@ BITS = {"float32": 32, "float16": 16, "bfloat16": 16}
 class Unquantized(Backend):
     SPEC = SPEC
     DEFAULTS = DEFAULTS
+    DESCRIPTIONS = {"dtype": "floating-point type the model is stored and run in"}
 
     def describe(self, params: dict) -> str:
         return f"unquantized {params['dtype']}"

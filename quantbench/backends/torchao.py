@@ -52,6 +52,11 @@ class TorchAO(Backend):
     SPEC = SPEC
     DEFAULTS = DEFAULTS
     CPU_ALTERNATIVE = CPU_ALTERNATIVE
+    REQUIRED = ("scheme",)
+    DESCRIPTIONS = {
+        "scheme": "int8-weight-only, int8-dynamic (activations too, per token) or int4-weight-only (CUDA)",
+        "group_size": "int4-weight-only: weights sharing one scale (-1, the int8 schemes: one per row)",
+    }
 
     def describe(self, params: dict) -> str:
         g = params["group_size"]
