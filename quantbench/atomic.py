@@ -58,17 +58,40 @@ def _tmp_sibling(final: Path, is_dir: bool) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(final)
     prefix = f"{TMP_PREFIX}{final.name}{TMP_MARK}"
-    # mkstemp/mkdtemp make 0600/0700 (private temporary files); the output, once renamed into place,
-    # gets the mode any file made here would: a group sharing a results folder can read it.
     if is_dir:
-        path = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
-        path.chmod(0o777 & ~current_umask())
-        return path
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
     # Same suffix as the final file: writers that pick a format from the extension (matplotlib) work.
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=final.suffix, dir=final.parent)
     os.close(fd)
-    os.chmod(name, 0o666 & ~current_umask())
     return Path(name)
+
+
+def umask_mode(path: Path, umask: int) -> int:
+    """The mode a file or folder made here would get: 0666 (0777 for folders and executables) less
+    the umask."""
+    st = path.lstat()
+    full = 0o777 if path.is_dir() or st.st_mode & 0o111 else 0o666
+    return full & ~umask
+
+
+def give_umask_mode(root: Path) -> None:
+    """Give an output and everything under it the umask's mode, as it is published. Its temporary
+    name came from mkstemp/mkdtemp (0600/0700), and writers choose their own modes too (safetensors
+    writes weights 0600): a group sharing a results folder could read none of it.
+
+    A hard-linked file (a second name for another output's checkpoint, modelio.link_tree) shares its
+    mode with that output, which is given the same mode. Files of another owner cannot be changed and
+    are left alone, as are symbolic links (they have no mode of their own). Set-group-ID and sticky
+    bits are kept: a group folder's setgid passes its group to new folders."""
+    umask, me = current_umask(), os.geteuid()
+    paths = [root] + (sorted(root.rglob("*")) if root.is_dir() and not root.is_symlink() else [])
+    for path in paths:
+        st = path.lstat()
+        if path.is_symlink() or st.st_uid != me:
+            continue
+        mode = (st.st_mode & 0o7000) | umask_mode(path, umask)
+        if st.st_mode & 0o7777 != mode:
+            path.chmod(mode)
 
 
 @contextlib.contextmanager
@@ -78,6 +101,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     tmp = _tmp_sibling(final, is_dir=True)
     try:
         yield tmp
+        give_umask_mode(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
@@ -93,6 +117,7 @@ def atomic_file(final: str | Path) -> Iterator[Path]:
     tmp = _tmp_sibling(final, is_dir=False)
     try:
         yield tmp
+        give_umask_mode(tmp)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
