@@ -30,7 +30,7 @@ if ! ls "$cache"/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1; then
   # llama-cpp-python forces llama.cpp's "common" library on; nothing the package installs links it.
   sed -i 's/set(LLAMA_BUILD_COMMON ON CACHE BOOL "Build llama.cpp common library" FORCE)/set(LLAMA_BUILD_COMMON OFF CACHE BOOL "" FORCE)/' \
     "$src/CMakeLists.txt"
-  echo "building llama-cpp-python $VERSION (lean, portable; about 10 minutes on 2 cores)..." >&2
+  echo "building llama-cpp-python $VERSION (lean, portable; minutes, cached afterwards)..." >&2
   start=$(date +%s)
   CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF \
 -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
