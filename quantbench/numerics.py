@@ -8,7 +8,7 @@ bit-identical from run to run, under any load. Two things change the bits:
   AVX512), MKL's GEMM and LAPACK by MKL's code branch. On one CPU, forcing other kernels
   (ATEN_CPU_CAPABILITY=default, MKL_CBWR=COMPATIBLE) changes the trained toy's weights; the
   committed toy, trained with the same code, libraries, seed and one thread on a CPU with AVX512
-  (PITFALLS: this workplace's machines then had AVX512-BF16), has the same losses as a run on an
+  (AVX512-BF16 included), has the same losses as a run on an
   AVX2-only CPU up to step 15, then drifts apart (final loss
   0.5424 against 0.5439), and every quality figure with it.
 - the intra-op thread count, in a few kernels: MKL's Cholesky (which GPTQ runs on each layer's

@@ -1,4 +1,4 @@
-"""A report rebuilt from records collected off a quality-only run (tools/gpu/make_report.py after a lease
+"""A report rebuilt from records collected off a quality-only run (tools/gpu/make_report.py after a GPU job
 that ran the evaluate targets alone): every evaluated variant in the tables and the recipe section,
 and no empty speed table or figure."""
 import json
