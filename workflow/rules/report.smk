@@ -10,8 +10,22 @@ QUALITY_TABLE = (
     if "evaluate" in STAGES
     else []
 )
-FINETUNE_TABLE = [f"{REPORT}/finetune.csv"] if "finetune" in STAGES else []
-SENSITIVITY_TABLE = [f"{REPORT}/sensitivity.csv"] if "sensitivity" in STAGES else []
+# every table report.py writes is in the HTML report too: a reader of report.html misses none of them
+FINETUNE_TABLE = (
+    [report(f"{REPORT}/finetune.csv", category="Tables", caption="../report/finetune.rst")]
+    if "finetune" in STAGES
+    else []
+)
+BENCHMARK_TABLE = (
+    [report(f"{REPORT}/benchmark.csv", category="Tables", caption="../report/benchmark.rst")]
+    if config.get("benchmark")
+    else []
+)
+SENSITIVITY_TABLE = (
+    [report(f"{REPORT}/sensitivity.csv", category="Tables", caption="../report/sensitivity.rst")]
+    if "sensitivity" in STAGES
+    else []
+)
 
 
 rule report:
@@ -22,9 +36,8 @@ rule report:
     output:
         md=report(f"{REPORT}/report.md", category="Report", caption="../report/workflow.rst"),
         summary=report(f"{REPORT}/summary.csv", category="Tables", caption="../report/summary.rst"),
-        benchmark=report(f"{REPORT}/benchmark.csv", category="Tables", caption="../report/benchmark.rst"),
-        quantize=f"{REPORT}/quantize.csv",
-        stage_tables=QUALITY_TABLE + FINETUNE_TABLE + SENSITIVITY_TABLE,
+        quantize=report(f"{REPORT}/quantize.csv", category="Tables", caption="../report/quantize.rst"),
+        stage_tables=BENCHMARK_TABLE + QUALITY_TABLE + FINETUNE_TABLE + SENSITIVITY_TABLE,
         plots=report(
             expand(f"{REPORT}/{{p}}.png", p=report_figures()), category="Figures", caption="../report/figure.rst"
         ),
