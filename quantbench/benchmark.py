@@ -34,7 +34,7 @@ import traceback
 import torch
 from tqdm import tqdm
 
-from quantbench import energy, memory, timing
+from quantbench import energy, memory, steady_host, timing
 from quantbench.benchmark_grid import cell_batch_sizes, generate_grid, max_new_tokens  # noqa: F401
 from quantbench.decoders import DECODERS, StepClock
 from quantbench.unsupported import Unsupported
@@ -78,11 +78,13 @@ def decode_weights_mb(model) -> float:
     return memory.storage_mb(memory.weight_tensors(model), skip)
 
 
-def _timed_runs(fn, device: str, warmup: int, repeats: int, warm_fn=None, meter=None):
-    """Latencies of `repeats` calls of fn after `warmup` calls of warm_fn (default fn); fn returns
-    its per-step decode seconds or None. Also returns the first call's seconds (compilation and
-    lazy initialisation show there) and the energy the timed calls drew (joules or None) with
-    their wall seconds."""
+def _timed_runs(fn, device: str, warmup: int, repeats: int, warm_fn=None, meter=None, min_timed_s: float = 0.0,
+                max_repeats: int = 0):
+    """Latencies of at least `repeats` calls of fn (more while they have taken less than
+    `min_timed_s`, up to `max_repeats`: quantbench.steady_host) after `warmup` calls of warm_fn
+    (default fn); fn returns its per-step decode seconds or None. Also returns the first call's
+    seconds (compilation and lazy initialisation show there) and the energy the timed calls drew
+    (joules or None) with their wall seconds."""
     t0 = time.perf_counter()
     for i in range(warmup):
         (warm_fn or fn)()
@@ -95,9 +97,10 @@ def _timed_runs(fn, device: str, warmup: int, repeats: int, warm_fn=None, meter=
     joules_before = meter.read_j() if meter else None
     t_timed = time.perf_counter()
     lat, steps = [], []
-    for _ in range(repeats):
+    while steady_host.another_call_due(len(lat), sum(lat), repeats, min_timed_s, max_repeats):
         box = {}
-        lat.append(timing.time_call(lambda: box.setdefault("step", fn()), device))
+        with steady_host.no_gc_pauses():
+            lat.append(timing.time_call(lambda: box.setdefault("step", fn()), device))
         if box.get("step") is not None:
             steps.append(box["step"])
     elapsed = time.perf_counter() - t_timed
@@ -115,7 +118,7 @@ def _meter(device: str) -> energy.EnergyMeter:
 
 
 def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None, retries: int = 0,
-          spread_limit: float = 0.05) -> dict:
+          spread_limit: float = 0.05, min_timed_s: float = 0.0, max_repeats: int = 0) -> dict:
     """One timed cell. A cell whose spread (IQR/median of the decode steps, else of the calls)
     exceeds `spread_limit` is measured again, up to `retries` more times; the last attempt is kept
     and, if still above, marked `spread_above_limit`."""
@@ -124,7 +127,8 @@ def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None, retries: int
         # PeakMemory resets (gc, CUDA cache, peak statistics) on entry: once per attempt is enough.
         try:
             with memory.PeakMemory(device) as peak:
-                samples, steps, first, joules, elapsed = _timed_runs(fn, device, warmup, repeats, warm_fn, meter)
+                samples, steps, first, joules, elapsed = _timed_runs(fn, device, warmup, repeats, warm_fn, meter,
+                                                                            min_timed_s, max_repeats)
         except Exception as exc:  # noqa: BLE001 - one failing cell must not end the grid
             memory.reset(device)
             if isinstance(exc, Unsupported):  # the runtime or kernel cannot run this cell as asked
@@ -141,7 +145,7 @@ def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None, retries: int
             log.info("spread %.1f%% above %.1f%%: measuring the cell again", 100 * spread, 100 * spread_limit)
     cell = {"outcome": "ok", **timing.summarize(samples), **peak.result, "first_call_s": first,
             "attempts": attempt + 1, "spread_above_limit": spread > spread_limit,
-            **meter.cell_fields(joules, elapsed, repeats)}
+            **meter.cell_fields(joules, elapsed, len(samples))}
     if steps:
         s = timing.summarize(steps)
         cell.update(decode_step_ms=s["median_s"] * 1e3, decode_step_iqr_over_median=s["iqr_over_median"])
@@ -149,7 +153,7 @@ def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None, retries: int
 
 
 def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid, retries: int = 0,
-                spread_limit: float = 0.05) -> list[dict]:
+                spread_limit: float = 0.05, min_timed_s: float = 0.0, max_repeats: int = 0) -> list[dict]:
     rows = []
     for bs in tqdm(spec["batch_sizes"], desc="prefill", mininterval=2):
         ids, mask = random_prompts(vocab_size, bs, spec["prompt_len"], device, seed, avoid)
@@ -158,7 +162,8 @@ def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid, r
             with torch.inference_mode():
                 model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
 
-        cell = (_cell(fn, device, warmup, repeats, retries=retries, spread_limit=spread_limit)
+        cell = (_cell(fn, device, warmup, repeats, retries=retries, spread_limit=spread_limit,
+                      min_timed_s=min_timed_s, max_repeats=max_repeats)
                 if bs <= getattr(model, "max_batch_size", bs)
                 else {"outcome": "unsupported", "error": model.batch_reason})
         row = {"scenario": "prefill", "batch_size": bs, "prompt_len": spec["prompt_len"], **cell}
@@ -201,7 +206,7 @@ def generate_call(model, mode, ids, mask, new_tokens, use_cache, pad_token_id, p
 def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, pad_token_id,
                  weights_mb: float, bandwidth_gb_per_s: float | None, kv_bytes: int,
                  mode: str = "eager", decoders: dict | None = None, retries: int = 0,
-                 spread_limit: float = 0.05) -> list[dict]:
+                 spread_limit: float = 0.05, min_timed_s: float = 0.0, max_repeats: int = 0) -> list[dict]:
     """One mode's generate grid. `weights_mb` is what a decode step reads of the model
     (decode_weights_mb). A dict passed as `decoders` receives the static-cache decoder the cells
     were timed with (its compiled step or captured graphs), for profiles and checks to reuse."""
@@ -227,7 +232,7 @@ def run_generate(model, vocab_size, device, spec, warmup, repeats, seed, avoid, 
         # compiled: the first call compiles, the next records the CUDA graphs; graphs: the first
         # call captures. None of them is timed.
         cell = _cell(fn, device, max(warmup, 2) if mode in DECODER_MODES else warmup, repeats, warm_fn=warm,
-                     retries=retries, spread_limit=spread_limit)
+                     retries=retries, spread_limit=spread_limit, min_timed_s=min_timed_s, max_repeats=max_repeats)
         row = {"scenario": "generate", "mode": mode, "batch_size": bs, "prompt_len": spec["prompt_len"],
                "new_tokens": new_tokens, "use_cache": use_cache, **(decoder.info if decoder else {}), **cell}
         if cell["outcome"] == "ok":

@@ -197,7 +197,11 @@ def benchmark_seconds(spec: dict, billions: float, device: str) -> float:
         tokens += sum(gen.get("adapters", {}).get("new_tokens", []))
     prefill = spec.get("prefill") or {}
     tokens += len(prefill.get("batch_sizes", [])) * 4  # a prefill costs about a few decode steps
-    return tokens * runs * per_token_s + compile_s
+    # a cell cheaper than min_timed_s is called until its timed calls reach it
+    modes = gen.get("modes", ["eager"]) if gen else []
+    cells = len(prefill.get("batch_sizes", [])) + sum(len(list(generate_grid(gen, m))) for m in modes)
+    floor_s = cells * spec.get("min_timed_s", 0) * (1 + spec.get("spread_retries", 0))
+    return tokens * runs * per_token_s + compile_s + floor_s
 
 
 def job_request(rule: str, stage: str, *, config: dict, size: ModelSize, uses_model: bool, environ: dict,

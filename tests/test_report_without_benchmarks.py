@@ -41,3 +41,26 @@ def test_quality_only_records_make_a_report_without_speed_parts(tmp_path):
     assert "## Inference" not in text
     recipe = text.split("## The recipe")[1].split("\n## ")[0]
     assert "+merge-" in recipe and "none of its variants has records" not in recipe
+
+
+def test_a_finetune_only_setup_plans_and_reports_its_table_alone(tmp_path):
+    """A setup without benchmark: or evaluate: (config/llama2-7b-finetune.yaml's shape) asks for no
+    benchmark record, and its report is the fine-tune table with the quantize table, nothing empty."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for key in ("benchmark", "evaluate", "recipes", "sensitivity"):
+        cfg.pop(key, None)
+    # the measured mix reads the sensitivity stage's records
+    cfg["methods"] = {k: m for k, m in cfg["methods"].items() if not m.get("mix")}
+    exp = validation.build(cfg, cuda_available=False)
+    shutil.copytree(ROOT / "results" / "reference" / "cpu" / "toy-llama" / "records", tmp_path / "records")
+    planned = record_paths(exp, str(tmp_path))
+    assert planned and not any("/benchmark/" in p or "/evaluate/" in p for p in planned)
+    assert any("/finetune/" in p for p in planned)
+    out = tmp_path / "report"
+    subprocess.run([sys.executable, "workflow/scripts/report.py", "--params", json.dumps(report_params(exp)),
+                    "--records", *[p for p in planned if Path(p).exists()], "--out", str(out)], cwd=ROOT,
+                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    written = {p.name for p in out.iterdir()}
+    assert {"report.md", "finetune.csv", "quantize.csv"} <= written
+    assert not written & {"benchmark.csv", "quality.csv", "decode_vs_memory.png", "quality_vs_memory.png"}
+    assert len(pd.read_csv(out / "finetune.csv")) == len(exp.finetune_bases)

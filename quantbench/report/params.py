@@ -12,7 +12,7 @@ def report_params(exp: Experiment) -> dict:
         "baseline": exp.baseline,
         "skipped": exp.skipped,
         "recipes": config.get("recipes", []),
-        "generate": config["benchmark"]["generate"],
+        "generate": (config.get("benchmark") or {}).get("generate"),
         "bits_per_weight": {v.name: exp.serving_method(v).bits_per_weight for v in exp.variants},
         "stages": stages(exp),
     }
@@ -31,12 +31,17 @@ def stages(exp: Experiment) -> list[str]:
     return out
 
 
+def benchmarked(exp: Experiment) -> bool:
+    """Whether the setup benchmarks (a `benchmark:` section); a fine-tune-only setup does not."""
+    return bool(exp.config.get("benchmark"))
+
+
 def record_paths(exp: Experiment, root: str) -> list[str]:
     """The records the report reads, in the order its tables list them (the report rule's input)."""
     variants = [v.name for v in exp.variants]
     quantized = list(exp.runnable) + [v.name for v in exp.variants if v.requant]
     evaluated = variants if "evaluate" in stages(exp) else []
-    return ([f"{root}/records/benchmark/{v}.json" for v in variants]
+    return ([f"{root}/records/benchmark/{v}.json" for v in variants if benchmarked(exp)]
             + [f"{root}/records/evaluate/{v}.json" for v in evaluated]
             + [f"{root}/records/finetune/{b}.json" for b in exp.finetune_bases]
             + [f"{root}/records/quantize/{m}.json" for m in quantized]

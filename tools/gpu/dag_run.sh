@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# A real model's whole DAG on the lent GPU machine in ONE workflow invocation (issue 19):
+# A real model's whole DAG on an offline GPU node in ONE workflow invocation:
 #   python3 -m snakemake --cores all --configfile CONFIG --keep-going --scheduler greedy
-# timed from its start to its end. Wheels travel in .whl (call 1), the packaged model and data in
-# parts (tools/gpu/parts.sh, later calls); see docs/gpu.md "The real model's whole DAG".
+# timed from its start to its end, for a node reached through sessions shorter than the run (each
+# command returns within CALL_LIMIT_S; the DAG runs on in its own process session). Wheels travel in
+# .whl (first session), the packaged model and data in parts (tools/gpu/parts.sh); docs/running.md.
 #   bash tools/gpu/dag_run.sh prep                  # call 1, carry .whl: install, build the Marlin kernel
 #   bash tools/gpu/parts.sh receive                 # calls 2..: carry .parts
 #   bash tools/gpu/dag_run.sh start CONFIG NPARTS [TARGET...]   # last part's call: install the parts,
 #                                                   # start the DAG (or the part of it that makes TARGETs);
 #                                                   # CONFIG: a setup, or setup,overlay,... (comma-separated)
 #   bash tools/gpu/dag_run.sh wait SECONDS          # follow it; collect records, report, logs into $OUT
+# KEEP=1 on `start` keeps the previous run's results/ and .snakemake/ (built models, their metadata),
+# so a second setup of the same model (another table) reuses the models and re-makes only its own
+# records. Collect the first run's records before: the second overwrites records of the same name.
 # The DAG runs from its own copy of the tree (a device call re-syncs the working tree), in its own
 # process session, so it goes on between calls. QB_GIT_COMMIT names the commit in every record.
 set -uo pipefail
@@ -63,7 +67,12 @@ start)
     python3 -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, llama_cpp.llama_print_system_info().decode())"
   fi
   python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "${config%%,*}" > "$RUN/name"
-  rm -rf "$TREE" "$RUN/done"; mkdir -p "$TREE"
+  rm -rf "$RUN/done" /tmp/trees/kept
+  if [ "${KEEP:-0}" = 1 ] && [ -d "$TREE/results" ]; then
+    mkdir -p /tmp/trees/kept && mv "$TREE/results" "$TREE/.snakemake" /tmp/trees/kept/ 2>/dev/null
+  fi
+  rm -rf "$TREE"; mkdir -p "$TREE"
+  [ -d /tmp/trees/kept ] && mv /tmp/trees/kept/* /tmp/trees/kept/.snakemake "$TREE"/ 2>/dev/null
   tar cf - --exclude=./.whl --exclude=./.parts --exclude=./.snakemake --exclude=./.git --exclude='./results/*' . \
       | tar xf - -C "$TREE"
   ( cd "$TREE" && setsid bash -c '

@@ -1,7 +1,8 @@
 # Speed and memory of every variant: load time, prefill and generate grids, peak memory.
 
 
-BENCHMARK_EXCLUSIVE = config["benchmark"].get("exclusive", True)
+# a setup without `benchmark:` (fine-tuning only) asks for no benchmark record
+BENCHMARK_EXCLUSIVE = config.get("benchmark", {}).get("exclusive", True)
 
 
 rule benchmark:
@@ -20,7 +21,7 @@ rule benchmark:
     resources:
         **job_resources("benchmark"),
     params:
-        spec=lambda w: job_params(w.variant, benchmark=config["benchmark"]),
+        spec=lambda w: job_params(w.variant, benchmark=config.get("benchmark")),
         adapter=adapter_arg,
     shell:
         f"{NATIVE_KERNELS}{gpu_prefix(alone=BENCHMARK_EXCLUSIVE)}python {{input.script}} --params {{params.spec:q}} --model {{input.model}} {{params.adapter}}"

@@ -84,6 +84,6 @@ def report_records(wildcards=None):
 
 def report_figures():
     from quantbench.report.figures import wanted
-    from quantbench.report.params import stages
+    from quantbench.report.params import benchmarked, stages
 
-    return wanted(stages(EXP))
+    return wanted(stages(EXP), benchmarked(EXP))

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from quantbench import benchmark, cli, decode_checks, memory, timing
+from quantbench import benchmark, cli, decode_checks, memory, steady_host, timing
 from quantbench.backends import get as get_backend
 from quantbench.loading import load_model
 from quantbench.modelio import RunContext, read_meta
@@ -60,6 +60,8 @@ params["random_weights"] = random_weights(args.model)
 rec = Recorder("benchmark", params["variant"], params, ctx.device, ctx.seed)
 prebuilt = prebuild_kernel(args.model)
 
+host = {**steady_host.pin(ctx.device, spec.get("pin_cores", 0)), "gc_off_while_timed": True,
+        "min_timed_s": spec.get("min_timed_s", 0.0), "max_repeats": spec.get("max_repeats", 0)}
 memory.reset(ctx.device)
 with memory.PeakMemory(ctx.device) as load_peak:
     t0 = time.perf_counter()
@@ -77,8 +79,9 @@ vocab = model.config.vocab_size
 avoid = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id) if t is not None}
 common = dict(model=model, vocab_size=vocab, device=ctx.device, warmup=spec["warmup"],
               repeats=spec["repeats"], seed=ctx.seed, avoid=avoid,
-              retries=spec.get("spread_retries", 0), spread_limit=spec.get("spread_limit", 0.05))
-rows = benchmark.run_prefill(spec=spec["prefill"], **common)
+              retries=spec.get("spread_retries", 0), spread_limit=spec.get("spread_limit", 0.05),
+              min_timed_s=host["min_timed_s"], max_repeats=host["max_repeats"])
+rows = benchmark.run_prefill(spec=spec["prefill"], **common) if spec.get("prefill") else []
 kv_bytes = 2 if ctx.dtype_name in ("float16", "bfloat16") else 4
 gen = spec["generate"]
 if args.adapter and gen.get("adapters"):
@@ -127,6 +130,7 @@ rec.record["metrics"] = {"load_s": load_s, "weights_memory_mb": weights_mb,
                          "decode_weights_read_mb": step_weights_mb,
                          "load_peak_memory_mb": load_peak.result["peak_memory_mb"],
                          "copy_bandwidth_gb_per_s": bandwidth}
+rec.record["host"] = host  # what the benchmark did to steady its own timings (quantbench.steady_host)
 rec.record["cells"] = rows
 if profiles:
     rec.record["profiles"] = profiles
