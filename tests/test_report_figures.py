@@ -22,7 +22,8 @@ COMMITTED = {"smollm2-135m": "config/smollm2.yaml", "toy-llama": "config/config.
 
 
 def _inputs(tmp_path, name):
-    shutil.copytree(ROOT / "results" / "reference" / "cpu" / name / "records", tmp_path / "records")
+    folder = ROOT / "results" / name if name.startswith("reference/") else ROOT / "results" / "reference" / "cpu" / name
+    shutil.copytree(folder / "records", tmp_path / "records")
     exp = validation.build(yaml.safe_load((ROOT / COMMITTED[name]).read_text()), cuda_available=True)
     paths = [p for p in record_paths(exp, str(tmp_path)) if Path(p).exists()]
     return figures.inputs(load_records(paths), report_params(exp))

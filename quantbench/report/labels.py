@@ -1,7 +1,7 @@
 """Point labels that do not overlap: each label goes to the first of a ring of offsets around its
 point where its box, measured by the renderer, touches no other label, marker, legend or the axes'
-edge. A panel where some label finds no place numbers its points instead and names them in a key
-beside the panel. Call `place` last: it lays the figure out, and the offsets hold only for that
+edge. A point whose name finds no place gets a number instead, named in a key beside the panel that
+lists only such points. Call `place` last: it lays the figure out, and the offsets hold only for that
 layout."""
 from __future__ import annotations
 
@@ -90,18 +90,19 @@ def _try(ax, p: Point, text: str, taken: list[Bbox], renderer, lines: list[Bbox]
 
 
 def _place_panel(ax, points: list[Point], texts: list[str], renderer, fixed: list[Bbox],
-                 others: list[Point] = (), far=FAR_RADII_PT) -> bool:
+                 others: list[Point] = (), far=FAR_RADII_PT) -> list[Point]:
+    """Label each point with its text; returns the points that found no free place."""
     taken = fixed + [_marker_box(ax, p) for p in [*points, *others]]
     lines = _line_boxes(ax)
-    placed = True
+    missed = []
     for p, text in zip(points, texts):
         # off the lines where possible; across a line rather than by number
         if _try(ax, p, text, taken, renderer, lines) is None and _try(ax, p, text, taken, renderer) is None \
                 and _try(ax, p, text, taken, renderer, radii=far) is None:
             # no free place: leave the point unlabelled rather than print over another label (in
             # the numbered pass its marker and colour still tie it to the key)
-            placed = False
-    return placed
+            missed.append(p)
+    return missed
 
 
 def _clear(ax) -> None:
@@ -126,25 +127,34 @@ def _layout(fig):
 
 
 def place(fig, panels: list[tuple[object, list[Point]]]) -> None:
-    """Label every panel's points by name; where a name finds no place, number the points of every
-    panel instead (a variant keeps its number across panels) and name them in one key beside the
-    figure."""
+    """Label every panel's points by name; the points whose name finds no place get a number instead
+    (a variant keeps its number across panels), named in a key beside the figure that lists only
+    them, so that a reader looks up a few crowded points, not every point."""
     renderer = _layout(fig)
     fixed = _legend_boxes(fig, renderer)
-    if all(_place_panel(ax, points, [p.name for p in points], renderer, fixed) for ax, points in panels):
+    crowded = [p.name for ax, points in panels
+               for p in _place_panel(ax, points, [p.name for p in points], renderer, fixed)]
+    if not crowded:
         return
     numbers, looks = {}, {}
     for _, points in panels:
         for p in points:
-            numbers.setdefault(p.name, len(numbers) + 1)
-            looks.setdefault(p.name, p.look)
+            if p.name in crowded:
+                numbers.setdefault(p.name, len(numbers) + 1)
+                looks.setdefault(p.name, p.look)
     for ax, _ in panels:
         _clear(ax)
     _key(fig, numbers, looks)
     renderer = _layout(fig)
     fixed = _legend_boxes(fig, renderer)
     for ax, points in panels:
-        _place_panel(ax, points, [str(numbers[p.name]) for p in points], renderer, fixed)
+        # the numbers first: short, they fit where names did not; then the names around them
+        first = [p for p in points if p.name in numbers]
+        _place_panel(ax, first, [str(numbers[p.name]) for p in first], renderer, fixed,
+                     [p for p in points if p.name not in numbers])
+        fixed = fixed + [t.get_window_extent(renderer) for t in ax.texts if t.get_gid() == "point-label"]
+        rest = [p for p in points if p.name not in numbers]
+        _place_panel(ax, rest, [p.name for p in rest], renderer, fixed, first)
 
 
 def name(fig, panels: list[tuple[object, list[Point], list[Point]]], far=FAR_RADII_PT) -> list[str]:
@@ -157,8 +167,7 @@ def name(fig, panels: list[tuple[object, list[Point], list[Point]]], far=FAR_RAD
     missed = []
     for ax, chosen, others in panels:
         for p in chosen:
-            if not _place_panel(ax, [p], [p.name], renderer, fixed, [q for q in [*chosen, *others] if q is not p],
-                                far):
+            if _place_panel(ax, [p], [p.name], renderer, fixed, [q for q in [*chosen, *others] if q is not p], far):
                 missed.append(p.name)
             fixed = fixed + [t.get_window_extent(renderer) for t in ax.texts if t.get_gid() == "point-label"]
     return missed

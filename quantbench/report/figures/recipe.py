@@ -149,8 +149,14 @@ def recipe_kl(data):
                 style.empty(ax, f"no KL to {ref} in these records")
                 continue
             _bars(ax, data, part, "kl_mean", kl_hw)
-            _bar_to_beat(ax, data, targets, "kl_mean")
-            style.axes_text(ax, title=f"KL to {ref}", ylabel="KL (nats/token, from zero)" if key.startswith("klb")
+            title = f"KL to {ref}"
+            if ref == baseline:
+                _bar_to_beat(ax, data, targets, "kl_mean")
+            else:
+                # the untuned deploy model's KL is to the baseline, another reference: a line here
+                # would set a KL to the QLoRA model against a KL to the unquantized model
+                title += f"\n(no bar to beat: the untuned deploy model's KL is to {baseline})"
+            style.axes_text(ax, title=title, ylabel="KL (nats/token, from zero)" if key.startswith("klb")
                             else None)
     if any(inside_noise(v) for v, _ in stage_lists[-1]):
         handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec=style.NEUTRAL, ms=8,
@@ -163,9 +169,10 @@ def recipe_kl(data):
                "beside the untuned model quantized the way the recipe deploys (dashed lines, the bar to beat; the "
                "solid line is the unquantized model). The deployed models should reach or pass the line in task "
                "average and stay below it in KL. KL is against each stage's reference: the base and its QLoRA "
-               f"fine-tune against {baseline} (bottom left), the merged and re-quantized models against the QLoRA "
-               "model they are meant to keep (bottom right), beside the untuned deploy model's KL to "
-               f"{baseline}, i.e. what quantizing the original loses. Error bars: 95% intervals"
+               f"fine-tune against {baseline} (bottom left, beside the untuned deploy model's KL to {baseline}, i.e. "
+               "what quantizing the original loses), the merged and re-quantized models against the QLoRA "
+               "model they are meant to keep (bottom right, with no bar to beat: no untuned model has a KL to the "
+               "QLoRA model). Error bars: 95% intervals"
                + (" over the held-out windows for KL" if has_ci else " (none recorded for KL)")
                + ". Hollow markers: a deployed model whose task average is within the 95% noise of its bar to beat "
                "(paired over the same items where both have per-item results; the error bars are each model's own).")

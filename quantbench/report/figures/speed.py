@@ -3,6 +3,7 @@ the memory itself."""
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib.ticker
 import pandas as pd
@@ -50,12 +51,49 @@ def _with_noise(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def _family_legend(fig, looks: list[style.Look], extra: list = ()) -> None:
-    """One legend beside the figure: a marker per family drawn, then `extra` (fronts, hollow)."""
+    """One legend under the figure (beside it, it widened a wide figure further): a marker per family
+    drawn, then `extra` (fronts, hollow)."""
     handles = [Line2D([], [], ls="", marker=style.FAMILIES[f][1], color=style.FAMILIES[f][0],
                       mec=style.FAMILIES[f][0], ms=7, label=style.FAMILIES[f][2])
                for f in dict.fromkeys(lk.family for lk in looks)]
-    fig.legend(handles=handles + list(extra), loc="outside right upper", fontsize=style.FONT["legend"],
-               frameon=False, handletextpad=0.4)
+    handles += [h for h in extra]
+    fig.legend(handles=handles, loc="outside lower center", fontsize=style.FONT["legend"], frameon=False,
+               handletextpad=0.4, ncols=min(len(handles), 5))
+
+
+def missing_here(bench: pd.DataFrame, scenario: str, batch_size: int, shown, look) -> list[str]:
+    """Why a family, or some of its variants, has no point in a panel: the benchmark's own outcome
+    for its cells of that scenario and batch size (unsupported, out of memory, ...), one line per
+    family and reason, e.g. "GGUF (6 variants): unsupported: llama-cpp-python's Llama decodes one
+    sequence at a time"."""
+    if bench.empty:
+        return []
+    cells = bench[(bench.scenario == scenario) & (bench.batch_size == batch_size) & (bench.outcome != "ok")
+                  & ~bench.variant.isin(set(shown))]
+    lines = {}
+    for v, g in cells.groupby("variant", sort=False):
+        c = g.iloc[0]
+        error = c.error if isinstance(c.error, str) else ""
+        # the record's first words say why; the whole message is in benchmark.csv
+        error = error if len(error) <= WHY_CHARS else error[:WHY_CHARS].rsplit(" ", 1)[0] + " …"
+        why = f"{c.outcome}" + (f": {error}" if error else "")
+        lines.setdefault((look(v).family, why), []).append(v)
+    out = []
+    for (family, why), vs in lines.items():
+        name = style.FAMILIES.get(family, style.FAMILIES["other"])[2]
+        out.append(f"{name} ({len(vs)} variant{'s' if len(vs) > 1 else ''}): {why}" if len(vs) > 1
+                   else f"{vs[0]}: {why}")
+    return out
+
+
+WHY_CHARS = 90  # of a benchmark error quoted in a figure
+
+
+def say_missing(ax, lines: list[str], what: str) -> None:
+    """The reason a family is absent, printed under the panel's axis label, where no point can hide it."""
+    if lines:
+        text = "\n".join(textwrap.fill(f"not {what}: " + line, 70) for line in lines)
+        ax.set_xlabel(ax.get_xlabel() + "\n" + text, fontsize=style.FONT["note"])
 
 
 def _hollow_handle(marker: str = "o") -> Line2D:
@@ -112,8 +150,11 @@ def decode_vs_memory(data):
     sizes = sorted(dec.batch_size.unique()) if len(dec) else [None]
     crowds = {bs: _crowd(dec[dec.batch_size == bs]) for bs in sizes if bs is not None}
     zooms = [bs for bs in sizes if bs is not None and len(crowds[bs])]
-    fig, axes = style.figure(1, len(sizes) + len(zooms), panel=(4.6, 4.0),
-                             gridspec_kw={"width_ratios": [1] * len(sizes) + [ZOOM_WIDTH] * len(zooms)})
+    # a zoomed crowd goes under its batch size's panel: a row of four panels made a figure too wide to read
+    fig, axes = style.figure(2 if zooms else 1, len(sizes), panel=(5.6, 4.4))
+    for ax, bs in zip(axes[-1], sizes):
+        if zooms and bs not in zooms:
+            ax.set_axis_off()
     panels, drawn, zoomed, missed = [], [], [], []
     for ax, bs in zip(axes[0], sizes):
         if bs is None:
@@ -134,9 +175,11 @@ def decode_vs_memory(data):
         ax.set_ylim(0, (cells.decode_tokens_per_s + hi).max() * 1.12)  # ratios of speed are read: from zero
         style.axes_text(ax, title=f"batch size {int(bs)}", xlabel="weights (MB, log scale)",
                         ylabel="decode tokens/s")
+        say_missing(ax, missing_here(data.bench[data.bench["mode"].fillna("eager") == mode], "generate", bs,
+                                     cells.variant, data.look), "in this panel")
         chosen = [points[v] for v in front.variant]
         panels.append((ax, chosen, [p for v, p in points.items() if v not in set(front.variant)]))
-    for ax, bs in zip(axes[0][len(sizes):], zooms):
+    for ax, bs in ((axes[-1][sizes.index(bs)], bs) for bs in zooms):
         # the crowd again, on its own axes: every point of it named
         crowd = crowds[bs]
         lo, hi = _spread(crowd, "decode_tokens_per_s")
@@ -151,8 +194,8 @@ def decode_vs_memory(data):
         ax.set_ylim(0, y1)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        style.axes_text(ax, title=f"batch size {int(bs)}: the slow crowd, zoomed", xlabel="weights (MB, log scale)",
-                        ylabel="decode tokens/s")
+        style.axes_text(ax, title=f"batch size {int(bs)}: the slow crowd, zoomed (dotted box above)",
+                        xlabel="weights (MB, log scale)", ylabel="decode tokens/s")
         main = axes[0][sizes.index(bs)]
         main.add_patch(Rectangle((x0, 0), x1 - x0, y1, fill=False, ec=style.NEUTRAL, ls=":", lw=1, zorder=1))
         zoomed.append((ax, _together(list(points.values()), x1 / x0, y1), []))
@@ -160,7 +203,7 @@ def decode_vs_memory(data):
     if len(dec) and dec.noisy.any():
         extra.append(_hollow_handle())
     if zooms:
-        extra.append(Patch(fill=False, ec=style.NEUTRAL, ls=":", label="zoomed at the right"))
+        extra.append(Patch(fill=False, ec=style.NEUTRAL, ls=":", label="zoomed below"))
     if drawn:
         _family_legend(fig, drawn, extra)
     labels.name(fig, panels)
@@ -181,7 +224,7 @@ def decode_vs_memory(data):
                "quadrature; those are named, and the rest too where every one finds a free place; otherwise the "
                "rest are marked by family only (marker and colour; paler: fewer bits; the tables name them). "
                + SPREAD + " " + HOLLOW
-               + (" The dotted box is drawn again at the right, every point in it named (points that coincide "
+               + (" The dotted box is drawn again below, every point in it named (points that coincide "
                   "share a label)" + (", except where no free place was left: " + "; ".join(
                       f"{m.replace(chr(10), ', ')} (at {at[m][0]:.3g} MB, {at[m][1]:.3g} tokens/s)" for m in missed)
                       if missed else "") + "." if zooms else ""))
@@ -193,6 +236,17 @@ def _family_order(variants, look) -> list[str]:
     variants = list(dict.fromkeys(variants))
     families = list(dict.fromkeys(look(v).family for v in variants))
     return [v for f in families for v in variants if look(v).family == f]
+
+
+def _where(by_scenario: dict[str, list[int]]) -> str:
+    """'prefill and generate at batch size 4', 'generate at batch sizes 1, 4 and 16', ..."""
+    parts = {}
+    for scenario, sizes in by_scenario.items():
+        sizes = sorted(sizes)
+        said = (f"batch size {sizes[0]}" if len(sizes) == 1 else
+                "batch sizes " + ", ".join(map(str, sizes[:-1])) + f" and {sizes[-1]}")
+        parts.setdefault(said, []).append(scenario)
+    return "; ".join(f"{' and '.join(sc)} at {said}" for said, sc in parts.items())
 
 
 def throughput_vs_batch(data):
@@ -211,6 +265,7 @@ def throughput_vs_batch(data):
     shape = {bs: BATCH_MARKERS[i % len(BATCH_MARKERS)] for i, bs in enumerate(sizes)}
     y = {v: i for i, v in enumerate(order)}
     any_noisy = False
+    absent: dict[str, dict[str, list[int]]] = {}  # why a row lacks markers -> scenario -> batch sizes
     for ax, (scenario, cells, col) in zip(axes[0], columns):
         # a band behind every other family keeps the groups apart
         for i, fam in enumerate(dict.fromkeys(data.look(v).family for v in order)):
@@ -235,6 +290,10 @@ def throughput_vs_batch(data):
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # five-digit tokens/s labels collide beyond ~5 ticks
         style.axes_text(ax, title=f"{scenario}" + (f" ({mode})" if scenario == "generate" else ""),
                         xlabel="tokens/s (from zero)")
+        bench = data.bench if scenario == "prefill" else data.bench[data.bench["mode"].fillna("eager") == mode]
+        for bs in sizes:
+            for line in missing_here(bench, scenario, bs, cells[cells.batch_size == bs].variant, data.look):
+                absent.setdefault(line, {}).setdefault(scenario, []).append(bs)
         ax.grid(axis="y", visible=False)
     axes[0][0].set_yticks(range(len(order)), order, fontsize=style.FONT["tick"])
     axes[0][0].set_ylim(len(order) - 0.5, -0.5)
@@ -242,8 +301,14 @@ def throughput_vs_batch(data):
                for bs in sizes]
     if any_noisy:
         handles.append(_hollow_handle(shape[sizes[0]]))
+    # why a row lacks a marker: one note under both panels (the legend's title, so the layout makes room
+    # for it), said once where both scenarios lack the same cells
+    note = "\n".join(textwrap.fill(f"no marker for {_where(by)}: {line}", 110) for line, by in absent.items())
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=style.FONT["legend"],
-               frameon=False)
+               frameon=False, title=note or None, title_fontsize=style.FONT["note"])
+    if note:  # the note's lines are added to the height, not taken from the rows
+        w, h = fig.get_size_inches()
+        fig.set_size_inches(w, h + 0.16 * (note.count("\n") + 1))
     n = int(columns[1][1].new_tokens.max()) if len(columns[1][1]) else 0
     caption = (f"Prefill (left) and generate ({n} new tokens, KV cache on, {mode} mode) throughput (right), from "
                "zero: a row per variant, grouped by family (colour; paler: fewer bits), a marker shape per batch "
