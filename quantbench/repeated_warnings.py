@@ -1,33 +1,39 @@
-"""A library warning is printed once per job. bitsandbytes logs "MatMul8bitLt: inputs will be cast
+"""A library warning is logged once per job. bitsandbytes logs "MatMul8bitLt: inputs will be cast
 from torch.float32 to float16 during quantization" on every int8 matmul of a float32 run (28 lines per
-forward of a two-layer model; most of the main command's log); the first line says it all, the
-thousands after it hide what else the job said. Errors are never held back, and neither is anything
-the project itself logs."""
+forward pass of a two-layer model; most of the main command's log): the first line says it all, and
+the thousands after it hide what else the job said. Where a message repeats, one short line says so
+(with the time of the first), then its repeats are dropped. Errors are never held back, and neither is
+anything the project itself logs (the workflow scripts log through the root logger)."""
 from __future__ import annotations
 
 import logging
-
-SUFFIX = " (printed once per job)"
+import time
 
 
 class OncePerJob(logging.Filter):
-    """Lets a library's record below ERROR through the first time its text is seen, drops repeats."""
+    """Lets a library's record below ERROR through the first time its text is seen; on the first
+    repeat, a note in its place; later repeats are dropped."""
 
-    def __init__(self, own_loggers: tuple[str, ...] = ("quantbench", "__main__")):
+    def __init__(self, own_loggers: tuple[str, ...] = ("quantbench", "__main__", "root")):
         super().__init__()
         self.own = own_loggers
-        self.seen: set[tuple[str, int, str]] = set()
+        self.first_seen: dict[tuple[str, int, str], float] = {}
+        self.noted: set[tuple[str, int, str]] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR or record.name.split(".")[0] in self.own:
             return True
-        text = record.getMessage()
-        key = (record.name, record.levelno, text)
-        if key in self.seen:
+        key = (record.name, record.levelno, record.getMessage())
+        if key not in self.first_seen:
+            self.first_seen[key] = record.created
+            return True
+        if key in self.noted:
             return False
-        self.seen.add(key)
-        # Handlers format msg % args: the message, already formatted, is stored without args.
-        record.msg, record.args = text + SUFFIX, None
+        self.noted.add(key)
+        first = time.strftime("%H:%M:%S", time.localtime(self.first_seen[key]))
+        text = key[2] if len(key[2]) <= 40 else key[2][:40] + "..."
+        # Handlers format msg % args: the note carries no args.
+        record.msg, record.args = f"{text!r} (first at {first}) repeats; its repeats are not logged in this job", None
         return True
 
 

@@ -32,6 +32,8 @@ with torch.no_grad():
     model(tokens)
 logging.getLogger("bitsandbytes.test").error("a real error")
 logging.getLogger("bitsandbytes.test").error("a real error")
+logging.info("a line of the job's own")
+logging.info("a line of the job's own")
 """
 
 
@@ -42,9 +44,12 @@ def _log(mode: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def test_bnb_cast_warning_is_logged_once_per_job_and_errors_every_time():
+def test_bnb_cast_warning_is_logged_once_per_job_and_errors_and_own_lines_every_time():
     plain, job = _log("plain"), _log("job")
     # the library does repeat it (once per int8 matmul); otherwise this test would show nothing
     assert plain.count(CAST_WARNING) > 2, plain[-3000:]
     assert job.count(CAST_WARNING) == 1, job[-3000:]
+    assert job.count("bitsandbytes.autograd._functions: 'MatMul8bitLt: inputs will be cast from t...' (first "
+                     "at ") == 1, job[-3000:]
     assert job.count("a real error") == 2
+    assert job.count("a line of the job's own") == 2
