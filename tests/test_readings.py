@@ -185,3 +185,13 @@ def test_jobs_of_one_computation_set_the_floor_of_speed_noise():
     table = speed_readings(bench, "fp32", floor).set_index("variant")["against fp32"]
     assert table["m+lora+merge-dequant"] == SAME and table["m+lora+merge-fp"] == SAME
     assert table["q"].endswith("beyond noise") and table["m+lora"].endswith("beyond noise")
+
+
+def test_a_paired_interval_ending_on_zero_is_called_so():
+    """An interval with one end on zero holds zero, only just: the reading says so, and the table's
+    within_noise stays True; one holding zero inside, or all of it zero (identical answers), is a plain tie."""
+    edge = compare((-4.4, -9.4, 0.0), (0.0, 0.0, 0.0), smaller_is_better=False, paired=(-9.4, 0.0))
+    assert edge == readings.AT_EDGE and readings.is_same(edge)
+    assert compare((2.0, 0.0, 5.0), (0.0, 0.0, 0.0), smaller_is_better=False, paired=(0.0, 5.0)) == readings.AT_EDGE
+    assert compare((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), smaller_is_better=False, paired=(0.0, 0.0)) == SAME
+    assert compare((-1.0, -2.0, 0.5), (0.0, 0.0, 0.0), smaller_is_better=False, paired=(-2.0, 0.5)) == SAME

@@ -24,6 +24,14 @@ SPEED = ["variant", "kernel", "load (s)", "prefill ms/token bs1 (IQR/median)", "
          "decode tokens/s bs1 (IQR/median)", "decode tokens/s bs4", "peak memory (MB)"]
 
 
+def _on_zero(r) -> bool:
+    """A paired interval with exactly one end on zero (the report's reading says so: readings.AT_EDGE)."""
+    low, high = r.get("delta_ci95_low"), r.get("delta_ci95_high")
+    if pd.isna(low) or pd.isna(high):
+        return False
+    return (abs(low) < 1e-9) != (abs(high) < 1e-9)
+
+
 def _row(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -52,7 +60,7 @@ def quality(report: Path, variants: list[str]) -> list[str]:
     out = [_row(header), _rule(len(header))]
     for v in variants:
         r, m = q.loc[v], s.loc[v]
-        inside = " ≈" if str(r.within_noise) == "True" else ""
+        inside = (" ≈ edge" if _on_zero(r) else " ≈") if str(r.within_noise) == "True" else ""
         delta = ("0 (baseline)" if r.reference == v and r.delta_average_points == 0 else
                  f"{r.delta_average_points:.1f} (±{r.delta_noise_points:.1f}){inside}")
         if isinstance(r.perplexity_ratio_ci95, str):

@@ -32,8 +32,9 @@ def noise_marked(quality: pd.DataFrame) -> pd.DataFrame:
     shown = quality.dropna(axis=1, how="all").copy()
     if "within_noise" not in shown:
         return shown
-    delta = [f"{fmt_value(d)} ≈" if inside is True else fmt_value(d)
-             for d, inside in zip(quality.delta_average_points, quality.within_noise)]
+    reading = quality["reading"] if "reading" in quality else pd.Series(None, index=quality.index)
+    delta = [f"{fmt_value(d)} ≈" + (" edge" if r == readings.AT_EDGE else "") if inside is True else fmt_value(d)
+             for d, inside, r in zip(quality.delta_average_points, quality.within_noise, reading)]
     shown["delta_average_points"] = delta
     shown["delta_noise_points"] = [fmt_value(n) if pd.notna(n) else "baseline" for n in quality.delta_noise_points]
     # the reading is what `≈` says in words, and the noise's kind is said above the table
@@ -266,7 +267,8 @@ def quality_section(quality: pd.DataFrame) -> list[str]:
             "Task scores in points (0-100); `delta_average_points` against the baseline; KL(reference ‖ variant) "
             "in nats per token, top-1 agreement and perplexity ratio against each row's `reference`."
             + (" `≈` marks a delta whose 95% interval holds zero (`delta_noise_95`, the noise of its difference "
-               "to the baseline; readings.compare's \"same within noise\"): no finding. The noise is"
+               "to the baseline; readings.compare's \"same within noise\"): no finding; `≈ edge`, one whose "
+               "paired interval ends at zero, at the very edge of the noise. The noise is"
                + noise_kind_note(quality) if "within_noise" in quality else "") + "\n",
             fmt(noise_marked(quality))]
 

@@ -16,7 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SAME = "same within noise"
+# a paired interval with one end on zero holds zero, but only just: said so, not read as a plain tie
+AT_EDGE = SAME + ", at its edge: the 95% interval of the difference ends at zero"
 NOT_READ = "not read: spread above the limit"
+
+
+EDGE_TOL = 1e-9  # an interval end this close to zero is on it (bootstrap percentiles of 0/1 items hit 0 exactly)
+
+
+def is_same(reading: str) -> bool:
+    """Whether a reading is 'same within noise', at the interval's edge or not."""
+    return reading.startswith(SAME)
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,7 @@ def compare(a, b, smaller_is_better: bool, names: tuple[str, str] = ("A", "B"),
     if paired is not None:
         low, high = paired
         if low <= 0 <= high:
-            return SAME
+            return AT_EDGE if (abs(low) < EDGE_TOL) != (abs(high) < EDGE_TOL) else SAME
         smaller = high < 0
     else:
         if overlap(a, b):

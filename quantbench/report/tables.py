@@ -204,7 +204,7 @@ def quality_table(records: list[dict], baseline: str, items: dict[str, dict] | N
         reading = [None if b or pd.isna(n) else readings.compare((d, lo, hi), (0.0, 0.0, 0.0), smaller_is_better=False,
                                                                  names=(v, baseline), paired=(lo, hi))
                    for v, b, d, n, lo, hi in zip(df.variant, is_base, df.delta_average_points, noise, low, high)]
-        df.insert(4, "within_noise", [None if r is None else r == readings.SAME for r in reading])
+        df.insert(4, "within_noise", [None if r is None else readings.is_same(r) for r in reading])
         df.insert(5, "delta_noise_kind", kind.where(~is_base))
         df.insert(6, "reading", reading)
         if paired_rows:

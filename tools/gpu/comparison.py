@@ -161,7 +161,7 @@ def _cell(bench: pd.DataFrame, variant: str, **where) -> readings.SpeedCell | No
 def _verdict(reading: str, expected: str) -> str:
     if reading == readings.NOT_READ:
         return "not read (spread above the limit)"
-    if reading == readings.SAME:
+    if readings.is_same(reading):
         return "not confirmed: same within noise"
     return "agrees" if reading.startswith(expected) else "disagrees"
 
