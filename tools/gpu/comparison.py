@@ -222,7 +222,10 @@ def claims_section(bench: pd.DataFrame, ft: pd.DataFrame | None) -> list[str]:
 
 
 def render(report_dir: Path) -> str:
-    bench = _ok(pd.read_csv(report_dir / "benchmark.csv"))
+    # a fine-tune-only run (config/llama2-7b-finetune.yaml) writes no benchmark table
+    bench_path = report_dir / "benchmark.csv"
+    bench = _ok(pd.read_csv(bench_path) if bench_path.exists()
+                else pd.DataFrame(columns=["variant", "kernel", "load_s", *tables.KEEP_CELL]))
     ft_path = report_dir / "finetune.csv"
     ft = pd.read_csv(ft_path) if ft_path.exists() and ft_path.stat().st_size > 1 else None
     out = [f"# Against the blog comparison's A100 figures: {report_dir}\n",
