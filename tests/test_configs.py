@@ -70,3 +70,24 @@ def test_commented_sample_methods_are_valid_where_they_are_offered():
     assert dims and set(dims) == {576, 1536}
     exp = validation.build(config, cuda_available=False, model_dims=dims)
     assert set(samples) <= set(exp.runnable)
+
+
+def _prioritized(out: str) -> set[str]:
+    """The outputs (first path of each job) the plan gives a priority above zero."""
+    found = set()
+    for block in out.split("\nrule ")[1:] + out.split("\nlocalrule ")[1:]:
+        output = re.search(r"^\s+output: ([^,\n]+)", block, re.M)
+        if output and re.search(r"^\s+priority: [1-9]", block, re.M):
+            found.add(output[1].rsplit("/", 1)[-1])
+    return found
+
+
+def test_a_cuda_setup_starts_the_llamacpp_lane_first(tmp_path):
+    """llama.cpp runs on the host's cores beside the GPU jobs: on a CUDA setup its jobs (GGUF quantize,
+    re-quantize and evaluate) and the reference they are scored against get priority; a CPU setup
+    gives none."""
+    cuda = _prioritized(dry_run("smollm2-cuda.yaml", tmp_path / "cuda"))
+    assert {"gguf-q4_0", "gguf-q4_k_m", "gguf-f32.json", "fp32.pt"} <= cuda, cuda
+    assert any(p.endswith("+gguf-q4_k_m") for p in cuda), cuda  # the recipe's GGUF deploy
+    assert all("gguf" in p or p.endswith(".pt") for p in cuda), cuda  # nothing that runs on the GPU
+    assert _prioritized(dry_run("smollm2.yaml", tmp_path / "cpu")) == set()

@@ -62,7 +62,8 @@ def fresh(toy_run):
 def test_the_committed_records_are_the_defaults_variants(fresh):
     for stage in ("build", "quantize", "evaluate", "benchmark", "finetune", "merge"):
         assert sorted(_records(fresh, stage)) == sorted(_records(COMMITTED, stage)), \
-            f"{stage}: the committed records do not match the default's variants; regenerate results/reference/cpu/toy-llama"
+            (f"{stage}: the committed records do not match the default's variants; "
+             "regenerate results/reference/cpu/toy-llama")
 
 
 def test_the_toy_trains_to_the_committed_loss(fresh):

@@ -1,8 +1,9 @@
 """Quality figures of the variants two results folders share, side by side, with the difference and
 whether it is inside the noise (quantbench/report/devices.py says how the noise is combined).
 
-    python tools/compare_devices.py results/reference/cpu/smollm2-135m results/reference/h200/smollm2-135m-cuda-quality \
-        --names CPU GPU --out docs/cpu-vs-gpu.md --csv results/reference/h200/smollm2-135m-cuda-quality/cpu_vs_gpu.csv
+    python tools/compare_devices.py results/reference/cpu/smollm2-135m \
+        results/reference/h200/smollm2-135m-cuda-quality --names CPU GPU --out docs/cpu-vs-gpu.md \
+        --csv results/reference/h200/smollm2-135m-cuda-quality/cpu_vs_gpu.csv
 """
 from __future__ import annotations
 

@@ -68,6 +68,16 @@ def serving_backend(variant):
     return EXP.serving_method(experiment.parse_variant(variant)).backend
 
 
+# On a CUDA setup, llama.cpp (backend gguf) runs on the host's cores beside the GPU jobs: its jobs and
+# the reference they are scored against start first, so the slow CPU lane is not left for last.
+HOST_LANE_BACKENDS = {"gguf"}
+HOST_LANE_FIRST = DEVICE == "cuda" and any(EXP.methods[m].backend in HOST_LANE_BACKENDS for m in EXP.runnable)
+
+
+def host_lane_priority(backend):
+    return 10 if HOST_LANE_FIRST and backend in HOST_LANE_BACKENDS else 0
+
+
 def conda_env(backend):
     """One conda env per backend for --software-deployment-method conda (envs/*.yaml)."""
     return os.path.join(workflow.basedir, "envs", f"{backend}.yaml")

@@ -11,6 +11,8 @@ rule reference_logprobs:
         f"{R}/reference/{{variant}}.pt",
     log:
         f"{R}/logs/reference/{{variant}}.log",
+    # every GGUF evaluation waits for the reference
+    priority: 10 if HOST_LANE_FIRST else 0
     conda:
         variant_env
     resources:
@@ -37,6 +39,7 @@ rule evaluate:
         per_item=f"{R}/lm_eval/{{variant}}.items.json",
     log:
         f"{R}/logs/evaluate/{{variant}}.log",
+    priority: lambda w: host_lane_priority(serving_backend(w.variant))
     conda:
         # a GGUF file is scored by llama.cpp: its env carries lm-eval too
         lambda w: conda_env("gguf" if serving_backend(w.variant) == "gguf" else "eval")

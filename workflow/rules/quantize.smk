@@ -26,6 +26,7 @@ rule quantize:
         f"{R}/logs/quantize/{{method}}.log",
     wildcard_constraints:
         method=alternation(OWNERS),
+    priority: lambda w: host_lane_priority(EXP.methods[w.method].backend)
     conda:
         method_env
     resources:
@@ -75,6 +76,7 @@ rule requantize:
         record=f"{R}/records/quantize/{{base}}+lora+merge-{{kind}}+{{method}}.json",
     log:
         f"{R}/logs/requantize/{{base}}+lora+merge-{{kind}}+{{method}}.log",
+    priority: lambda w: host_lane_priority(EXP.methods[w.method].backend)
     conda:
         method_env
     resources:
