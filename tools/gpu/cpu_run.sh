@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# A CPU workflow on the lent machine's cores, beside (or instead of) a GPU lane of run.sh: for methods
+# A CPU workflow on the GPU node's own cores, beside (or instead of) a GPU lane of run.sh: for methods
 # whose CPU kernels need instructions the 2-core development machine lacks (torchao's int8 x int8
 # product needs VNNI or AMX to be fast). It runs from its own copy of the tree, pinned to CORES, in its
-# own process session, so it goes on between device calls.
+# own process session, so it goes on between sessions.
 #   bash tools/gpu/cpu_run.sh start CORES NAME SNAKEMAKE_ARGS...   # NAME: the config's model name
 #   bash tools/gpu/cpu_run.sh collect NAME                          # records, logs, data hashes -> $OUT
 set -uo pipefail

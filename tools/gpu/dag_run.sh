@@ -13,10 +13,10 @@
 # KEEP=1 on `start` keeps the previous run's results/ and .snakemake/ (built models, their metadata),
 # so a second setup of the same model (another table) reuses the models and re-makes only its own
 # records. Collect the first run's records before: the second overwrites records of the same name.
-# The DAG runs from its own copy of the tree (a device call re-syncs the working tree), in its own
+# The DAG runs from its own copy of the tree (a new session may re-sync the working tree), in its own
 # process session, so it goes on between calls. QB_GIT_COMMIT names the commit in every record.
 set -uo pipefail
-# A device call that outlives its limit comes back with nothing and loses the machine (and the DAG
+# A session command that outlives its limit comes back with nothing and loses the node (and the DAG
 # running on it): every stage returns by CALL_LIMIT_S seconds after it started, whatever WAIT_S says.
 called=$(date +%s); call_limit=${CALL_LIMIT_S:-540}
 stage=$1; shift

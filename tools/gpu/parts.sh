@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Carry more than one device call allows (64 MiB with the tree): wheels and packaged data split into
+# Carry more than one session's transfer allows (64 MiB with the tree): wheels and packaged data split into
 # parts, a few per call, gathered under /tmp/parts there, installed once all have arrived.
 #   here:   bash tools/gpu/parts.sh split DIR SIZE_BYTES   # DIR's files -> /tmp/parts-local/p0, p1, ... + sums
 #           then for each call: copy that call's parts into ./.parts (ignored) and carry .parts

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run quantbench's Snakemake workflow on the lent GPU machine (no package index there; see docs/gpu.md).
-# One workflow run outlives the 10-minute limit of a device call: `start` launches it in its own
+# Run quantbench's Snakemake workflow on an offline GPU node (no package index there; see docs/running.md).
+# One workflow run outlives the 10-minute limit of one session command: `start` launches it in its own
 # process session (it runs on while the machine is held) and `wait` follows it in later calls.
 # From the repo root, with .whl carried:
 #   bash tools/gpu/run.sh start CONFIG[:TARGET,...] ...  # install, kernels, then each config in turn
@@ -44,7 +44,7 @@ start)
   # Build the JIT kernels in the background while the models are built and quantized; no
   # benchmark starts before every build has ended (a build beside a timed cell spread it to 72%).
   # Each build closes its inherited streams: one that held this script's stdout kept
-  # `run.sh start ... | tail` waiting for the build to end (a device call ran out its limit so).
+  # `run.sh start ... | tail` waiting for the build to end (a session command ran out its limit so).
   rm -f "$RUN"/build-*.done
   for ext in ${KERNELS-marlin_fp16 exllamav2}; do
     ( t0=$(date +%s); python3 -c "from gptqmodel import extension; print(extension.load('$ext'))" \
@@ -70,7 +70,7 @@ PY
   done > "$RUN/names"
   # Lanes: with several GPUs, config i runs on GPU i mod n with its own share of the cores (taskset),
   # so one config's compilation never runs on the cores that time the other's cells. Each lane runs
-  # from its own copy of the tree, which no device call re-syncs while it runs.
+  # from its own copy of the tree, which no later session re-syncs while it runs.
   ngpu=$(nvidia-smi -L | wc -l); nlanes=$(( $# < ngpu ? $# : ngpu )); ncpu=$(nproc)
   per=$(( ncpu / nlanes )); echo "$ngpu GPUs, $nlanes lanes, $per cores each"
   rm -rf "$TREES"; mkdir -p "$TREES"
@@ -84,7 +84,7 @@ PY
     tar cf - --exclude=./.whl --exclude=./.kcache --exclude=./.snakemake --exclude=./.git --exclude='./results/*' . \
         | tar xf - -C "$tree"
     cores="$(( lane * per ))-$(( lane * per + per - 1 ))"
-    # The lane in its own session: it goes on between device calls.
+    # The lane in its own session: it goes on between sessions.
     pin="taskset -c $cores"; command -v taskset > /dev/null || pin=""
     ( cd "$tree" && CUDA_VISIBLE_DEVICES=$lane setsid $pin bash -c '
       lane=$1; n=$2; shift 2; cores=$(nproc)
@@ -103,7 +103,7 @@ PY
       done
       echo "$(date +%T) lane $lane: kernels built, benchmarks start" >> '"$RUN"'/progress.txt
       # Phase 2: the named targets one at a time in the order given (the most wanted first, should
-      # the lease end), then everything else, reports included.
+      # the job time limit), then everything else, reports included.
       while read -r arg; do
         config=${arg%%:*}; targets=""; [ "$config" != "$arg" ] && targets=${arg#*:}
         name=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))[\"model\"][\"name\"])" "$config")

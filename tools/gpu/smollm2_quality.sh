@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# SmolLM2's quality on the lent GPU machine without benchmarks (results/reference/h200/smollm2-135m-cuda-quality):
+# SmolLM2's quality on an offline GPU node without benchmarks (results/reference/h200/smollm2-135m-cuda-quality):
 # the evaluate records of every CUDA variant of config/smollm2-cuda.yaml, then its GGUF variants
 # (llama.cpp on cores 0-7), and beside them torchao int8 dynamic on the host CPU (cores 8-15, the
-# lane of tools/gpu/cpu_run.sh). Device calls, back to back, after dag_run.sh prep and the parts p0, p1:
+# lane of tools/gpu/cpu_run.sh). Session commands, back to back, after dag_run.sh prep and the parts p0, p1:
 #   call (carry .parts with p2):  QB_GIT_COMMIT=<commit> bash tools/gpu/smollm2_quality.sh start
 #   then:                         bash tools/gpu/smollm2_quality.sh gguf 520
 #   then, until both say so:      bash tools/gpu/smollm2_quality.sh wait 500

@@ -1,4 +1,4 @@
-"""Tables for docs/gpu.md straight from benchmark and fine-tune records (every cell field, incl.
+"""Tables for results/reference/<gpu>/README.md straight from benchmark and fine-tune records (every cell field, incl.
 decode_step_ms and the profiles, which the generic report does not show).
 Usage: python tools/gpu/summarize.py RESULTS_DIR > RESULTS_DIR/gpu_tables.md"""
 import glob
