@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+from matplotlib import cbook
 from matplotlib.collections import LineCollection
 from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
@@ -15,6 +17,8 @@ from matplotlib.transforms import Bbox
 
 from quantbench.report import style
 
+STEPS = {"steps-post": cbook.pts_to_poststep, "steps-pre": cbook.pts_to_prestep, "steps": cbook.pts_to_prestep,
+         "steps-mid": cbook.pts_to_midstep}
 RADII_PT = (3, 7, 12, 18, 26, 36)   # offsets tried, nearest first
 FAR_RADII_PT = (48, 64, 84)         # a crowded panel's last resort, with a leader line
 LEADER_FROM_PT = 12                 # from this offset on a thin line joins label and point
@@ -47,11 +51,20 @@ def _marker_box(ax, p: Point) -> Bbox:
 
 def _paths(ax) -> list:
     """Every drawn line in display coordinates: lines (fronts, curves) and error bars."""
-    paths = [ax.transData.transform(line.get_xydata()) for line in ax.lines if line.get_visible()]
+    paths = [ax.transData.transform(_drawn_xy(line)) for line in ax.lines if line.get_visible()]
     for coll in ax.collections:
         if isinstance(coll, LineCollection) and coll.get_visible():
             paths += [ax.transData.transform(seg) for seg in coll.get_segments()]
     return paths
+
+
+def _drawn_xy(line):
+    """A line's vertices as drawn: a step line (a front) runs along its steps, not between its data points."""
+    xy = line.get_xydata()
+    step = STEPS.get(line.get_drawstyle())
+    if step is None or len(xy) < 2:
+        return xy
+    return np.column_stack(step(xy[:, 0], xy[:, 1]))
 
 
 def _line_boxes(ax) -> list[Bbox]:
@@ -96,8 +109,11 @@ def _place_panel(ax, points: list[Point], texts: list[str], renderer, fixed: lis
     lines = _line_boxes(ax)
     missed = []
     for p, text in zip(points, texts):
-        # off the lines where possible; across a line rather than by number
-        if _try(ax, p, text, taken, renderer, lines) is None and _try(ax, p, text, taken, renderer) is None \
+        # off the lines where possible, with a leader line if need be (a name printed over a front or
+        # an error bar is hard to read); across a line rather than not at all
+        if _try(ax, p, text, taken, renderer, lines) is None \
+                and _try(ax, p, text, taken, renderer, lines, radii=far) is None \
+                and _try(ax, p, text, taken, renderer) is None \
                 and _try(ax, p, text, taken, renderer, radii=far) is None:
             # no free place: leave the point unlabelled rather than print over another label (in
             # the numbered pass its marker and colour still tie it to the key)
