@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from quantbench import cuda_capability
 from quantbench.backends import BACKENDS, calibrated
 from quantbench.backends import get as get_backend
 from quantbench.config_messages import ConfigError, did_you_mean, schema_errors
@@ -63,17 +64,19 @@ def _check_params(key: str, backend: str, entry: dict, errors: list[str]) -> dic
 
 
 def build(config: dict, cuda_available: bool, model_dims: list[int] | None = None,
-          workdir: str | None = None, basedir: str | None = None) -> Experiment:
+          workdir: str | None = None, basedir: str | None = None,
+          cuda_capability: tuple[int, int] | None = None) -> Experiment:
     """Validate a config's semantics and derive the experiment. Raises ConfigError listing every
     problem, each naming the key, the value and what is allowed. With `workdir` (where jobs run:
     relative data and model paths) and `basedir` (the project: architecture files), the files the
-    config names are checked too. The parts run in this order, and each later part only once the
-    earlier ones found nothing it depends on."""
+    config names are checked too. `cuda_capability` is the compute capability of the GPU the jobs
+    will run on, where this host sees it (None where unknown: the job checks its node). The parts
+    run in this order, and each later part only once the earlier ones found nothing it depends on."""
     errors: list[str] = []
     notes: list[str] = []
     methods = _methods(config, model_dims, errors)
     errors += _baseline_errors(config, methods)
-    skipped = _device_policy(config, methods, cuda_available, errors)
+    skipped = _device_policy(config, methods, cuda_available, errors, cuda_capability)
     errors += _finetune_errors(config, methods)
     errors += _recipe_errors(config, methods)
     errors += sensitivity_errors(config, methods)
@@ -145,7 +148,7 @@ def _baseline_errors(config: dict, methods: dict[str, Method]) -> list[str]:
 
 
 def _device_policy(config: dict, methods: dict[str, Method], cuda_available: bool,
-                   errors: list[str]) -> dict[str, str]:
+                   errors: list[str], capability: tuple[int, int] | None = None) -> dict[str, str]:
     """Methods this device cannot run: skipped (method -> reason) or, under unsupported_methods:
     error, added to errors."""
     device = config.get("device", "cpu")
@@ -166,6 +169,10 @@ def _device_policy(config: dict, methods: dict[str, Method], cuda_available: boo
             why, instead = missing, ""
         elif device == "cuda":
             why, instead = mod.needs_cpu(method.params), mod.CUDA_ALTERNATIVE
+            if not why:  # a kernel that needs a newer GPU (FP8 matmuls: 8.9)
+                why = cuda_capability.problem(mod.min_cuda_capability(method.params), capability,
+                                              f"{method.backend} method {name!r}")
+                instead = "a method without that need (e.g. an int8 or 4-bit one)" if why else instead
         else:
             why, instead = method.needs_cuda(), mod.CPU_ALTERNATIVE
         if why:
@@ -344,10 +351,12 @@ def _calibration_size_errors(config: dict) -> list[str]:
             f"data holds; allowed: at most {CALIBRATION_TEXTS}"]
 
 
-def load(config: dict, cuda_available: bool, workdir: str = ".", basedir: str = ".") -> Experiment:
+def load(config: dict, cuda_available: bool, workdir: str = ".", basedir: str = ".",
+         cuda_capability: tuple[int, int] | None = None) -> Experiment:
     """Everything Snakemake checks before any job runs: the schema first (one line per problem),
     then the semantics and the files the config names. Raises ConfigError."""
     errors = schema_errors(config)
     if errors:
         raise ConfigError(errors)
-    return build(config, cuda_available, model_dims(config, basedir, workdir), workdir=workdir, basedir=basedir)
+    return build(config, cuda_available, model_dims(config, basedir, workdir), workdir=workdir, basedir=basedir,
+                 cuda_capability=cuda_capability)

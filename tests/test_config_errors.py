@@ -161,7 +161,7 @@ CASES = {
     "torchao int4 on the cpu, policy error": (
         _both(_set("methods.torchao-int4", TORCHAO_INT4), _set("unsupported_methods", "error")),
         ["methods.torchao-int4", "'int4-weight-only' runs on CUDA only", "'cpu'",
-         "allowed with device cpu: scheme int8-weight-only or int8-dynamic", "unsupported_methods: skip"]),
+         "allowed with device cpu: scheme int8-weight-only, int8-dynamic or float8-weight-only", "unsupported_methods: skip"]),
     "cuda device without cuda": (_set("device", "cuda"), ["device", "'cuda'", "allowed here: cpu", "QUANTBENCH_ASSUME_CUDA"]),
     # schema: types, ranges, enums, unknown and missing keys
     "zero eval batch size": (_set("evaluate.batch_size", 0), ["evaluate.batch_size", "0", "allowed: >= 1"]),

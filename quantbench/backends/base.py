@@ -62,6 +62,11 @@ class Backend(ABC):
         """Why the method cannot run on CUDA (checked when device is cuda), or None."""
         return None
 
+    def min_cuda_capability(self, params: dict) -> tuple[int, int] | None:
+        """The lowest CUDA compute capability the method's kernels run on (quantbench.cuda_capability),
+        or None."""
+        return None
+
     def untrainable(self, params: dict) -> str | None:
         """Why PEFT cannot train LoRA on these layers, or None."""
         return None

@@ -30,7 +30,8 @@ try:
     kind_problems = encoder_checks.kind_errors(config, os.getcwd())
     if kind_problems:
         raise config_messages.ConfigError(kind_problems)
-    EXP = validation.load(config, cuda_available=cuda_for_validation(), workdir=os.getcwd(), basedir=workflow.basedir)
+    gpu = cuda_capability_for_validation()
+    EXP = validation.load(config, cuda_for_validation(), os.getcwd(), workflow.basedir, cuda_capability=gpu)
 except config_messages.ConfigError as err:
     raise WorkflowError(str(err)) from None
 warn_planning_without_cuda()

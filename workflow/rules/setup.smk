@@ -43,6 +43,19 @@ def cuda_for_validation():
     return cuda_visible() or PLANS_ONLY or in_job
 
 
+def cuda_capability_for_validation():
+    """The compute capability of the GPU local jobs will run on (methods that need a newer one, FP8
+    matmuls at 8.9, are refused or skipped before any job), or None where it is not this host's: a
+    cluster's submit host, a dry run, a cluster job (the Snakefile read again there must plan the same
+    jobs), QUANTBENCH_ASSUME_CUDA. There the job checks its own node and stops in one line."""
+    from quantbench import cuda_capability
+
+    in_job = workflow.remote_exec or (EXECUTOR or "").endswith("-jobstep")
+    if PLANS_ONLY or in_job or os.environ.get("QUANTBENCH_ASSUME_CUDA"):
+        return None
+    return cuda_capability.visible()
+
+
 def warn_planning_without_cuda():
     if config.get("device") == "cuda" and not cuda_visible() and PLANS_ONLY:
         logger.warning(
