@@ -68,8 +68,8 @@ def parse_variant(name: str) -> Variant:
     return Variant(name, m["base"], bool(m["lora"]), m["merge"], m["requant"])
 
 
-# Deploy formats a merged model can be re-quantized to: both start from a plain model folder.
-REQUANTIZE_BACKENDS = ("gptq", "gguf")
+# Deploy formats a merged model can be re-quantized to: each starts from a plain model folder.
+REQUANTIZE_BACKENDS = ("gptq", "gguf", "torchao")
 
 
 def requantize_targets(recipe: dict) -> list[str]:

@@ -221,7 +221,7 @@ def _recipe_errors(config: dict, methods: dict[str, Method]) -> list[str]:
         for rq in requantize_targets(r):
             if rq not in methods or methods[rq].backend not in REQUANTIZE_BACKENDS:
                 allowed = [m for m, x in methods.items() if x.backend in REQUANTIZE_BACKENDS]
-                errors.append(f"{key}.requantize: {rq!r} must be a GPTQ or GGUF method; "
+                errors.append(f"{key}.requantize: {rq!r} must be a GPTQ, GGUF or torchao method; "
                               f"allowed: {', '.join(allowed) or '(none)'}")
     if ft.get("bases") or recipes:
         for k in FINETUNE_REQUIRED:

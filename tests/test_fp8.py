@@ -166,8 +166,30 @@ def test_float8_weight_only_quantizes_runs_counts_and_trains_on_the_cpu(tiny_mod
     train = {"steps": 6, "batch_size": 4, "seq_len": 32, "learning_rate": 5e-3, "lora": lora}
     texts = [f"### Instruction:\nName {i}.\n### Response:\nIt is {i}." for i in range(16)]
     model, tokenizer, info = load_model(str(out), ctx, trainable=True)
-    _, stats = finetune.train(model, tokenizer, texts, info["backend"], train, "cpu", 0)
+    peft_model, stats = finetune.train(model, tokenizer, texts, info["backend"], train, "cpu", 0)
     assert stats["trainable_parameters"] > 0 and stats["loss_last"] < stats["loss_first"]
+
+    # the recipe's last step: merge the adapter into the dequantized base, re-quantize that to FP8
+    from quantbench.merge import merged_model
+    from quantbench.modelio import load_tokenizer
+
+    peft_model.save_pretrained(tmp_path / "adapter")
+    merged = merged_model("dequant", str(tmp_path / "adapter"), str(tiny_model), str(out), ctx)
+    merged.save_pretrained(tmp_path / "merged")
+    load_tokenizer(str(tiny_model)).save_pretrained(tmp_path / "merged")
+    get("torchao").quantize(str(tmp_path / "merged"), tmp_path / "requant", params, ctx)
+    requant, _ = get("torchao").load(str(tmp_path / "requant"), params, ctx)
+    with torch.inference_mode():
+        merged_logits, requant_logits = merged(ids).logits, requant(ids).logits
+    assert type(requant.model.layers[0].self_attn.q_proj.weight).__name__ == "Float8Tensor"
+    assert 0 < (requant_logits - merged_logits).abs().max() < 0.1 * merged_logits.abs().max()
+
+
+def test_a_recipe_may_re_quantize_to_fp8():
+    cfg = _config(**{"fp8-wo": WO})
+    cfg["recipes"] = [{**cfg["recipes"][0], "requantize": ["gptq-4bit-g32", "fp8-wo"]}]
+    exp = validation.build(cfg, cuda_available=False, model_dims=DIMS)
+    assert any(v.requant == "fp8-wo" for v in exp.variants)
 
 
 def test_shipped_cuda_config_plans_the_fp8_methods_on_a_cpu_host(tmp_path):
