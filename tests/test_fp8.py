@@ -131,6 +131,7 @@ def test_bits_kernel_and_description():
 
 def test_float8_weight_only_quantizes_runs_counts_and_trains_on_the_cpu(tiny_model, tmp_path):
     from quantbench import finetune
+    from quantbench.benchmark import decode_weights_mb
     from quantbench.loading import load_model
     from quantbench.memory import model_weights_mb
 
@@ -156,6 +157,9 @@ def test_float8_weight_only_quantizes_runs_counts_and_trains_on_the_cpu(tiny_mod
     fp8_mb = sum(w.qdata.numel() + 4 * w.scale.numel() for w in linear) / 2**20
     plain_mb = sum(w.numel() * 4 for w in linear) / 2**20
     assert model_weights_mb(base) - model_weights_mb(model) == pytest.approx(plain_mb - fp8_mb, rel=1e-6)
+    # and the roofline's bytes a decode step reads hold them too (all but the untied input table)
+    emb = model.get_input_embeddings().weight
+    assert decode_weights_mb(model) == pytest.approx(model_weights_mb(model) - emb.numel() * 4 / 2**20, rel=1e-6)
 
     # the merge into 'dequant' reads the float8 weights back as plain ones
     plain = get("torchao").dequantize(str(out), ctx)
