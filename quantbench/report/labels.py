@@ -51,7 +51,8 @@ def _marker_box(ax, p: Point) -> Bbox:
 
 def _paths(ax) -> list:
     """Every drawn line in display coordinates: lines (fronts, curves) and error bars."""
-    paths = [ax.transData.transform(_drawn_xy(line)) for line in ax.lines if line.get_visible()]
+    # each line through its own transform: a reference line (axhline) is in axes units along x
+    paths = [line.get_transform().transform(_drawn_xy(line)) for line in ax.lines if line.get_visible()]
     for coll in ax.collections:
         if isinstance(coll, LineCollection) and coll.get_visible():
             paths += [ax.transData.transform(seg) for seg in coll.get_segments()]
