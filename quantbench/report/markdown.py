@@ -269,7 +269,10 @@ def quality_section(quality: pd.DataFrame) -> list[str]:
             + (" `≈` marks a delta whose 95% interval holds zero (`delta_noise_95`, the noise of its difference "
                "to the baseline; readings.compare's \"same within noise\"): no finding; `≈ edge`, one whose "
                "paired interval ends at zero, at the very edge of the noise. The noise is"
-               + noise_kind_note(quality) if "within_noise" in quality else "") + "\n",
+               + noise_kind_note(quality) if "within_noise" in quality else "")
+            + (" `p_mcnemar`: McNemar's exact test of the flips against the baseline; `p_holm`: the same with "
+               "Holm's correction over every variant tested against the baseline here, and `finding_holm` where it "
+               "stays below 0.05 (the `≈` marks read each interval alone)." if "p_holm" in quality else "") + "\n",
             fmt(noise_marked(quality))]
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import pandas as pd
 
 from quantbench.experiment import parse_variant
-from quantbench.report import paired, readings
+from quantbench.report import multiple, paired, readings
 from quantbench.suites import SUITES, task_label
+
+ALPHA = 0.05  # the family-wise error rate the Holm-corrected findings keep
 
 KEEP_CELL = ["scenario", "mode", "batch_size", "prompt_len", "new_tokens", "use_cache", "outcome",
              "median_s", "p25_s", "p75_s", "iqr_over_median", "repeats", "peak_memory_mb",
@@ -214,6 +216,13 @@ def quality_table(records: list[dict], baseline: str, items: dict[str, dict] | N
                                           for i in df.index]
             df["flips_wrong_to_right"] = [paired_rows[i]["wrong_to_right"] if i in paired_rows else None
                                           for i in df.index]
+            # every paired row is one more test against the baseline: Holm's correction over them all
+            raw = {i: multiple.mcnemar_exact_p(r["right_to_wrong"], r["wrong_to_right"])
+                   for i, r in paired_rows.items()}
+            adjusted = multiple.holm(raw)
+            df["p_mcnemar"] = [raw.get(i) for i in df.index]
+            df["p_holm"] = [adjusted.get(i) for i in df.index]
+            df["finding_holm"] = [adjusted[i] < ALPHA if i in adjusted else None for i in df.index]
     return df
 
 
