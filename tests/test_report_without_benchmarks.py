@@ -57,6 +57,9 @@ def test_a_finetune_only_setup_plans_and_reports_its_table_alone(tmp_path):
     assert planned and not any("/benchmark/" in p or "/evaluate/" in p for p in planned)
     assert any("/finetune/" in p for p in planned)
     out = tmp_path / "report"
+    out.mkdir()  # what an earlier setup of the same model left there: this report is the folder's alone
+    (out / "benchmark.csv").write_text("variant\nstale\n")
+    (out / "decode_vs_memory.png").write_bytes(b"stale")
     subprocess.run([sys.executable, "workflow/scripts/report.py", "--params", json.dumps(report_params(exp)),
                     "--records", *[p for p in planned if Path(p).exists()], "--out", str(out)], cwd=ROOT,
                    check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})

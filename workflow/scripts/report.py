@@ -44,6 +44,13 @@ for name in figures.wanted(params["stages"], benchmarked):
         style.save(fig, tmp)
     drawn.append((name, f"{name}.png", caption))
 
+# A table or figure this setup no longer makes (its config changed, or another setup of the same model
+# wrote this folder before) goes, so that the folder holds this report alone.
+stale = ({f"{n}.csv" for n in ("summary", "benchmark", "quality", "quantize", "finetune", "sensitivity")}
+         | {f"{n}.png" for n in figures.FIGURES}) - {f"{n}.csv" for n in csv} - {f for _, f, _ in drawn}
+for name in sorted(stale):
+    (out / name).unlink(missing_ok=True)
+
 text = markdown.render(data, quant, drawn)
 with atomic_file(out / "report.md") as tmp:
     tmp.write_text(text)
