@@ -74,8 +74,7 @@ def tensor_summary(path: str | Path) -> dict:
 
     reader = GGUFReader(str(path))
     types: dict[str, int] = {}
-    total = weights2d = n2d = embedding = 0
-    has_output = False
+    total = weights2d = n2d = embedding = output = 0
     for t in reader.tensors:
         types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
         total += int(t.n_bytes)
@@ -84,11 +83,15 @@ def tensor_summary(path: str | Path) -> dict:
             n2d += int(t.n_elements)
         if t.name == "token_embd.weight":
             embedding = int(t.n_bytes)
-        has_output |= t.name == "output.weight"
+        if t.name == "output.weight":
+            output = int(t.n_bytes)
     return {"tensor_types": dict(sorted(types.items())), "tensor_bytes": total,
+            # the embedding table and the output head, as quantbench.memory.weights_split_mb splits a
+            # torch model (a file without output.weight ties the head to token_embd)
+            "embedding_head_bytes": embedding + output,
             "measured_bits_per_weight": 8 * weights2d / n2d if n2d else float("nan"),
             # a decode step gathers one row of the embedding table, unless the output head is tied to it
-            "decode_bytes": total - (embedding if has_output else 0)}
+            "decode_bytes": total - (embedding if output else 0)}
 
 
 def convert(src: str | Path, out_file: Path, outtype: str) -> list[str]:
@@ -145,6 +148,8 @@ class LlamaCppModel:
         summary = tensor_summary(self.folder / GGUF_FILE)
         self.file_weights_mb = summary["tensor_bytes"] / 2**20
         self.decode_weights_mb = summary["decode_bytes"] / 2**20
+        self.embedding_head_mb = summary["embedding_head_bytes"] / 2**20
+        self.body_mb = (summary["tensor_bytes"] - summary["embedding_head_bytes"]) / 2**20
         self.device = torch.device("cpu")
 
     # --- llama.cpp calls ---------------------------------------------------------------------------

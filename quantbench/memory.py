@@ -131,6 +131,40 @@ def model_weights_mb(model) -> float:
     return storage_mb(weight_tensors(model))
 
 
+def embedding_head_modules(model) -> list:
+    """The input embedding table's module and the output head's (one module when they are tied, or
+    when the head is the embedding itself); empty for a model that offers neither."""
+    found = []
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        module = getattr(model, getter)() if hasattr(model, getter) else None
+        if module is not None and all(module is not m for m in found):
+            found.append(module)
+    return found
+
+
+def weights_split_mb(model) -> dict:
+    """model_weights_mb in two parts: the embedding and output head (the input embedding table plus
+    the head that turns hidden states into logits, counted once when tied, with whatever
+    quantization constants they carry) and the body (everything else: the decoder layers, their
+    norms and the final norm). A small model's embedding is a large share of its weights and
+    backends treat it differently (kept in float by the torch schemes, quantized in a GGUF file),
+    so the body is what compares schemes like for like. The parts sum to model_weights_mb exactly:
+    each storage is counted once, in the part of the first tensor that holds it."""
+    if hasattr(model, "file_weights_mb"):  # a GGUF file: split from its tensors (quantbench.llamacpp)
+        return {"body_mb": model.body_mb, "embedding_head_mb": model.embedding_head_mb}
+    head_ptrs = {t.data_ptr() for m in embedding_head_modules(model) for outer in weight_tensors(m)
+                 if isinstance(outer, torch.Tensor) for t in storage_tensors(outer) if t.numel()}
+    seen, parts = set(), {"body_mb": 0, "embedding_head_mb": 0}
+    for outer in weight_tensors(model):
+        if not isinstance(outer, torch.Tensor):
+            continue
+        for t in storage_tensors(outer):
+            if t.numel() and t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                parts["embedding_head_mb" if t.data_ptr() in head_ptrs else "body_mb"] += t.numel() * t.element_size()
+    return {k: v / 2**20 for k, v in parts.items()}
+
+
 def storage_mb(tensors, skip: set[int] = frozenset()) -> float:
     """MB the given tensors hold, each storage counted once (a quantized tensor subclass by the
     inner tensors it flattens into); storages whose data pointer is in `skip` are left out. Entries

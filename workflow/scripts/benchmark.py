@@ -70,6 +70,7 @@ with memory.PeakMemory(ctx.device) as load_peak:
     load_s = time.perf_counter() - t0
 memory.freeze_long_lived_objects()
 weights_mb = memory.model_weights_mb(model)
+split_mb = memory.weights_split_mb(model)  # body_mb and embedding_head_mb
 step_weights_mb = benchmark.decode_weights_mb(model)
 bandwidth = timing.measure_copy_bandwidth_gb_per_s(ctx.device) if spec.get("roofline", True) else None
 logging.info("loaded in %.2f s, weights %.1f MB (%.1f MB read per decode step), kernel %s, copy bandwidth %s GB/s",
@@ -126,7 +127,7 @@ for mode, decoder in decoders.items():
 
 rec.record["kernel"] = info["kernel"]
 rec.record["load"] = {**info, **prebuilt}
-rec.record["metrics"] = {"load_s": load_s, "weights_memory_mb": weights_mb,
+rec.record["metrics"] = {"load_s": load_s, "weights_memory_mb": weights_mb, **split_mb,
                          "decode_weights_read_mb": step_weights_mb,
                          "load_peak_memory_mb": load_peak.result["peak_memory_mb"],
                          "copy_bandwidth_gb_per_s": bandwidth}
