@@ -70,9 +70,10 @@ def recipe_section(summary: pd.DataFrame, quality: pd.DataFrame, recipes: list[d
         targets = requantize_targets(r)
         names = [trained] + [f"{trained}+merge-{k}" for k in r.get("merge_into", ["fp", "dequant"])]
         names += [f"{trained}+merge-{k}+{rq}" for k in r.get("merge_into", ["fp", "dequant"]) for rq in targets]
-        cols = ["variant", "bits_per_weight", "weights_memory_mb", "decode_tokens_per_s",
-                "prefill_ms_per_token", "Average", "kl_mean", "top1_agreement"]
+        cols = ["variant", "bits_per_weight", "weights_memory_mb", "body_mb", "embedding_head_mb",
+                "decode_tokens_per_s", "prefill_ms_per_token", "Average", "kl_mean", "top1_agreement"]
         rows = summary[summary.variant.isin(names)]
+        cols = [c for c in cols if c not in tables.WEIGHTS_SPLIT or (c in rows and rows[c].notna().any())]
         if rows.empty:
             continue
         if "reference" in quality:
@@ -144,8 +145,14 @@ def inference_section(summary: pd.DataFrame, bench: pd.DataFrame, gen_spec: dict
     parts.append(f"Prefill: one forward pass over the prompt; generate: greedy, {max(gen_spec['new_tokens'])} "
                  "new tokens, KV cache on, eager. Medians; the full grid with spreads is in benchmark.csv.\n")
     cols = ["variant", "kernel", "bits_per_weight", "load_s", "prefill_ms_per_token", "decode_ms_per_token",
-            "decode_tokens_per_s", "weights_memory_mb", "peak_memory_mb"]
-    parts.append(fmt(summary[[c for c in cols if c in summary.columns]]))
+            "decode_tokens_per_s", "weights_memory_mb", "body_mb", "embedding_head_mb", "peak_memory_mb"]
+    split = [c for c in tables.WEIGHTS_SPLIT if c in summary.columns and summary[c].notna().any()]
+    if split:
+        parts.append("weights_memory_mb = body_mb (the decoder layers and norms) + embedding_head_mb (the input "
+                     "embedding table and the output head, once when tied); – where a record predates the split.\n")
+    # records older than the split leave its columns empty: no column of dashes
+    cols = [c for c in cols if c in summary.columns and (c not in tables.WEIGHTS_SPLIT or c in split)]
+    parts.append(fmt(summary[cols]))
     return parts
 
 

@@ -18,6 +18,9 @@ KEEP_CELL = ["scenario", "mode", "batch_size", "prompt_len", "new_tokens", "use_
              "energy_j_per_prompt_token", "energy_error", "error"]
 
 
+WEIGHTS_SPLIT = ["body_mb", "embedding_head_mb"]  # quantbench.memory.weights_split_mb
+
+
 def _by_stage(records: list[dict], stage: str) -> list[dict]:
     return [r for r in records if r["stage"] == stage]
 
@@ -53,7 +56,9 @@ def benchmark_table(records: list[dict]) -> pd.DataFrame:
         head = {"variant": r["subject"], "pipeline": _pipeline(r["subject"]), "kernel": r.get("kernel"),
                 "random_weights": r["params"].get("random_weights", False),
                 "exclusive": r["params"]["benchmark"].get("exclusive", True),
-                "load_s": r["metrics"]["load_s"], "weights_memory_mb": r["metrics"]["weights_memory_mb"]}
+                "load_s": r["metrics"]["load_s"], "weights_memory_mb": r["metrics"]["weights_memory_mb"],
+                # records from before the split lack these: left empty, not estimated
+                **{k: r["metrics"].get(k, float("nan")) for k in WEIGHTS_SPLIT}}
         for cell in r["cells"]:
             rows.append({**head, **{k: cell.get(k) for k in KEEP_CELL}})
     return pd.DataFrame(rows)
@@ -259,6 +264,7 @@ def summary_table(bench: pd.DataFrame, quality: pd.DataFrame, bits: dict[str, fl
         ok = g[g.outcome == "ok"]
         row = {"variant": variant, "pipeline": g.pipeline.iloc[0], "kernel": g.kernel.iloc[0],
                "load_s": g.load_s.iloc[0], "weights_memory_mb": g.weights_memory_mb.iloc[0],
+               **{k: g[k].iloc[0] for k in WEIGHTS_SPLIT},
                "prefill_ms_per_token": pre.prefill_ms_per_token.iloc[0] if len(pre) else None,
                "decode_ms_per_token": dec.decode_ms_per_token.iloc[0] if len(dec) else None,
                "decode_tokens_per_s": dec.decode_tokens_per_s.iloc[0] if len(dec) else None,

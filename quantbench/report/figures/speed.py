@@ -26,6 +26,7 @@ def _spread(cells: pd.DataFrame, col: str) -> tuple[pd.Series, pd.Series]:
 
 # A figure shows one decode mode: eager generate (the comparison's) where it was run, else the
 # fastest mode the config ran (a GPU reference config runs only the fast ones).
+HEAD_HATCH = "////"  # the embedding table and output head's share of a weights bar
 MODE_PREFERENCE = ("eager", "fused", "graphs", "compiled", "static")
 
 
@@ -327,17 +328,36 @@ def memory_per_variant(data):
     looks = [data.look(v) for v in df.variant]
     colors, edges = [lk.color for lk in looks], [lk.edge for lk in looks]
     # two axes, not two bars on one: weights and the process's peak can differ by orders of magnitude
+    # the weights bar is the body, then the embedding table and output head stacked hatched on it,
+    # where the record has the split (older records: the whole bar, unsplit)
+    head = (pd.to_numeric(df["embedding_head_mb"]) if "embedding_head_mb" in df
+            else pd.Series(float("nan"), index=df.index))
+    known = head.notna().to_numpy()
+    weights = df.weights_memory_mb.to_numpy(dtype=float)
+    head_mb = head.fillna(0).to_numpy(dtype=float)
     for ax, col, title in zip(axes[0], ("weights_memory_mb", "peak_memory_mb"),
                               ("Weights", "Peak while benchmarked")):
-        ax.barh(y, df[col], height=0.6, color=colors, edgecolor=edges)
+        if col == "weights_memory_mb" and known.any():
+            ax.barh(y, weights - head_mb, height=0.6, color=colors, edgecolor=edges)
+            ax.barh(y, head_mb, left=weights - head_mb, height=0.6, color=colors, edgecolor=edges, hatch=HEAD_HATCH,
+                    alpha=0.55)
+        else:
+            ax.barh(y, df[col], height=0.6, color=colors, edgecolor=edges)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # five-digit MB labels collide beyond ~5 ticks
         style.axes_text(ax, title=title, xlabel="MB")
         ax.grid(axis="y", visible=False)
     axes[0][0].set_yticks(y, df.variant, fontsize=style.FONT["tick"])
     handles = [Patch(facecolor=style.FAMILIES[f][0], label=style.FAMILIES[f][2])
                for f in dict.fromkeys(lk.family for lk in looks)]
+    if known.any():
+        handles.append(Patch(facecolor="white", edgecolor=style.NEUTRAL, hatch=HEAD_HATCH,
+                             label="embedding + output head"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), fontsize=style.FONT["legend"],
                frameon=False)
     caption = ("Memory of the weights (left) and the peak memory measured during the benchmark (right; on the CPU "
                "the process's resident set, libraries included). Colour: the family; paler: fewer bits.")
+    if known.any():
+        caption += (" Hatched: the input embedding table and the output head (once when tied), stacked on the body "
+                    "(the decoder layers)" + ("; a bar without hatching comes from a record that predates the split."
+                                              if not known.all() else "."))
     return fig, caption
