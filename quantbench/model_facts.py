@@ -32,6 +32,7 @@ class ModelFacts:
     context: int | None  # max_position_embeddings: positions the model was built for
     where: str           # where these were read, for messages
     layers: int | None = None  # num_hidden_layers of a random architecture: what model.num_hidden_layers may cut to
+    tied_head: bool | None = None  # the output head shares the input embedding's table (tie_word_embeddings)
 
 
 def _model_config_json(config: dict, basedir: str, workdir: str | None) -> tuple[dict | None, str]:
@@ -59,7 +60,8 @@ def model_facts(config: dict, basedir: str = ".", workdir: str | None = None) ->
     model = config.get("model") or {}
     source = model.get("source")
     if source == "toy":  # quantbench/toy/model.py builds a LlamaForCausalLM from model.toy
-        return ModelFacts("llama", (model.get("toy") or {}).get("max_position_embeddings"), "model.toy")
+        return ModelFacts("llama", (model.get("toy") or {}).get("max_position_embeddings"), "model.toy",
+                          tied_head=False)
     if source == "gguf":
         info = gguf_info(model.get("path"), workdir)
         return ModelFacts(info.architecture, info.context_length, model["path"]) if info else ModelFacts(None, None, "")
@@ -69,7 +71,9 @@ def model_facts(config: dict, basedir: str = ".", workdir: str | None = None) ->
     ctx = next((arch[k] for k in ("max_position_embeddings", "n_positions", "max_sequence_length")
                 if isinstance(arch.get(k), int)), None)
     layers = arch.get("num_hidden_layers") if source == "random" else None
-    return ModelFacts(arch.get("model_type"), ctx, where, layers if isinstance(layers, int) else None)
+    tied = arch.get("tie_word_embeddings")  # absent: the architecture's own default, not read here
+    return ModelFacts(arch.get("model_type"), ctx, where, layers if isinstance(layers, int) else None,
+                      tied if isinstance(tied, bool) else None)
 
 
 def model_dims(config: dict, basedir: str = ".", workdir: str | None = None) -> list[int] | None:
@@ -121,6 +125,16 @@ def layer_count_errors(config: dict, facts: ModelFacts) -> list[str]:
         return []
     return [f"model.num_hidden_layers: {wanted} is more than the {facts.layers} layers of {facts.where} (its "
             f"num_hidden_layers); allowed: 1 to {facts.layers}"]
+
+
+def head_quantization_errors(methods: dict[str, Method], facts: ModelFacts) -> list[str]:
+    """A GPTQ method's lm_head: true needs an output head of its own: GPTQModel refuses a head tied to
+    the input embedding (the quantize job would stop on it, after the jobs before it)."""
+    if not facts.tied_head:
+        return []
+    return [f"methods.{m.name}.lm_head: true, but the output head of {facts.where} is tied to its input embedding "
+            "(tie_word_embeddings: true), which GPTQModel does not quantize; allowed: false for this model"
+            for m in methods.values() if m.backend == "gptq" and m.params.get("lm_head")]
 
 
 def context_errors(config: dict, facts: ModelFacts) -> list[str]:

@@ -14,7 +14,14 @@ from quantbench.backends import BACKENDS, calibrated
 from quantbench.backends import get as get_backend
 from quantbench.config_messages import ConfigError, did_you_mean, schema_errors
 from quantbench.experiment import MERGE_KINDS, REQUANTIZE_BACKENDS, Experiment, Method, requantize_targets
-from quantbench.model_facts import context_errors, layer_count_errors, lora_target_errors, model_dims, model_facts
+from quantbench.model_facts import (
+    context_errors,
+    head_quantization_errors,
+    layer_count_errors,
+    lora_target_errors,
+    model_dims,
+    model_facts,
+)
 from quantbench.sensitivity_checks import sensitivity_errors, sensitivity_kind_errors
 from quantbench.source_checks import file_errors, packaged_source_errors, suite_dataset_errors
 
@@ -88,6 +95,7 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
         facts = model_facts(config, basedir or ".", workdir)
         errors += context_errors(config, facts)
         errors += layer_count_errors(config, facts)
+        errors += head_quantization_errors(methods, facts)
         errors += lora_target_errors(config, methods, facts, notes)
         errors += sensitivity_kind_errors(config, facts, notes)
         errors += suite_dataset_errors(config)

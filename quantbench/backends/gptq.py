@@ -17,7 +17,7 @@ KERNELS = {
     "exllama_v2": ("gptq_exllama_v2", [4], False),
 }
 SPEC = {"bits": [2, 3, 4, 8], "group_size": int, "desc_act": [True, False], "sym": [True, False],
-        "kernel": list(KERNELS), "damp_percent": float, "mix": dict}
+        "kernel": list(KERNELS), "damp_percent": float, "mix": dict, "lm_head": [True, False]}
 # mix: more bits for some layers (quantbench/mixed_precision.py): {high_bits, rule: kquant} or
 # {high_bits, budget_bits: <bits, kquant or a method>, unit: block|projection|cell} (rule sensitivity, the
 # default); bits per weight as stored in the files (scales, zero points and indices included)
@@ -40,7 +40,19 @@ def quantize_config(params: dict, device: str = "cpu", dynamic: dict | None = No
     fast = {"pack_impl": "gpu", "offload_to_disk": False} if device == "cuda" else {}
     return QuantizeConfig(bits=params["bits"], group_size=params["group_size"],
                           desc_act=params["desc_act"], sym=params["sym"],
-                          damp_percent=params["damp_percent"], **fast, **({"dynamic": dynamic} if dynamic else {}))
+                          damp_percent=params["damp_percent"], lm_head=params.get("lm_head", False),
+                          **fast, **({"dynamic": dynamic} if dynamic else {}))
+
+
+def head_can_be_quantized(src: str) -> None:
+    """GPTQModel quantizes an output head only where it is not the input embedding's table."""
+    import json
+
+    config = json.loads((Path(src) / "config.json").read_text())
+    if config.get("tie_word_embeddings"):
+        raise ValueError(f"lm_head: true, but the output head of {src} is tied to its input embedding "
+                         "(tie_word_embeddings: true), which GPTQModel does not quantize; "
+                         "allowed: false for this model")
 
 
 def mix_problems(params: dict) -> list[str]:
@@ -114,6 +126,8 @@ class GPTQ(Backend):
         "damp_percent": "dampening added to the Hessian's diagonal, as a fraction of its mean",
         "mix": "more bits for some layers: {high_bits, rule: kquant} or {high_bits, budget_bits, unit} "
                "(quantbench/mixed_precision.py)",
+        "lm_head": "also quantize the output head, at GPTQModel's own setting for it (8 bits, group 32, "
+                   "symmetric); a model whose head is tied to its input embedding cannot (default: false)",
     }
 
     def describe(self, params: dict) -> str:
@@ -159,6 +173,8 @@ class GPTQ(Backend):
         from quantbench import mixed_precision, stored_bits
         from quantbench.modelio import load_tokenizer
 
+        if params.get("lm_head"):  # a model folder the config check could not read (a hub id not cached yet)
+            head_can_be_quantized(src)
         shapes = stored_bits.block_linear_shapes(src)
         mix = mixed_precision.plan(params, shapes, ctx.sensitivity, stored_bits.gptq_layer_bits, ctx.size_of) \
             if params.get("mix") else None
