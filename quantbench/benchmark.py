@@ -73,7 +73,9 @@ def decode_weights_mb(model) -> float:
         return model.decode_weights_mb
     emb = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
     out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    tied = emb is not None and out is not None and out.weight.data_ptr() == emb.data_ptr()
+    # a quantized head (GPTQ's lm_head option) holds no weight tensor of its own: it is not tied
+    head = getattr(out, "weight", None)
+    tied = emb is not None and isinstance(head, torch.Tensor) and head.data_ptr() == emb.data_ptr()
     skip = {t.data_ptr() for t in memory.storage_tensors(emb)} if emb is not None and not tied else set()
     return memory.storage_mb(memory.weight_tensors(model), skip)
 

@@ -149,7 +149,7 @@ def weights_split_mb(model) -> dict:
     norms and the final norm). A small model's embedding is a large share of its weights and
     backends treat it differently (kept in float by the torch schemes, quantized in a GGUF file),
     so the body is what compares schemes like for like. The parts sum to model_weights_mb exactly:
-    each storage is counted once, in the part of the first tensor that holds it."""
+    each storage is counted once, in the embedding/head part if those modules hold it, else in the body."""
     if hasattr(model, "file_weights_mb"):  # a GGUF file: split from its tensors (quantbench.llamacpp)
         return {"body_mb": model.body_mb, "embedding_head_mb": model.embedding_head_mb}
     head_ptrs = {t.data_ptr() for m in embedding_head_modules(model) for outer in weight_tensors(m)

@@ -15,6 +15,7 @@ import yaml
 from quantbench import config_messages, validation
 from quantbench.atomic import atomic_dir
 from quantbench.backends import get
+from quantbench.benchmark import decode_weights_mb
 from quantbench.loading import load_model
 from quantbench.memory import model_weights_mb, weights_split_mb
 from quantbench.modelio import RunContext, write_meta
@@ -78,5 +79,7 @@ def test_quantized_head_is_counted_in_the_embedding_head_part(tiny_model, tmp_pa
     head_mb = sum({t.data_ptr(): t.numel() * t.element_size() for t in head.buffers()}.values()) / 2**20
     assert split["embedding_head_mb"] == pytest.approx(table_mb + head_mb, rel=1e-12)
     assert table_mb + table_mb / 4 < split["embedding_head_mb"] < table_mb + table_mb / 3
+    # a decode step reads the quantized head whole and one row of the input table
+    assert decode_weights_mb(model) == pytest.approx(model_weights_mb(model) - table_mb, rel=1e-12)
     with torch.inference_mode():
         assert torch.isfinite(model(torch.tensor([[1, 2, 3, 4]])).logits).all()
