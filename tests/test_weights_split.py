@@ -84,3 +84,16 @@ def test_gguf_file_split_by_its_token_embd_type(smol_tiny, tmp_path):
     assert split["embedding_head_mb"] * 2**20 == cfg.vocab_size * cfg.hidden_size // block * type_bytes
     # the body is every other tensor of the file
     assert split["body_mb"] * 2**20 == sum(int(t.n_bytes) for n, t in tensors.items() if n != "token_embd.weight")
+
+
+def test_untied_gguf_file_counts_token_embd_and_output(tmp_path):
+    """A file with its own output.weight (tests/gguf_writer.py writes both in float32): both tables are
+    the embedding/head part; output_norm, the final norm, stays in the body as the torch split has it."""
+    from quantbench import llamacpp
+    from tests.gguf_writer import HIDDEN, write_tiny_llama
+
+    path = write_tiny_llama(tmp_path / "tiny.gguf")
+    summary = llamacpp.tensor_summary(path)
+    vocab = 256 + 3 + 1  # the writer's vocabulary: 256 byte tokens, 3 merges, <|endoftext|>
+    assert summary["embedding_head_bytes"] == 2 * vocab * HIDDEN * 4
+    assert summary["decode_bytes"] == summary["tensor_bytes"] - vocab * HIDDEN * 4
