@@ -8,7 +8,7 @@ is the cell's jitter. Three causes the benchmark can remove itself (the GPU's cl
   the process is pinned to a few cores of the ones it may use, chosen by its GPU's index so two
   benchmarks on two GPUs of one host do not share them; PyTorch's CPU threads follow that count;
 - Python's cyclic garbage collector pausing a timed call (generate allocates thousands of objects per
-  call): off during each timed call, run between calls (as `timeit` does);
+  call): run once before a cell's timed calls and off while they run (as `timeit` keeps it off);
 - too few calls for a quartile: with 3 calls IQR/median is half the range, so one slow call puts a
   cell above the spread limit. A cheap cell is called until it has run `min_timed_s` seconds, up to
   `max_repeats` calls.
@@ -41,7 +41,7 @@ def pin(device: str, cores: int) -> dict:
 
 @contextmanager
 def no_gc_pauses():
-    """The collector off for one timed call; it runs once before, outside the clock."""
+    """The collector off while the block runs; it runs once before, outside the clock."""
     gc.collect()
     was = gc.isenabled()
     gc.disable()
