@@ -27,7 +27,6 @@ outcome "error" (and the message); the grid goes on.
 """
 from __future__ import annotations
 
-import gc
 import logging
 import time
 import traceback
@@ -97,19 +96,18 @@ def _timed_runs(fn, device: str, warmup: int, repeats: int, warm_fn=None, meter=
     if warmup == 0:
         first = float("nan")
     timing._sync(device)
-    gc.collect()  # outside the energy window; no_gc_pauses' own collection then finds little
-    joules_before = meter.read_j() if meter else None
-    t_timed = time.perf_counter()
     lat, steps = [], []
-    # the collector runs once before the timed calls, not between them: the energy window spans them all
+    # the collector runs once, here, before the energy window opens, and not between the timed calls
     with steady_host.no_gc_pauses():
+        joules_before = meter.read_j() if meter else None
+        t_timed = time.perf_counter()
         while steady_host.another_call_due(len(lat), sum(lat), repeats, min_timed_s, max_repeats):
             box = {}
             lat.append(timing.time_call(lambda: box.setdefault("step", fn()), device))
             if box.get("step") is not None:
                 steps.append(box["step"])
-    elapsed = time.perf_counter() - t_timed
-    joules = meter.read_j() - joules_before if joules_before is not None else None
+        elapsed = time.perf_counter() - t_timed
+        joules = meter.read_j() - joules_before if joules_before is not None else None
     return lat, steps, first, joules, elapsed
 
 

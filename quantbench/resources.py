@@ -187,19 +187,19 @@ def benchmark_seconds(spec: dict, billions: float, device: str) -> float:
     per_token_s = 0.03 + 0.002 * billions if device == "cuda" else 0.01 + 0.5 * billions
     runs = (spec.get("warmup", 1) + spec.get("repeats", 3)) * (1 + spec.get("spread_retries", 0))
     gen = spec.get("generate") or {}
-    tokens = 0
+    prefill = spec.get("prefill") or {}
+    tokens = len(prefill.get("batch_sizes", [])) * 4  # a prefill costs about a few decode steps
+    cells = len(prefill.get("batch_sizes", []))
     # each compiled or captured mode first compiles and records (minutes per mode on a 7B model)
     compile_s = 300 * len([m for m in gen.get("modes", ["eager"]) if m != "eager"])
     if gen:
         for mode in gen.get("modes", ["eager"]):
+            grid = generate_grid(gen, mode)
             # a step without the KV cache recomputes the whole sequence: count it twice
-            tokens += sum(n if cache else 2 * n for _, n, cache in generate_grid(gen, mode))
+            tokens += sum(n if cache else 2 * n for _, n, cache in grid)
+            cells += len(grid)
         tokens += sum(gen.get("adapters", {}).get("new_tokens", []))
-    prefill = spec.get("prefill") or {}
-    tokens += len(prefill.get("batch_sizes", [])) * 4  # a prefill costs about a few decode steps
     # a cell cheaper than min_timed_s is called until its timed calls reach it
-    modes = gen.get("modes", ["eager"]) if gen else []
-    cells = len(prefill.get("batch_sizes", [])) + sum(len(list(generate_grid(gen, m))) for m in modes)
     floor_s = cells * spec.get("min_timed_s", 0) * (1 + spec.get("spread_retries", 0))
     return tokens * runs * per_token_s + compile_s + floor_s
 

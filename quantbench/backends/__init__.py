@@ -19,6 +19,11 @@ def get(name: str) -> Backend:
     return REGISTRY[name]
 
 
+def host_cpu_lane(name: str) -> bool:
+    """Whether the backend's jobs run on the host's cores even in a CUDA setup."""
+    return get(name).HOST_CPU_LANE
+
+
 def calibrated(name: str) -> bool:
     """Whether the backend's quantize() calibrates on texts (the workflow then passes them)."""
     return get(name).CALIBRATED

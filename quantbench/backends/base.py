@@ -48,6 +48,9 @@ class Backend(ABC):
     CALIBRATED = False  # quantize() reads calibration texts (ctx.calibration_texts)
     CPU_ALTERNATIVE = ""  # what to choose instead when needs_cuda() stops a CPU run
     CUDA_ALTERNATIVE = ""  # what to choose instead when needs_cpu() stops a CUDA run
+    # its jobs run on the host's cores even in a CUDA setup (llama.cpp's CPU build): the workflow
+    # starts them first, beside the GPU jobs, instead of leaving that slow lane for last
+    HOST_CPU_LANE = False
 
     def problems(self, params: dict, model_dims: list[int] | None) -> list[str]:
         """Rules across parameters or against the model's layer widths, each message starting with

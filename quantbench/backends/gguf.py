@@ -32,6 +32,7 @@ class GGUF(Backend):
         "type": "llama.cpp quantization type (K-quant _M/_S mixes keep some tensors at a higher type)",
         "n_ctx": "context llama.cpp allocates its KV cache for, in tokens",
     }
+    HOST_CPU_LANE = True  # llama.cpp's CPU backend: this build has no GPU backend
 
     def describe(self, params: dict) -> str:
         return f"GGUF {params['type']} (llama.cpp)"

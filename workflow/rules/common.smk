@@ -18,7 +18,7 @@ PINNED_HERE = numerics.pin_kernels(os.environ)
 NATIVE_KERNELS = "env " + " ".join(f"-u {k}" for k in PINNED_HERE) + " " if PINNED_HERE else ""
 
 from quantbench import code_inputs, config_messages, experiment, package_paths, source_checks, validation  # noqa: E402
-from quantbench.backends import calibrated  # noqa: E402
+from quantbench.backends import calibrated, host_cpu_lane  # noqa: E402
 from quantbench.encoder import checks as encoder_checks  # noqa: E402
 
 # The whole config is checked before any job runs: its shape (setup.smk), then semantics and the
@@ -69,14 +69,14 @@ def serving_backend(variant):
     return EXP.serving_method(experiment.parse_variant(variant)).backend
 
 
-# On a CUDA setup, llama.cpp (backend gguf) runs on the host's cores beside the GPU jobs: its jobs and
+# On a CUDA setup, a backend of the host's CPU lane (llama.cpp) runs beside the GPU jobs: its jobs and
 # the reference they are scored against start first, so the slow CPU lane is not left for last.
-HOST_LANE_BACKENDS = {"gguf"}
-HOST_LANE_FIRST = DEVICE == "cuda" and any(EXP.methods[m].backend in HOST_LANE_BACKENDS for m in EXP.runnable)
+HOST_LANE_FIRST = DEVICE == "cuda" and any(host_cpu_lane(EXP.methods[m].backend) for m in EXP.runnable)
+HOST_LANE_PRIORITY = 10 if HOST_LANE_FIRST else 0
 
 
 def host_lane_priority(backend):
-    return 10 if HOST_LANE_FIRST and backend in HOST_LANE_BACKENDS else 0
+    return HOST_LANE_PRIORITY if host_cpu_lane(backend) else 0
 
 
 def conda_env(backend):

@@ -12,7 +12,7 @@ rule reference_logprobs:
     log:
         f"{R}/logs/reference/{{variant}}.log",
     # every GGUF evaluation waits for the reference
-    priority: 10 if HOST_LANE_FIRST else 0
+    priority: HOST_LANE_PRIORITY
     conda:
         variant_env
     resources:
