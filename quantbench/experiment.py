@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 from quantbench.backends import get as get_backend
+from quantbench.calibration_draw import replicate_name, split_name
 
 MERGE_KINDS = ("fp", "dequant")
 VARIANT_RE = re.compile(r"^(?P<base>[^+]+)(?P<lora>\+lora)?(?:\+merge-(?P<merge>fp|dequant))?"
@@ -30,6 +31,8 @@ class Method:
     name: str
     backend: str
     params: dict
+    # calibration draws quantized and evaluated (calibrated backends only; quantbench.calibration_draw)
+    replicates: int = 1
 
     def describe(self) -> str:
         return get_backend(self.backend).describe(self.params)
@@ -124,6 +127,22 @@ class Experiment:
         out += [v for v in self.recipe_variants() if v.name not in seen]
         return out
 
+    @property
+    def replicas(self) -> dict[str, tuple[str, int]]:
+        """Replicate k >= 2 of each runnable method with `replicates`: name -> (method, k). Replicates are
+        quantized and evaluated only: speed does not depend on the calibration draw, and a fine-tune or a
+        recipe starts from the method itself."""
+        return {replicate_name(m, k): (m, k) for m in self.runnable
+                for k in range(2, self.methods[m].replicates + 1)}
+
+    @property
+    def replicate_variants(self) -> list[Variant]:
+        return [parse_variant(n) for n in self.replicas]
+
+    def method(self, name: str) -> Method:
+        """A method by name, a replicate's (`<method>~r<k>`) being its method's."""
+        return self.methods[split_name(name)[0] if name in self.replicas else name]
+
     def variant(self, name: str) -> Variant:
         for v in self.variants:
             if v.name == name:
@@ -159,7 +178,7 @@ class Experiment:
             return self.methods[variant.requant]
         if variant.merge:
             return self.methods[self.baseline]
-        return self.methods[variant.base]
+        return self.method(variant.base)
 
 
 def config_hash(config: dict) -> str:

@@ -130,12 +130,29 @@ def _method(name, entry, model_dims: list[int] | None, errors: list[str]) -> Met
     if backend not in BACKENDS:
         errors.append(f"{key}.backend: {backend!r} is not a backend; allowed: {', '.join(BACKENDS)}")
         return None
-    params = _check_params(key, backend, entry, errors)
+    replicates = _replicates(key, backend, entry, errors)
+    params = _check_params(key, backend, {k: v for k, v in entry.items() if k != "replicates"}, errors)
     # What one parameter alone cannot say (a kernel's bits, a group size against the model's
     # layer widths): each backend's own rules, once its parameters are individually valid.
     if not any(e.startswith(key) for e in errors):
         errors += [f"{key}.{p}" for p in get_backend(backend).problems(params, model_dims)]
-    return Method(name, backend, params)
+    return Method(name, backend, params, replicates)
+
+
+def _replicates(key: str, backend: str, entry: dict, errors: list[str]) -> int:
+    """`replicates: N`: N calibration draws of a calibrated method (quantbench.calibration_draw); a
+    method option, not a backend parameter, so that a change of N leaves the method's own jobs alone."""
+    n = entry.get("replicates", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        errors.append(f"{key}.replicates: {n!r} is not a count of calibration draws; allowed: an integer >= 1")
+        return 1
+    if n > 1 and not calibrated(backend):
+        able = [b for b in BACKENDS if calibrated(b)]
+        errors.append(f"{key}.replicates: {n} on backend {backend!r}, which has no calibration draw to repeat; "
+                      f"allowed: 1, or more on a calibrated backend ({', '.join(able)})")
+        return 1
+    return n
+
 
 
 def _methods(config: dict, model_dims: list[int] | None, errors: list[str]) -> dict[str, Method]:

@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from quantbench.backends import BACKENDS  # noqa: E402
+from quantbench.backends import BACKENDS, calibrated  # noqa: E402
 from quantbench.backends import get as get_backend  # noqa: E402
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -179,6 +179,10 @@ def _methods_section(schema: dict) -> list[str]:
     rows = _rows(s, "methods", "yes" if "methods" in schema.get("required", []) else "")
     rows.append(Row("methods.<name>.backend", "string", "", ", ".join(_code(b) for b in BACKENDS), "yes",
                     "the library that quantizes and runs the method; the other keys depend on it"))
+    rows.append(Row("methods.<name>.replicates", "integer", _code(1), "an integer >= 1; above 1 only on a calibrated "
+                    "backend (" + ", ".join(_code(b) for b in BACKENDS if calibrated(b)) + ")", "",
+                    "calibration draws: replicate k >= 2 is the variant <name>~r<k>, quantized from its own seed and "
+                    "sample of the calibration texts and evaluated, not benchmarked (docs/methodology.md)"))
     lines = ["## methods", "", *_table(rows), ""]
     for name in BACKENDS:
         lines += [f"### backend: {name}", "", _backend_summary(name), "", *_table(_backend_rows(name)), ""]

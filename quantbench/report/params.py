@@ -15,7 +15,17 @@ def report_params(exp: Experiment) -> dict:
         "generate": (config.get("benchmark") or {}).get("generate"),
         "bits_per_weight": {v.name: exp.serving_method(v).bits_per_weight for v in exp.variants},
         "stages": stages(exp),
+        # method -> its replicates' variant names (<method>~r<k>), whose rows fold into the method's;
+        # absent without replicates, so that the report job of such a setup keeps its params
+        **({"replicates": replicates(exp)} if exp.replicas else {}),
     }
+
+
+def replicates(exp: Experiment) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, (method, _) in exp.replicas.items():
+        out.setdefault(method, []).append(name)
+    return out
 
 
 def stages(exp: Experiment) -> list[str]:
@@ -39,8 +49,9 @@ def benchmarked(exp: Experiment) -> bool:
 def record_paths(exp: Experiment, root: str) -> list[str]:
     """The records the report reads, in the order its tables list them (the report rule's input)."""
     variants = [v.name for v in exp.variants]
-    quantized = list(exp.runnable) + [v.name for v in exp.variants if v.requant]
-    evaluated = variants if "evaluate" in stages(exp) else []
+    # replicates are quantized and evaluated, never benchmarked (speed does not follow the calibration draw)
+    quantized = list(exp.runnable) + list(exp.replicas) + [v.name for v in exp.variants if v.requant]
+    evaluated = variants + list(exp.replicas) if "evaluate" in stages(exp) else []
     return ([f"{root}/records/benchmark/{v}.json" for v in variants if benchmarked(exp)]
             + [f"{root}/records/evaluate/{v}.json" for v in evaluated]
             + [f"{root}/records/finetune/{b}.json" for b in exp.finetune_bases]

@@ -101,7 +101,7 @@ def variant_env(wildcards):
 
 
 def method_env(wildcards):
-    return backend_env(EXP.methods[wildcards.method].backend)
+    return backend_env(EXP.method(wildcards.method).backend)
 
 
 # The stage each rule's requests are derived for (quantbench/resources.py); data and report jobs are light.
@@ -179,10 +179,10 @@ def alternation(names):
 
 
 wildcard_constraints:
-    method=alternation(EXP.runnable),
+    method=alternation([*EXP.runnable, *EXP.replicas]),
     base=alternation(EXP.finetune_bases),
     kind="fp|dequant",
-    variant=alternation(v.name for v in EXP.variants),
+    variant=alternation([v.name for v in EXP.variants] + list(EXP.replicas)),
 
 
 def job_params(variant, **extra):
@@ -201,7 +201,7 @@ def job_params(variant, **extra):
 
 
 def method_entry(name):
-    m = EXP.methods[name]
+    m = EXP.method(name)
     return {"name": m.name, "backend": m.backend, "params": m.params}
 
 

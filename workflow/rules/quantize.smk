@@ -3,7 +3,8 @@
 
 # Methods whose checkpoints would be identical (they differ only in a load-time choice such as
 # the GPTQ kernel) share one quantize job; the others link its output.
-OWNERS = [m for m in EXP.runnable if EXP.checkpoint_of(m) == m]
+# A replicate (<method>~r<k>) is a quantize job of its own: its calibration draw makes its checkpoint.
+OWNERS = [m for m in EXP.runnable if EXP.checkpoint_of(m) == m] + list(EXP.replicas)
 SHARERS = [m for m in EXP.runnable if EXP.checkpoint_of(m) != m]
 
 
@@ -18,7 +19,7 @@ rule quantize:
         sensitivity=lambda w: sensitivity_inputs(w.method),
         size_of=lambda w: size_of_input(w.method),
         script=f"{SCRIPTS}/quantize.py",
-        lib=lambda w: library("quantize.py", EXP.methods[w.method].backend),
+        lib=lambda w: library("quantize.py", EXP.method(w.method).backend),
     output:
         model=directory(f"{R}/models/{{method}}"),
         record=f"{R}/records/quantize/{{method}}.json",
@@ -26,11 +27,11 @@ rule quantize:
         f"{R}/logs/quantize/{{method}}.log",
     wildcard_constraints:
         method=alternation(OWNERS),
-    priority: lambda w: host_lane_priority(EXP.methods[w.method].backend)
+    priority: lambda w: host_lane_priority(EXP.method(w.method).backend)
     conda:
         method_env
     resources:
-        **job_resources("quantize", backend=lambda w: EXP.methods[w.method].backend),
+        **job_resources("quantize", backend=lambda w: EXP.method(w.method).backend),
     params:
         spec=lambda w: quantize_spec(w.method, w.method),
         src=base_model(),

@@ -2,11 +2,11 @@
 # of the rule files (Snakemake's linter asks for rules and functions apart); included by common.smk.
 import json
 
-from quantbench import suites  # noqa: E402
+from quantbench import calibration_draw, suites  # noqa: E402
 
 
 def quantize_spec(variant, method):
-    m = EXP.methods[method]
+    m = EXP.method(method)
     extra = {"method": method_entry(method)}
     if calibrated(m.backend):  # calibration settings matter to GPTQ and AWQ only
         data = config.get("data", {})
@@ -15,11 +15,14 @@ def quantize_spec(variant, method):
             calibration_samples=data.get("calibration_samples", 128),
             calibration_seq_len=data.get("calibration_seq_len", 512),
         )
+    if method in EXP.replicas:  # its own calibration draw (quantbench.calibration_draw)
+        k = EXP.replicas[method][1]
+        extra.update(replicate=k, config_seed=SEED, seed=calibration_draw.draw_seed(SEED, k))
     return job_params(variant, **extra)
 
 
 def measured_mix(method):
-    mix = EXP.methods[method].params.get("mix") or {}
+    mix = EXP.method(method).params.get("mix") or {}
     return mix if mix and mix.get("rule", "sensitivity") == "sensitivity" else None
 
 
@@ -50,7 +53,7 @@ def sensitivity_params(method):
 
 def calibration_arg(method):
     path = data_file("calibration")
-    return f"--calibration {path}" if path and calibrated(EXP.methods[method].backend) else ""
+    return f"--calibration {path}" if path and calibrated(EXP.method(method).backend) else ""
 
 
 def evaluate_params(variant):

@@ -2,7 +2,7 @@
 import logging
 import time
 
-from quantbench import cli
+from quantbench import calibration_draw, cli
 from quantbench.atomic import atomic_dir
 from quantbench.backends import calibrated
 from quantbench.backends import get as get_backend
@@ -21,12 +21,19 @@ args = p.parse_args()
 params = cli.setup(args)
 method = params["method"]
 backend = get_backend(method["backend"])
-texts = []
+texts, draw = [], None
 if calibrated(method["backend"]):
-    texts = load_texts(args.calibration or params["calibration"], params["calibration_samples"])
-    if len(texts) < params["calibration_samples"]:
-        logging.warning("calibration set has %d texts, fewer than the %d asked for",
-                        len(texts), params["calibration_samples"])
+    # replicate k of a method (quantbench.calibration_draw) samples its texts from a wider pool
+    k = params.get("replicate", 1)
+    wanted = params["calibration_samples"]
+    pool = load_texts(args.calibration or params["calibration"],
+                      wanted if k == 1 else calibration_draw.pool_size(wanted))
+    if k != 1 and len(pool) <= wanted:
+        logging.warning("replicate %d: the calibration data holds %d texts, no more than the %d asked for: "
+                        "its draw differs only in order and seed", k, len(pool), wanted)
+    texts, draw = calibration_draw.draw(pool, wanted, params["config_seed"] if k != 1 else params["seed"], k)
+    if len(texts) < wanted:
+        logging.warning("calibration set has %d texts, fewer than the %d asked for", len(texts), wanted)
 ctx = RunContext(device=params["device"], dtype_name=params["dtype"], seed=params["seed"],
                  calibration_texts=texts, calibration_seq_len=params.get("calibration_seq_len", 512),
                  sensitivity=load_records(args.sensitivity),
@@ -47,4 +54,6 @@ nominal = (extra.get("mix") or {}).get("nominal_average_bits") or backend.bits_p
 bits = extra.pop("measured_bits_per_weight", nominal)
 rec.record["metrics"] = {"quantize_s": seconds, "size_on_disk_mb": size, "bits_per_weight": bits,
                          **({"nominal_bits_per_weight": nominal} if bits != nominal else {}), **extra}
+if draw is not None:
+    rec.record["calibration_draw"] = draw
 rec.write(args.record)
