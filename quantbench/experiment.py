@@ -71,10 +71,6 @@ def parse_variant(name: str) -> Variant:
     return Variant(name, m["base"], bool(m["lora"]), m["merge"], m["requant"])
 
 
-# Deploy formats a merged model can be re-quantized to: each starts from a plain model folder.
-REQUANTIZE_BACKENDS = ("gptq", "gguf", "torchao")
-
-
 def requantize_targets(recipe: dict) -> list[str]:
     """A recipe's `requantize`: one method or a list of them (e.g. GPTQ and a GGUF type side by side)."""
     rq = recipe.get("requantize")

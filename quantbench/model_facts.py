@@ -8,13 +8,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantbench.backends import get as get_backend
 from quantbench.config_messages import did_you_mean
 from quantbench.experiment import Method
 from quantbench.source_checks import HUB_ID_RE, gguf_info, hub_cached, resolve
-
-# Backends whose quantized layers are GPTQModel's own modules, which PEFT's 'all-linear' does not match.
-GPTQMODEL_BACKENDS = ("gptq", "awq")
-
 
 # Linear layers PEFT can wrap, by model_type, as `parent.name` inside one decoder layer (lm_head
 # sits at the top). Architectures not listed are noted, not checked.
@@ -155,7 +152,7 @@ def lora_target_errors(config: dict, methods: dict[str, Method], facts: ModelFac
     if targets is None or not bases:
         return []
     key = "finetune.lora.target_modules"
-    gptqmodel = sorted(b for b in bases if b in methods and methods[b].backend in GPTQMODEL_BACKENDS)
+    gptqmodel = sorted(b for b in bases if b in methods and get_backend(methods[b].backend).GPTQMODEL_LAYERS)
     layers = LORA_LAYERS.get(facts.model_type)
     example = f"[{', '.join(n.split('.')[-1] for n in layers or _LLAMA_LAYERS)}]"
     if isinstance(targets, str) and targets.lower() == "all-linear":

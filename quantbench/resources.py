@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantbench import backends
+from quantbench.backends.base import Backend
 from quantbench.benchmark_grid import generate_grid
 
 BYTES_PER_PARAMETER = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -150,8 +152,6 @@ MINUTES = {
     "build": (10, 4), "finetune": (20, 10), "merge": (15, 5), "reference_logprobs": (10, 5),
     "evaluate": (20, 10), "benchmark": (15, 0), "light": (15, 0), "sensitivity": (20, 20),
 }
-QUANTIZE_MINUTES = {"gptq": (20, 20), "awq": (20, 30), "gguf": (15, 10), "hqq": (10, 5), "torchao": (10, 5),
-                    "bnb": (10, 3), "none": (10, 3)}
 SUITE_MINUTES = {"leaderboard-v1": (60, 40), "leaderboard-v2": (60, 60)}  # big suites; others: "evaluate"
 CPU_SLOWER = 20
 
@@ -165,9 +165,16 @@ def memory_mb(stage: str, size: ModelSize, device: str) -> int:
     return int(math.ceil(copies * size.weights_gb + fixed_gb)) * 1000
 
 
+def _quantize_minutes(backend: str | None) -> tuple[int, int]:
+    """A quantize job's (fixed, per billion) minutes: its backend's (Backend.QUANTIZE_MINUTES); the
+    unquantized baseline's when none is named, the contract's default for a name not registered."""
+    name = backend or backends.UNQUANTIZED
+    return backends.get(name).QUANTIZE_MINUTES if name in backends.names() else Backend.QUANTIZE_MINUTES
+
+
 def runtime_min(stage: str, size: ModelSize, device: str, *, backend: str | None = None,
                 suite: str | None = None, benchmark: dict | None = None) -> int:
-    fixed, per_billion = (QUANTIZE_MINUTES.get(backend or "none", (20, 20)) if stage == "quantize"
+    fixed, per_billion = (_quantize_minutes(backend) if stage == "quantize"
                           else SUITE_MINUTES.get(suite or "", MINUTES["evaluate"]) if stage == "evaluate"
                           else MINUTES[stage])
     billions = size.billions

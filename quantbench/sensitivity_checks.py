@@ -2,14 +2,12 @@
 each problem one line naming the key and what is allowed."""
 from __future__ import annotations
 
+from quantbench.backends import UNQUANTIZED, having
 from quantbench.config_messages import did_you_mean
 from quantbench.experiment import Method
 from quantbench.layer_groups import FAMILIES
 from quantbench.model_facts import LORA_LAYERS, ModelFacts
 
-# Backends whose quantized model is a torch model with one module per linear layer (a GGUF file is
-# not; the baseline is what layers are moved into)
-MOVABLE_BACKENDS = ("bnb", "gptq", "awq", "hqq", "torchao")
 # what makes two GPTQ methods the same scheme for an allocation (damping is a calibration detail)
 STORED = ("group_size", "desc_act", "sym")
 
@@ -21,8 +19,10 @@ def sensitivity_errors(config: dict, methods: dict[str, Method]) -> list[str]:
         if not config.get("evaluate"):
             errors.append("sensitivity: needs evaluate: (its held-out tokens and the baseline's reference "
                           "log-probs); allowed: a setup with an evaluate: section")
+        # backends whose model keeps a torch module per linear layer (Backend.SENSITIVITY)
+        able = having("SENSITIVITY")
         for i, name in enumerate(sens.get("methods", [])):
-            movable = [n for n, m in methods.items() if m.backend in MOVABLE_BACKENDS]
+            movable = [n for n, m in methods.items() if m.backend in able]
             if name not in methods:
                 errors.append(f"sensitivity.methods[{i}]: {name!r} is not a method;{did_you_mean(name, movable)} "
                               f"allowed: {', '.join(movable) or '(none)'}")
@@ -30,10 +30,10 @@ def sensitivity_errors(config: dict, methods: dict[str, Method]) -> list[str]:
                     and methods[name].params.get("mix"):
                 errors.append(f"sensitivity.methods[{i}]: {name!r} allocates its bits from the sensitivity records, "
                               "so it cannot be one of their methods; allowed: uniform methods")
-            elif methods[name].backend not in MOVABLE_BACKENDS:
+            elif methods[name].backend not in able:
                 errors.append(f"sensitivity.methods[{i}]: {name!r} uses backend {methods[name].backend!r}, whose "
                               f"model has no torch layers to move one group at a time; allowed: backends "
-                              f"{', '.join(MOVABLE_BACKENDS)}")
+                              f"{', '.join(able)}")
     if errors:  # a mix's own checks read the sensitivity methods: only once those are sound
         return errors
     for name, m in methods.items():
@@ -49,7 +49,7 @@ def _mix_errors(name: str, m: Method, sens: dict | None, methods: dict[str, Meth
     key = f"methods.{name}.mix"
     unit = mix.get("unit", "cell")
     budget = mix.get("budget_bits")
-    sized = [n for n, x in methods.items() if x.backend not in ("none",) and not x.params.get("mix")]
+    sized = [n for n, x in methods.items() if x.backend != UNQUANTIZED and not x.params.get("mix")]
     if isinstance(budget, str) and budget != "kquant" and budget not in sized:
         return [f"{key}.budget_bits: {budget!r} is neither kquant nor a uniform quantized method whose file sets the "
                 f"size;{did_you_mean(budget, sized)} allowed: a number, kquant, {', '.join(sized)}"]

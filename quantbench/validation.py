@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 
 from quantbench import cuda_capability
-from quantbench.backends import BACKENDS, calibrated
+from quantbench.backends import BACKENDS, UNQUANTIZED, calibrated, having, names
 from quantbench.backends import get as get_backend
 from quantbench.config_messages import ConfigError, did_you_mean, schema_errors
-from quantbench.experiment import MERGE_KINDS, REQUANTIZE_BACKENDS, Experiment, Method, requantize_targets
+from quantbench.experiment import MERGE_KINDS, Experiment, Method, requantize_targets
 from quantbench.model_facts import (
     context_errors,
     head_quantization_errors,
@@ -32,6 +32,12 @@ FINETUNE_REQUIRED = ("steps", "batch_size", "seq_len", "learning_rate", "lora")
 # A method name is a folder (results/<model>/models/<name>) and a part of a variant name joined by '+':
 # it starts with a letter or digit, so it is neither '.', '..' nor a command-line flag ('-gptq').
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def _either(backends: list[str]) -> str:
+    """'GPTQ, torchao or GGUF': the backends by the names reports give them."""
+    labels = [get_backend(b).label for b in backends] or ["(no backend)"]
+    return " or ".join([", ".join(labels[:-1]), labels[-1]] if len(labels) > 1 else labels)
 
 
 def _untrainable(method: Method) -> str | None:
@@ -127,8 +133,8 @@ def _method(name, entry, model_dims: list[int] | None, errors: list[str]) -> Met
         errors.append(f"{key}: must be a mapping with a 'backend' key")
         return None
     backend = entry.get("backend")
-    if backend not in BACKENDS:
-        errors.append(f"{key}.backend: {backend!r} is not a backend; allowed: {', '.join(BACKENDS)}")
+    if backend not in names():
+        errors.append(f"{key}.backend: {backend!r} is not a backend; allowed: {', '.join(names())}")
         return None
     replicates = _replicates(key, backend, entry, errors)
     params = _check_params(key, backend, {k: v for k, v in entry.items() if k != "replicates"}, errors)
@@ -167,8 +173,8 @@ def _baseline_errors(config: dict, methods: dict[str, Method]) -> list[str]:
     baseline = config.get("baseline")
     if baseline not in methods:
         return [f"baseline: {baseline!r} is not a method; allowed: {', '.join(methods) or '(none)'}"]
-    if methods[baseline].backend != "none":
-        return [f"baseline: {baseline!r} must be an unquantized method (backend: none)"]
+    if methods[baseline].backend != UNQUANTIZED:
+        return [f"baseline: {baseline!r} must be an unquantized method (backend: {UNQUANTIZED})"]
     return []
 
 
@@ -244,9 +250,10 @@ def _recipe_errors(config: dict, methods: dict[str, Method]) -> list[str]:
                               f"({', '.join(able)}); {r['finetune_on']!r} uses backend "
                               f"{methods[r['finetune_on']].backend!r}")
         for rq in requantize_targets(r):
-            if rq not in methods or methods[rq].backend not in REQUANTIZE_BACKENDS:
-                allowed = [m for m, x in methods.items() if x.backend in REQUANTIZE_BACKENDS]
-                errors.append(f"{key}.requantize: {rq!r} must be a GPTQ, GGUF or torchao method; "
+            targets = having("REQUANTIZE_TARGET")
+            if rq not in methods or methods[rq].backend not in targets:
+                allowed = [m for m, x in methods.items() if x.backend in targets]
+                errors.append(f"{key}.requantize: {rq!r} must be a {_either(targets)} method; "
                               f"allowed: {', '.join(allowed) or '(none)'}")
     if ft.get("bases") or recipes:
         for k in FINETUNE_REQUIRED:

@@ -247,7 +247,7 @@ CASES = {
     "gguf of the toy model": (_set("methods.gguf-q8", {"backend": "gguf", "type": "Q8_0"}),
                               ["methods.gguf-q8", "toy model's locally trained tokenizer", "model.source: pretrained or gguf"]),
     "requantize to an unquantized method": (_set("recipes[0].requantize", ["gptq-4bit-g32", "fp32"]),
-                                            ["recipes[0].requantize", "'fp32'", "GPTQ, GGUF or torchao method"]),
+                                            ["recipes[0].requantize", "'fp32'", "GPTQ, torchao or GGUF method"]),
     # someone trimming SmolLM2 to two layers for a quick test got the whole model, hours later
     "num_hidden_layers with a pretrained model": (
         _both(_pretrained(["config.json", "model.safetensors", "tokenizer.json"]), _set("model.num_hidden_layers", 2)),

@@ -63,17 +63,14 @@ def test_rules_name_only_existing_envs():
 
 
 def test_every_backend_runs_in_an_existing_env():
-    """Backends without an env of their own name the one they share (common.smk's SHARED_ENVS)."""
-    import ast
+    """Each backend names the env its jobs run in and the one that scores it (Backend.ENV, EVALUATE_ENV)."""
+    from quantbench.backends import BACKENDS, get
 
-    from quantbench.backends import BACKENDS
-
-    text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    shared = ast.literal_eval(re.search(r"^SHARED_ENVS = (\{.*?\})$", text, re.M)[1])
     for backend in BACKENDS:
-        assert shared.get(backend, backend) in ENVS, (f"backend {backend!r} has no env; add envs/{backend}.yaml "
-                                                      "or share one")
-    assert shared["awq"] == "gptq" and "gptqmodel" in ENVS["gptq"]  # AWQ runs on GPTQModel
+        for env in (get(backend).env, get(backend).EVALUATE_ENV):
+            assert env in ENVS, f"backend {backend!r} names env {env!r}; add envs/{env}.yaml or share one"
+    assert get("awq").env == "gptq" and "gptqmodel" in ENVS["gptq"]  # AWQ runs on GPTQModel
+    assert "lm-eval" in ENVS[get("gguf").EVALUATE_ENV]  # llama.cpp scores the file through lm-eval
 
 
 @pytest.mark.parametrize("name", sorted(ENVS))

@@ -136,6 +136,13 @@ class AWQ(Backend):
         "zero_point": "asymmetric grid with a zero point (AWQ's usual); false: symmetric",
         "kernel": "GPTQModel's AWQ kernel (torch and torch_fused run on the CPU)",
     }
+    LABEL = "AWQ"
+    COLOR = "#9467bd"
+    MARKER = "v"
+    ENV = "gptq"  # GPTQModel quantizes and loads AWQ too
+    SENSITIVITY = True
+    GPTQMODEL_LAYERS = True
+    QUANTIZE_MINUTES = (20, 30)
 
     def describe(self, params: dict) -> str:
         g = params["group_size"]

@@ -52,6 +52,36 @@ class Backend(ABC):
     # starts them first, beside the GPU jobs, instead of leaving that slow lane for last
     HOST_CPU_LANE = False
 
+    # What the workflow, the checks and the report know of a backend live here and nowhere else:
+    # callers read them through the registry (tests/test_backend_registry.py holds the list).
+    LABEL = ""  # what legends and tables call it; default: its name
+    COLOR = "#7f7f7f"  # its report colour at full bit width (fewer bits are drawn paler)
+    MARKER = "d"  # its report marker
+    ENV = ""  # envs/<ENV>.yaml, the conda env its jobs run in; default: its name
+    EVALUATE_ENV = "eval"  # the env whose lm-eval scores it
+    # a recipe's `requantize:` may name its methods: quantize() takes a merged model folder as its source
+    REQUANTIZE_TARGET = False
+    # its model keeps one torch module per linear layer, which the sensitivity stage can move into the
+    # baseline one group at a time
+    SENSITIVITY = False
+    # its quantized layers are GPTQModel's own modules, which PEFT's target 'all-linear' does not match
+    GPTQMODEL_LAYERS = False
+    # a quantize job's wall time on a GPU: fixed minutes, minutes per billion parameters (quantbench.resources)
+    QUANTIZE_MINUTES = (20, 20)
+
+    @property
+    def label(self) -> str:
+        return self.LABEL or self.name
+
+    @property
+    def env(self) -> str:
+        return self.ENV or self.name
+
+    def nominal_bits(self, params: dict) -> float | None:
+        """The bit width a report shades the method by when its parameters have no `bits` (a type or
+        scheme names it), or None (then the float dtype's, if any)."""
+        return None
+
     def problems(self, params: dict, model_dims: list[int] | None) -> list[str]:
         """Rules across parameters or against the model's layer widths, each message starting with
         the parameter's name."""

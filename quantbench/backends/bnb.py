@@ -47,6 +47,11 @@ class BitsAndBytes(Backend):
         "double_quant": "4-bit: quantize the blocks' scales too (QLoRA's double quantization)",
         "compute_dtype": "4-bit: dtype of the matmul after dequantizing (auto: float16 on cuda, float32 on cpu)",
     }
+    LABEL = "bitsandbytes"
+    COLOR = "#1f77b4"
+    MARKER = "s"
+    SENSITIVITY = True
+    QUANTIZE_MINUTES = (10, 3)
 
     def describe(self, params: dict) -> str:
         if params["bits"] == 8:

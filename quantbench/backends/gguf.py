@@ -33,6 +33,12 @@ class GGUF(Backend):
         "n_ctx": "context llama.cpp allocates its KV cache for, in tokens",
     }
     HOST_CPU_LANE = True  # llama.cpp's CPU backend: this build has no GPU backend
+    LABEL = "GGUF"
+    COLOR = "#2ca02c"
+    MARKER = "D"
+    EVALUATE_ENV = "gguf"  # llama.cpp scores the file: its env carries lm-eval too
+    REQUANTIZE_TARGET = True
+    QUANTIZE_MINUTES = (15, 10)
 
     def describe(self, params: dict) -> str:
         return f"GGUF {params['type']} (llama.cpp)"
@@ -55,6 +61,9 @@ class GGUF(Backend):
 
     def bits_per_weight(self, params: dict) -> float:
         return TYPES[params["type"]][1]
+
+    def nominal_bits(self, params: dict) -> float | None:
+        return TYPES[params["type"]][1] if params.get("type") in TYPES else None  # the type's main block width
 
     def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
         import torch

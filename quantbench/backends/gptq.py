@@ -129,6 +129,13 @@ class GPTQ(Backend):
         "lm_head": "also quantize the output head, at GPTQModel's own setting for it (8 bits, group 32, "
                    "symmetric); a model whose head is tied to its input embedding cannot (default: false)",
     }
+    LABEL = "GPTQ"
+    COLOR = "#ff7f0e"
+    MARKER = "^"
+    REQUANTIZE_TARGET = True
+    SENSITIVITY = True
+    GPTQMODEL_LAYERS = True
+    QUANTIZE_MINUTES = (20, 20)
 
     def describe(self, params: dict) -> str:
         return (f"GPTQ {params['bits']}-bit, group {params['group_size']}, "

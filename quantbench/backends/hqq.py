@@ -34,6 +34,11 @@ class HQQ(Backend):
         "bits": "bits per weight (1.58: ternary); 3, 5 and 6 are stored in more (STORED_BITS)",
         "group_size": "weights sharing one scale and zero point, a multiple of 8 (-1: one per row)",
     }
+    LABEL = "HQQ"
+    COLOR = "#e377c2"
+    MARKER = "P"
+    SENSITIVITY = True
+    QUANTIZE_MINUTES = (10, 5)
 
     def describe(self, params: dict) -> str:
         g = params["group_size"]

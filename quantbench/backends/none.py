@@ -15,6 +15,11 @@ class Unquantized(Backend):
     SPEC = SPEC
     DEFAULTS = DEFAULTS
     DESCRIPTIONS = {"dtype": "floating-point type the model is stored and run in"}
+    LABEL = "unquantized"
+    COLOR = "#3a3a3a"
+    MARKER = "o"
+    ENV = "bnb"  # the baseline loads with plain transformers, which bitsandbytes' env holds
+    QUANTIZE_MINUTES = (10, 3)
 
     def describe(self, params: dict) -> str:
         return f"unquantized {params['dtype']}"

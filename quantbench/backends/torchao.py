@@ -98,6 +98,12 @@ class TorchAO(Backend):
         "granularity": "float8-dynamic: one scale per row and per token (per-row, the default) or one per tensor "
                        "(per-tensor)",
     }
+    LABEL = "torchao"
+    COLOR = "#bcbd22"
+    MARKER = "X"
+    REQUANTIZE_TARGET = True
+    SENSITIVITY = True
+    QUANTIZE_MINUTES = (10, 5)
 
     def describe(self, params: dict) -> str:
         g = params["group_size"]
@@ -135,6 +141,11 @@ class TorchAO(Backend):
         if g != -1:  # torchao's int8 kernels use one scale per output row
             return [f"group_size: {g} is not supported by scheme {params['scheme']!r}; allowed: -1 (one scale per row)"]
         return []
+
+    def nominal_bits(self, params: dict) -> float | None:
+        if not params.get("scheme"):  # int8-weight-only, int4-weight-only, float8-dynamic, ...
+            return None
+        return 4.0 if params["scheme"].startswith("int4") else 8.0
 
     def bits_per_weight(self, params: dict) -> float:
         bits = SCHEMES[params["scheme"]][0]

@@ -14,15 +14,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from quantbench import backends  # noqa: E402
+
+
+def _backend_families() -> dict[str, tuple[str, str, str]]:
+    """Each backend's family as its class draws it (Backend.COLOR, MARKER, LABEL)."""
+    out = {}
+    for name in backends.names():
+        b = backends.get(name)
+        out["fp" if name == backends.UNQUANTIZED else name] = (b.COLOR, b.MARKER, b.label)
+    return out
+
+
 # family -> (colour at full width, marker, what the legend calls it)
 FAMILIES = {
-    "fp": ("#3a3a3a", "o", "unquantized"),
-    "bnb": ("#1f77b4", "s", "bitsandbytes"),
-    "gptq": ("#ff7f0e", "^", "GPTQ"),
-    "gguf": ("#2ca02c", "D", "GGUF"),
-    "awq": ("#9467bd", "v", "AWQ"),
-    "hqq": ("#e377c2", "P", "HQQ"),
-    "torchao": ("#bcbd22", "X", "torchao"),
+    **_backend_families(),
     "lora": ("#17becf", "*", "base + LoRA adapter"),
     "merged": ("#8c564b", "h", "adapter merged"),
     "recipe": ("#d62728", "p", "merged, re-quantized"),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from quantbench import backends
+from quantbench.backends import UNQUANTIZED
 from quantbench.experiment import parse_variant
-from quantbench.gguf_types import TYPES as GGUF_TYPES
 
 DTYPE_BITS = {"float32": 32, "float16": 16, "bfloat16": 16}
 
@@ -14,10 +15,10 @@ def _method_bits(method: dict) -> float | None:
     params = method.get("params", {})
     if params.get("bits") is not None:
         return float(params["bits"])
-    if method.get("backend") == "gguf" and params.get("type") in GGUF_TYPES:  # the type's main block width
-        return GGUF_TYPES[params["type"]][1]
-    if method.get("backend") == "torchao" and params.get("scheme"):  # int8-weight-only, int4-weight-only, ...
-        return 4.0 if params["scheme"].startswith("int4") else 8.0
+    if method.get("backend") in backends.names():
+        bits = backends.get(method["backend"]).nominal_bits(params)
+        if bits is not None:
+            return bits
     return DTYPE_BITS.get(params.get("dtype"))
 
 
@@ -30,7 +31,7 @@ def _family(backend: str | None, variant: str) -> str:
         return "merged"
     if shape.lora:
         return "lora"
-    return "fp" if backend in (None, "none") else backend
+    return "fp" if backend in (None, UNQUANTIZED) else backend
 
 
 def variant_table(records: list[dict]) -> pd.DataFrame:

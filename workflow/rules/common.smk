@@ -17,6 +17,7 @@ from quantbench import numerics  # noqa: E402
 PINNED_HERE = numerics.pin_kernels(os.environ)
 NATIVE_KERNELS = "env " + " ".join(f"-u {k}" for k in PINNED_HERE) + " " if PINNED_HERE else ""
 
+from quantbench import backends  # noqa: E402
 from quantbench import code_inputs, config_messages, experiment, package_paths, source_checks, validation  # noqa: E402
 from quantbench.backends import calibrated, host_cpu_lane  # noqa: E402
 from quantbench.encoder import checks as encoder_checks  # noqa: E402
@@ -84,14 +85,9 @@ def conda_env(backend):
     return os.path.join(workflow.basedir, "envs", f"{backend}.yaml")
 
 
-# Backends without an env of their own: the unquantized baseline runs in bitsandbytes' env, AWQ in
-# GPTQ's (both are GPTQModel).
-SHARED_ENVS = {"none": "bnb", "awq": "gptq"}
-
-
 def backend_env(backend):
-    """The env of a backend's jobs: its own, or the one it shares (SHARED_ENVS)."""
-    return conda_env(SHARED_ENVS.get(backend, backend))
+    """The env of a backend's jobs: its own, or the one it shares (Backend.ENV)."""
+    return conda_env(backends.get(backend).env)
 
 
 def variant_env(wildcards):

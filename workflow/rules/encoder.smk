@@ -11,7 +11,7 @@ import re
 include: "setup.smk"
 
 
-from quantbench import package_paths, validation  # noqa: E402
+from quantbench import backends, package_paths, validation  # noqa: E402
 from quantbench.encoder import checks  # noqa: E402
 
 try:
@@ -42,7 +42,6 @@ SENTENCES_INPUT = [SENTENCES] if SENTENCES != ENC["sentences"] else []
 DEVICE = config.get("device", "cpu")
 # Threads bounded as for causal LMs (MAX_THREADS: setup.smk); requests derived from the model's size.
 MODEL_SIZE = planned_model_size()
-SHARED_ENVS = {"none": "bnb", "awq": "gptq"}  # as common.smk: backends without an env of their own
 REPORT_ENV = os.path.join(workflow.basedir, "envs", "report.yaml")
 
 
@@ -52,8 +51,7 @@ def encoder_resources(name, stage, uses_model=True):
 
 def encoder_env(method):
     """The conda env of a job that loads this method's model: its backend's."""
-    backend = EXP.methods[method].backend
-    return os.path.join(workflow.basedir, "envs", f"{SHARED_ENVS.get(backend, backend)}.yaml")
+    return os.path.join(workflow.basedir, "envs", f"{backends.get(EXP.methods[method].backend).env}.yaml")
 
 
 def encoder_params(method):

@@ -41,8 +41,8 @@ rule evaluate:
         f"{R}/logs/evaluate/{{variant}}.log",
     priority: lambda w: host_lane_priority(serving_backend(w.variant))
     conda:
-        # a GGUF file is scored by llama.cpp: its env carries lm-eval too
-        lambda w: conda_env("gguf" if serving_backend(w.variant) == "gguf" else "eval")
+        # lm-eval's env, or the backend's own where its runtime scores the model (Backend.EVALUATE_ENV)
+        lambda w: conda_env(backends.get(serving_backend(w.variant)).EVALUATE_ENV)
     resources:
         **job_resources("evaluate"),
     params:

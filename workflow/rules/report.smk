@@ -32,7 +32,8 @@ rule report:
     input:
         records=report_records(),
         script=f"{SCRIPTS}/report.py",
-        lib=library("report.py"),
+        # the figures draw each backend as its module says (Backend.COLOR, MARKER, LABEL)
+        lib=library("report.py", *backends.BACKENDS),
     output:
         md=report(f"{REPORT}/report.md", category="Report", caption="../report/workflow.rst"),
         summary=report(f"{REPORT}/summary.csv", category="Tables", caption="../report/summary.rst"),
