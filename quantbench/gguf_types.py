@@ -12,3 +12,9 @@ TYPES = {
     "Q4_K_M": (15, 4.5), "Q4_K_S": (14, 4.5), "Q4_1": (3, 5.0), "Q4_0": (2, 4.5),
     "Q3_K_L": (13, 3.4375), "Q3_K_M": (12, 3.4375), "Q3_K_S": (11, 3.4375), "Q2_K": (10, 2.625),
 }
+
+# ggml tensor types (ggml.h's enum ggml_type) a method may give the token embedding and output head
+# (llama_model_quantize_params.token_embedding_type / output_tensor_type): by default llama.cpp picks
+# them per file type (Q8_0 or Q6_K for the k-quants), while the PyTorch schemes keep them in float;
+# choosing F32/F16 here compares a GGUF body with another scheme's body, the embedding treated alike.
+TENSOR_TYPES = {"F32": 0, "F16": 1, "Q8_0": 8, "Q6_K": 14, "Q5_K": 13, "Q4_K": 12, "Q4_0": 2}

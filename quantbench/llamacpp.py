@@ -109,13 +109,18 @@ def convert(src: str | Path, out_file: Path, outtype: str) -> list[str]:
     return cmd
 
 
-def quantize_file(src_file: Path, out_file: Path, ftype: int, threads: int) -> list[str]:
-    """llama_model_quantize; returns llama.cpp's log lines."""
+def quantize_file(src_file: Path, out_file: Path, ftype: int, threads: int,
+                  embedding_type: int | None = None) -> list[str]:
+    """llama_model_quantize; returns llama.cpp's log lines. `embedding_type` (a ggml_type) sets the
+    token embedding's and output head's type instead of the one llama.cpp picks for `ftype`."""
     import llama_cpp
 
     qp = llama_cpp.llama_model_quantize_default_params()
     qp.ftype = ftype
     qp.nthread = threads
+    if embedding_type is not None:
+        qp.token_embedding_type = embedding_type
+        qp.output_tensor_type = embedding_type
     with captured_stderr() as log:
         rc = llama_cpp.llama_model_quantize(str(src_file).encode(), str(out_file).encode(), ctypes.byref(qp))
     if rc != 0:

@@ -84,10 +84,14 @@ def _prioritized(out: str) -> set[str]:
 
 def test_a_cuda_setup_starts_the_llamacpp_lane_first(tmp_path):
     """llama.cpp runs on the host's cores beside the GPU jobs: on a CUDA setup its jobs (GGUF quantize,
-    re-quantize and evaluate) and the reference they are scored against get priority; a CPU setup
-    gives none."""
+    re-quantize and evaluate) and the reference they are scored against get priority, and so does the
+    chain that feeds the recipe's GGUF deploy (its base's quantize, the fine-tune, the merges); a CPU
+    setup gives none."""
     cuda = _prioritized(dry_run("smollm2-cuda.yaml", tmp_path / "cuda"))
     assert {"gguf-q4_0", "gguf-q4_k_m", "gguf-f32.json", "fp32.pt"} <= cuda, cuda
     assert any(p.endswith("+gguf-q4_k_m") for p in cuda), cuda  # the recipe's GGUF deploy
-    assert all("gguf" in p or p.endswith(".pt") for p in cuda), cuda  # nothing that runs on the GPU
+    chain = {"bnb-nf4", "bnb-nf4+lora", "bnb-nf4+lora+merge-fp", "bnb-nf4+lora+merge-dequant"}
+    assert chain <= cuda, cuda
+    # nothing else that runs on the GPU
+    assert all("gguf" in p or p.endswith(".pt") or p in chain for p in cuda), cuda
     assert _prioritized(dry_run("smollm2.yaml", tmp_path / "cpu")) == set()

@@ -116,3 +116,25 @@ def test_llama_cpp_missing_is_one_line(monkeypatch):
     monkeypatch.setattr(llamacpp, "CONVERTER_DIR", llamacpp.CONVERTER_DIR / "nowhere")
     why = gguf.unavailable({"type": "Q8_0"})
     assert why and "setup-llamacpp.sh" in why and "\n" not in why
+
+
+def test_embedding_type_keeps_the_embedding_in_float_as_the_pytorch_schemes_do(smol_tiny, quantized, tmp_path):
+    """embedding_type: F32 gives the token embedding (and head) llama.cpp's F32 instead of the type
+    its file type picks, so a GGUF body can be set beside a PyTorch scheme's with the embedding alike."""
+    from transformers import AutoConfig
+
+    default_folder, _ = quantized("Q4_0")
+    extra = gguf.quantize(str(smol_tiny), tmp_path, {"type": "Q4_0", "n_ctx": 256, "embedding_type": "F32"},
+                          RunContext())
+    cfg = AutoConfig.from_pretrained(smol_tiny)
+    heads = 1 if cfg.tie_word_embeddings else 2
+    want = heads * cfg.vocab_size * cfg.hidden_size * 4
+    chosen = llamacpp.tensor_summary(tmp_path / llamacpp.GGUF_FILE)
+    default = llamacpp.tensor_summary(default_folder / llamacpp.GGUF_FILE)
+    assert chosen["embedding_head_bytes"] == want
+    assert default["embedding_head_bytes"] < want  # llama.cpp quantizes it by default
+    # the body is the same file type either way
+    assert chosen["measured_bits_per_weight"] == default["measured_bits_per_weight"] == extra["measured_bits_per_weight"]
+    assert chosen["tensor_bytes"] - chosen["embedding_head_bytes"] == \
+        default["tensor_bytes"] - default["embedding_head_bytes"]
+    assert "embedding F32" in gguf.describe({"type": "Q4_0", "embedding_type": "F32"})

@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 from quantbench.backends.base import Backend, register
-from quantbench.gguf_types import TYPES
+from quantbench.gguf_types import TENSOR_TYPES, TYPES
 
-SPEC = {"type": list(TYPES), "n_ctx": int}
+SPEC = {"type": list(TYPES), "n_ctx": int, "embedding_type": list(TENSOR_TYPES)}
 # The context llama.cpp allocates its KV cache for: chosen at load time, not stored in the file.
 LOAD_ONLY = {"n_ctx"}
 DEFAULTS = {"n_ctx": 2048}
@@ -31,6 +31,8 @@ class GGUF(Backend):
     DESCRIPTIONS = {
         "type": "llama.cpp quantization type (K-quant _M/_S mixes keep some tensors at a higher type)",
         "n_ctx": "context llama.cpp allocates its KV cache for, in tokens",
+        "embedding_type": "ggml type of the token embedding and output head (default: llama.cpp's choice "
+                          "for the file type, e.g. Q6_K or Q8_0); F32 keeps them as the PyTorch schemes do",
     }
     HOST_CPU_LANE = True  # llama.cpp's CPU backend: this build has no GPU backend
     LABEL = "GGUF"
@@ -41,7 +43,8 @@ class GGUF(Backend):
     QUANTIZE_MINUTES = (15, 10)
 
     def describe(self, params: dict) -> str:
-        return f"GGUF {params['type']} (llama.cpp)"
+        emb = f", embedding {params['embedding_type']}" if params.get("embedding_type") else ""
+        return f"GGUF {params['type']}{emb} (llama.cpp)"
 
     def needs_cuda(self, params: dict) -> str | None:
         return None  # llama.cpp's CPU backend; this build has no GPU backend
@@ -50,6 +53,15 @@ class GGUF(Backend):
         from quantbench import llamacpp
 
         return llamacpp.available()
+
+    def source_problem(self, source: str) -> str | None:
+        # llama.cpp's converter writes a tokenizer it recognises (by a hash of its pre-tokenizer); the
+        # toy and random models train their own byte-level BPE, which it stops on.
+        if source not in ("toy", "random"):
+            return None
+        return (f"backend 'gguf' converts the model with llama.cpp's converter, which does not know the {source} "
+                "model's locally trained tokenizer; allowed with model.source: pretrained or gguf (a real model's "
+                "tokenizer), e.g. config/smollm2.yaml")
 
     def untrainable(self, params: dict) -> str | None:
         return "a GGUF file run by llama.cpp is not a PyTorch module; PEFT cannot train LoRA on it"
@@ -78,11 +90,13 @@ class GGUF(Backend):
         converted = Path(dst) / f"model-{outtype}.gguf"
         llamacpp.convert(src, converted, outtype)
         ftype, _ = TYPES[params["type"]]
-        if params["type"].lower() == outtype:
+        embedding_type = TENSOR_TYPES.get(params.get("embedding_type"))
+        if params["type"].lower() == outtype and embedding_type is None:
             converted.rename(Path(dst) / llamacpp.GGUF_FILE)
             log: list[str] = []
         else:
-            log = llamacpp.quantize_file(converted, Path(dst) / llamacpp.GGUF_FILE, ftype, torch.get_num_threads())
+            log = llamacpp.quantize_file(converted, Path(dst) / llamacpp.GGUF_FILE, ftype, torch.get_num_threads(),
+                                         embedding_type=embedding_type)
             converted.unlink()  # the intermediate is the base's size: not kept
         for name in ("config.json", "generation_config.json"):
             if (Path(src) / name).is_file():

@@ -80,6 +80,17 @@ def host_lane_priority(backend):
     return HOST_LANE_PRIORITY if host_cpu_lane(backend) else 0
 
 
+def recipe_lane_priority(method):
+    """The quantize, fine-tune and merge jobs of a recipe that re-quantizes for the host's CPU lane start
+    early too: Snakemake's priorities do not pass to a job's inputs, and this chain feeds the lane's last
+    evaluations."""
+    for r in config.get("recipes", []):
+        targets = [t for t in experiment.requantize_targets(r) if t in EXP.methods]
+        if r["finetune_on"] == method and any(host_cpu_lane(EXP.methods[t].backend) for t in targets):
+            return HOST_LANE_PRIORITY
+    return 0
+
+
 def conda_env(backend):
     """One conda env per backend for --software-deployment-method conda (envs/*.yaml)."""
     return os.path.join(workflow.basedir, "envs", f"{backend}.yaml")

@@ -15,6 +15,7 @@ rule finetune:
     conda:
         lambda w: backend_env(EXP.methods[w.base].backend)
     threads: MAX_THREADS
+    priority: lambda w: recipe_lane_priority(w.base)
     resources:
         **job_resources("finetune"),
     params:

@@ -13,6 +13,7 @@ rule merge:
         record=f"{R}/records/merge/{{base}}+lora+merge-{{kind}}.json",
     log:
         f"{R}/logs/merge/{{base}}+lora+merge-{{kind}}.log",
+    priority: lambda w: recipe_lane_priority(w.base)
     conda:
         lambda w: backend_env(EXP.methods[w.base].backend)  # 'dequant' loads the base through its backend
     resources:

@@ -27,7 +27,7 @@ rule quantize:
         f"{R}/logs/quantize/{{method}}.log",
     wildcard_constraints:
         method=alternation(OWNERS),
-    priority: lambda w: host_lane_priority(EXP.method(w.method).backend)
+    priority: lambda w: max(host_lane_priority(EXP.method(w.method).backend), recipe_lane_priority(w.method))
     conda:
         method_env
     resources:
