@@ -134,7 +134,8 @@ def test_embedding_type_keeps_the_embedding_in_float_as_the_pytorch_schemes_do(s
     assert chosen["embedding_head_bytes"] == want
     assert default["embedding_head_bytes"] < want  # llama.cpp quantizes it by default
     # the body is the same file type either way
-    assert chosen["measured_bits_per_weight"] == default["measured_bits_per_weight"] == extra["measured_bits_per_weight"]
+    bits = chosen["measured_bits_per_weight"]
+    assert bits == default["measured_bits_per_weight"] == extra["measured_bits_per_weight"]
     assert chosen["tensor_bytes"] - chosen["embedding_head_bytes"] == \
         default["tensor_bytes"] - default["embedding_head_bytes"]
     assert "embedding F32" in gguf.describe({"type": "Q4_0", "embedding_type": "F32"})
