@@ -12,10 +12,10 @@ rule finetune:
         record=f"{R}/records/finetune/{{base}}.json",
     log:
         f"{R}/logs/finetune/{{base}}.log",
+    priority: lambda w: recipe_lane_priority(w.base)
     conda:
         lambda w: backend_env(EXP.methods[w.base].backend)
     threads: MAX_THREADS
-    priority: lambda w: recipe_lane_priority(w.base)
     resources:
         **job_resources("finetune"),
     params:
