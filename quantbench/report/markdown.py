@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from quantbench.experiment import requantize_targets
-from quantbench.report import base_model, readings, tables
+from quantbench.report import base_model, readings, replicates, tables
 
 PROVENANCE_KEYS = ("git_commit", "libraries", "device", "gpu", "cpu", "cpu_flags", "seed")
 
@@ -106,6 +106,7 @@ def render(inputs, quant: pd.DataFrame, plots: list[tuple[str, str, str]]) -> st
         parts += cell_outcomes(inputs.bench)
     parts += finetune_section(inputs.finetune)
     parts += quality_section(inputs.quality)
+    parts += replicates_section(inputs.replicates)
     parts.append("## The recipe: QLoRA on bitsandbytes, merge, re-quantize with GPTQ\n")
     parts.append(recipe_section(inputs.summary, inputs.quality, p["recipes"]))
     parts += sensitivity_section(inputs)
@@ -262,10 +263,13 @@ def noise_kind_note(quality: pd.DataFrame) -> str:
         return f" {unpaired}: there are no per-item results here."
     both = ("a paired bootstrap over the same items (95% interval in `delta_ci95_low`–`delta_ci95_high`, "
             "its half-width shown; flips: items right in the baseline and wrong here, and the other way)")
-    rest = sorted(kinds[kinds != "paired"].index)
+    with_runs = sorted(kinds[kinds == replicates.KIND].index)
+    runs = (f"; for {', '.join(with_runs)}, a method with calibration replicates, that bootstrap with its runs "
+            "resampled too (the run-inclusive interval, Calibration replicates below)" if with_runs else "")
+    rest = sorted(kinds[~kinds.isin(["paired", replicates.KIND])].index)
     if not rest:
-        return f" {both}."
-    return (f" {both} for {', '.join(paired_rows)}; {unpaired} for the rows without per-item results "
+        return f" {both}{runs}."
+    return (f" {both} for {', '.join(paired_rows)}{runs}; {unpaired} for the rows without per-item results "
             f"({', '.join(rest)}).")
 
 
@@ -281,6 +285,23 @@ def quality_section(quality: pd.DataFrame) -> list[str]:
                "Holm's correction over every variant tested against the baseline here, and `finding_holm` where it "
                "stays below 0.05 (the `≈` marks read each interval alone)." if "p_holm" in quality else "") + "\n",
             fmt(noise_marked(quality))]
+
+
+def replicates_section(runs: pd.DataFrame) -> list[str]:
+    """The runs of each method with calibration replicates (replicates.csv); the quality table holds one
+    row per method, with the spread over these runs and the run-inclusive interval."""
+    if runs.empty:
+        return []
+    cols = ["method", "replicate", "calibration_seed", "calibration_texts_sha256", "delta_average_points",
+            "delta_ci95_low", "delta_ci95_high", "kl_mean", "top1_agreement", "perplexity_ratio"]
+    return ["### Calibration replicates\n",
+            "Each calibrated method with `replicates: N` was quantized from N calibration draws (a seed and a sample "
+            "of the calibration texts each; replicate 1 is the method's own row) and evaluated. Its row in the "
+            "quality table gives the spread over these runs (`*_runs_sd`, `*_runs_min`, `*_runs_max`) and reads "
+            "its Δ by the run-inclusive interval (`delta_noise_kind` \"paired, runs included\": runs and items "
+            "resampled together, `delta_runs_mean_points` its centre, `p_runs` its test, the one Holm's family "
+            "counts); each run's own single-run paired interval is here.\n",
+            fmt(runs[[c for c in cols if c in runs.columns]])]
 
 
 def quantize_section(quant: pd.DataFrame) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from quantbench.experiment import parse_variant
-from quantbench.report import multiple, paired, readings
+from quantbench.report import multiple, paired, readings, replicates
 from quantbench.suites import SUITES, task_label
 
 ALPHA = 0.05  # the family-wise error rate the Holm-corrected findings keep
@@ -154,12 +154,18 @@ def suite_entries(records: list[dict]) -> list[dict]:
     return [e for s in sorted(suites) for e in SUITES[s]]
 
 
-def quality_table(records: list[dict], baseline: str, items: dict[str, dict] | None = None) -> pd.DataFrame:
+def quality_table(records: list[dict], baseline: str, items: dict[str, dict] | None = None,
+                  fold_replicates: bool = True) -> pd.DataFrame:
     """Leaderboard-shaped: variant, Average (points), each task (points), distribution metrics.
 
     items: per-item files by variant (paired.items_beside). A variant that has one, against a
     baseline that has one, gets the paired bootstrap interval of its Δ Average and its flips;
-    every other row keeps the unpaired noise (`delta_noise_kind` says which)."""
+    every other row keeps the unpaired noise (`delta_noise_kind` says which).
+
+    A method with calibration replicates (`<method>~r<k>` rows) keeps one row (fold_replicates): its
+    own figures, the spread over its runs, and the run-inclusive interval (report.replicates) in place
+    of the single-run one, which its reading, the Holm family and the figures then use; the
+    replicates' rows are left out (replicates.replicate_table lists them)."""
     entries = suite_entries(records)
     scored = [e for e in entries if e.get("higher_is_better", True)]
     rows = []
@@ -197,6 +203,10 @@ def quality_table(records: list[dict], baseline: str, items: dict[str, dict] | N
     base = df.loc[df.variant == baseline, ["Average", "Average_se"]]
     df.insert(2, "delta_average_points", df["Average"] - base["Average"].iloc[0] if len(base) else None)
     paired_rows = _paired_deltas(df, baseline, items or {}, [e["task"] for e in scored]) if len(base) else {}
+    run_rows = {}  # row index of a method with replicates -> its run-inclusive result
+    if fold_replicates:
+        df, paired_rows, run_rows = _fold_replicates(df, paired_rows, items or {}, baseline,
+                                                     [e["task"] for e in scored])
     if len(base) and (base["Average_se"].notna().all() or paired_rows):
         # unpaired: 95% half-width of a difference of two independent means; a delta inside it is no finding
         unpaired = 1.959964 * (df["Average_se"] ** 2 + base["Average_se"].iloc[0] ** 2) ** 0.5
@@ -205,12 +215,16 @@ def quality_table(records: list[dict], baseline: str, items: dict[str, dict] | N
         kind = pd.Series("unpaired", index=df.index).where(unpaired.notna())
         for i, res in paired_rows.items():
             low.at[i], high.at[i], kind.at[i] = res["low"], res["high"], "paired"
+        # a method's reading is of its runs: their mean, within the interval that holds their spread
+        center = df.delta_average_points.copy()
+        for i, res in run_rows.items():
+            low.at[i], high.at[i], kind.at[i], center.at[i] = res["low"], res["high"], replicates.KIND, res["delta"]
         is_base = df.variant == baseline
         noise = ((high - low) / 2).where(~is_base)
         df.insert(3, "delta_noise_points", noise)
         reading = [None if b or pd.isna(n) else readings.compare((d, lo, hi), (0.0, 0.0, 0.0), smaller_is_better=False,
                                                                  names=(v, baseline), paired=(lo, hi))
-                   for v, b, d, n, lo, hi in zip(df.variant, is_base, df.delta_average_points, noise, low, high)]
+                   for v, b, d, n, lo, hi in zip(df.variant, is_base, center, noise, low, high)]
         df.insert(4, "within_noise", [None if r is None else readings.is_same(r) for r in reading])
         df.insert(5, "delta_noise_kind", kind.where(~is_base))
         df.insert(6, "reading", reading)
@@ -222,13 +236,42 @@ def quality_table(records: list[dict], baseline: str, items: dict[str, dict] | N
             df["flips_wrong_to_right"] = [paired_rows[i]["wrong_to_right"] if i in paired_rows else None
                                           for i in df.index]
             # every paired row is one more test against the baseline: Holm's correction over them all
-            raw = {i: multiple.mcnemar_exact_p(r["right_to_wrong"], r["wrong_to_right"])
-                   for i, r in paired_rows.items()}
+            mcnemar = {i: multiple.mcnemar_exact_p(r["right_to_wrong"], r["wrong_to_right"])
+                       for i, r in paired_rows.items()}
+            # a method with replicates is one test, of its runs: the run-inclusive bootstrap's p-value
+            raw = {**mcnemar, **{i: r["p"] for i, r in run_rows.items()}}
             adjusted = multiple.holm(raw)
-            df["p_mcnemar"] = [raw.get(i) for i in df.index]
+            df["p_mcnemar"] = [mcnemar.get(i) for i in df.index]
+            if run_rows:
+                df["p_runs"] = [run_rows[i]["p"] if i in run_rows else None for i in df.index]
             df["p_holm"] = [adjusted.get(i) for i in df.index]
             df["finding_holm"] = [adjusted[i] < ALPHA if i in adjusted else None for i in df.index]
     return df
+
+
+def _fold_replicates(df: pd.DataFrame, paired_rows: dict[int, dict], items: dict[str, dict], baseline: str,
+                     tasks: list[str]) -> tuple[pd.DataFrame, dict[int, dict], dict[int, dict]]:
+    """The quality table with each method's replicate rows folded into its own: spread columns, the
+    run-inclusive KL half-width and task interval (where every run and the baseline have per-item files)."""
+    groups = replicates.runs_of(df.variant)
+    if not groups:
+        return df, paired_rows, {}
+    df = df.copy()
+    run_rows = {}
+    for method, runs in groups.items():
+        i = df.index[df.variant == method][0]
+        for k, v in replicates.spread(df, runs).items():
+            df.loc[i, k] = v
+        hw = replicates.kl_half_width(df, runs)
+        if hw is not None:
+            df.loc[i, "kl_mean_ci95_runs"] = hw
+        if baseline in items and all(r in items for r in runs):
+            res = replicates.compare_runs([items[r] for r in runs], items[baseline], tasks)
+            if res is not None:
+                run_rows[i] = res
+                df.loc[i, "delta_runs_mean_points"] = res["delta"]
+    keep = ~df.variant.map(replicates.is_replicate)
+    return df[keep], {i: r for i, r in paired_rows.items() if keep.loc[i]}, run_rows
 
 
 def _paired_deltas(df: pd.DataFrame, baseline: str, items: dict[str, dict], tasks: list[str]) -> dict[int, dict]:

@@ -25,6 +25,8 @@ csv = {"benchmark": data.bench, "quality": data.quality, "quantize": quant, "fin
        "summary": data.summary}
 if "sensitivity" in params["stages"]:
     csv["sensitivity"] = sensitivity_tables.sensitivity_table(records)
+if not data.replicates.empty:  # the runs of methods with calibration replicates, beside their folded rows
+    csv["replicates"] = data.replicates
 # a speed-only setup gets no empty quality and fine-tune tables (report.smk lists the same set); records
 # collected off a quality-only run (tools/gpu/make_report.py) get no empty benchmark table or speed figures
 benchmarked = not data.bench.empty  # the same test the markdown and summary make
@@ -46,7 +48,7 @@ for name in figures.wanted(params["stages"], benchmarked):
 
 # A table or figure this setup no longer makes (its config changed, or another setup of the same model
 # wrote this folder before) goes, so that the folder holds this report alone.
-stale = ({f"{n}.csv" for n in ("summary", "benchmark", "quality", "quantize", "finetune", "sensitivity")}
+stale = ({f"{n}.csv" for n in ("summary", "benchmark", "quality", "quantize", "finetune", "sensitivity", "replicates")}
          | {f"{n}.png" for n in figures.FIGURES}) - {f"{n}.csv" for n in csv} - {f for _, f, _ in drawn}
 for name in sorted(stale):
     (out / name).unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from quantbench.report import style, tables, variants
+from quantbench.report import replicates, style, tables, variants
 
 
 @dataclass
@@ -20,6 +20,8 @@ class Inputs:
     finetune: pd.DataFrame
     params: dict
     items: dict[str, dict] = field(default_factory=dict)  # per-item task outcomes by variant (paired tests)
+    # the runs of methods with calibration replicates, one row each (report.replicates.replicate_table)
+    replicates: pd.DataFrame = field(default_factory=pd.DataFrame)
     looks: dict[str, style.Look] = field(init=False)
 
     def __post_init__(self):
@@ -48,7 +50,13 @@ def inputs(records: list[dict], params: dict, items: dict[str, dict] | None = No
     quality = tables.quality_table(records, params["baseline"], items)
     bits = measured_bits(records, params["bits_per_weight"])
     summary = tables.summary_table(bench, quality, bits, params["generate"])
-    return Inputs(records, bench, quality, summary, tables.finetune_table(records), params, items or {})
+    runs = replicates.replicate_table(tables.quality_table(records, params["baseline"], items, fold_replicates=False),
+                                      records) if replicates.runs_of(quality_variants(records)) else pd.DataFrame()
+    return Inputs(records, bench, quality, summary, tables.finetune_table(records), params, items or {}, runs)
+
+
+def quality_variants(records: list[dict]) -> list[str]:
+    return [r["subject"] for r in records if r["stage"] == "evaluate"]
 
 
 def _registry():

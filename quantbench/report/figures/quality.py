@@ -6,7 +6,7 @@ import math
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from quantbench.report import labels, paired, pareto, style
+from quantbench.report import labels, paired, pareto, replicates, style
 
 
 def _points(data) -> pd.DataFrame:
@@ -19,8 +19,14 @@ def _points(data) -> pd.DataFrame:
     q = data.quality.set_index("variant")
     df = s[["variant", "weights_memory_mb"]].copy()
     for col in ("delta_average_points", "delta_noise_points", "delta_noise_kind", "delta_ci95_low",
-                "delta_ci95_high", "kl_mean", "kl_mean_ci95"):
+                "delta_ci95_high", "kl_mean", "kl_mean_ci95", "delta_runs_mean_points", "kl_mean_ci95_runs"):
         df[col] = df.variant.map(q[col]) if col in q else None
+    # a method with calibration replicates is drawn at its runs' mean Δ, with the run-inclusive interval
+    # (its KL with the half-width that holds its runs' spread), and the fronts step by those
+    runs = df.delta_runs_mean_points.notna()
+    df.loc[runs, "delta_average_points"] = df.loc[runs, "delta_runs_mean_points"]
+    wide = df.kl_mean_ci95_runs.notna()
+    df.loc[wide, "kl_mean_ci95"] = df.loc[wide, "kl_mean_ci95_runs"]
     return df
 
 
@@ -34,7 +40,7 @@ def _delta_bar(r) -> tuple[float, float] | None:
     """The task panel's error bar: the 95% interval of the variant's difference to the baseline that
     the quality table reads (paired over the same items where both have per-item results), as
     distances below and above the point."""
-    if r.delta_noise_kind == "paired" and pd.notna(r.delta_ci95_low):
+    if r.delta_noise_kind in ("paired", replicates.KIND) and pd.notna(r.delta_ci95_low):
         return r.delta_average_points - r.delta_ci95_low, r.delta_ci95_high - r.delta_average_points
     if pd.notna(r.delta_noise_points):
         return r.delta_noise_points, r.delta_noise_points
@@ -45,11 +51,12 @@ def _task_beats(data):
     """A larger variant joins the task front only where the paired interval of its difference to the
     last front point lies above zero; pairs without per-item results fall back to the half-widths."""
     tasks = sorted({t for items in data.items.values() for t in items["tasks"]})
+    runs = replicates.runs_of(data.items)
 
     def beats(row, last):
         a, b = data.items.get(row.variant), data.items.get(last.variant)
-        if a is None or b is None:
-            return None
+        if a is None or b is None or row.variant in runs or last.variant in runs:
+            return None  # a method with replicates steps by its run-inclusive interval (the half-widths)
         res = paired.compare_items(a, b, tasks)
         return None if res is None else res["low"] > 0
 
@@ -93,6 +100,10 @@ def _task_panel(ax, data, df: pd.DataFrame, baseline: str):
            "else of two independent means)" if kinds else "no interval recorded")
     note = (f"task panel: each point is its task average minus {baseline}'s (dashed line), its error bar the "
             f"{how}, the interval the quality table reads; a bar that does not reach the line is a finding")
+    with_runs = sorted(rows.variant[rows.delta_noise_kind == replicates.KIND])
+    if with_runs:
+        note += (f"; {', '.join(with_runs)}: the mean of the method's calibration replicates, its bar the "
+                 "run-inclusive interval (runs and items resampled together), which the front steps by")
     return points, (note, drawn)
 
 
@@ -117,7 +128,9 @@ def _kl_panel(ax, data, df: pd.DataFrame):
     style.log_scale(ax, "x")
     style.axes_text(ax, title="KL to the reference against weight memory", xlabel="weights (MB, log scale)",
                     ylabel="KL to the reference (nats/token)")
-    note = ("KL panel: error bars are 95% intervals over the held-out windows" if has_noise else
+    note = ("KL panel: error bars are 95% intervals over the held-out windows" + (
+        " (for a method with calibration replicates, widened by its runs' spread: 1.96 sd in quadrature)"
+        if rows.kl_mean_ci95_runs.notna().any() else "") if has_noise else
             "KL panel: no interval recorded, so no error bars and a front without a noise test")
     return points, (note, drawn)
 
