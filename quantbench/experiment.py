@@ -131,10 +131,6 @@ class Experiment:
         return {replicate_name(m, k): (m, k) for m in self.runnable
                 for k in range(2, self.methods[m].replicates + 1)}
 
-    @property
-    def replicate_variants(self) -> list[Variant]:
-        return [parse_variant(n) for n in self.replicas]
-
     def method(self, name: str) -> Method:
         """A method by name, a replicate's (`<method>~r<k>`) being its method's."""
         return self.methods[split_name(name)[0] if name in self.replicas else name]
