@@ -9,6 +9,7 @@ from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from tqdm import tqdm
 
 from quantbench import memory, timing
+from quantbench.backends import UNQUANTIZED
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def tokenize(tokenizer, texts: list[str], seq_len: int) -> dict[str, torch.Tenso
 
 
 def add_lora(model, backend: str, lora: dict, gradient_checkpointing: bool):
-    if backend != "none":
+    if backend != UNQUANTIZED:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable()

@@ -131,7 +131,7 @@ def head_quantization_errors(methods: dict[str, Method], facts: ModelFacts) -> l
         return []
     return [f"methods.{m.name}.lm_head: true, but the output head of {facts.where} is tied to its input embedding "
             "(tie_word_embeddings: true), which GPTQModel does not quantize; allowed: false for this model"
-            for m in methods.values() if m.backend == "gptq" and m.params.get("lm_head")]
+            for m in methods.values() if "lm_head" in get_backend(m.backend).SPEC and m.params.get("lm_head")]
 
 
 def context_errors(config: dict, facts: ModelFacts) -> list[str]:

@@ -3,6 +3,7 @@ each problem one line naming the key and what is allowed."""
 from __future__ import annotations
 
 from quantbench.backends import UNQUANTIZED, having
+from quantbench.backends import get as get_backend
 from quantbench.config_messages import did_you_mean
 from quantbench.experiment import Method
 from quantbench.layer_groups import FAMILIES
@@ -43,7 +44,7 @@ def sensitivity_errors(config: dict, methods: dict[str, Method]) -> list[str]:
 
 def _mix_errors(name: str, m: Method, sens: dict | None, methods: dict[str, Method]) -> list[str]:
     """A mix by measured sensitivity needs records of the same scheme at both of its widths."""
-    mix = m.params.get("mix") if m.backend == "gptq" else None
+    mix = m.params.get("mix") if "mix" in get_backend(m.backend).SPEC else None
     if not mix or mix.get("rule", "sensitivity") != "sensitivity":
         return []
     key = f"methods.{name}.mix"
@@ -63,7 +64,7 @@ def _mix_errors(name: str, m: Method, sens: dict | None, methods: dict[str, Meth
     if sens.get("kinds") and unit != "block":
         errors.append(f"{key}.unit: {unit!r} needs every projection kind measured, and sensitivity.kinds limits "
                       "them; allowed: unit block, or no sensitivity.kinds")
-    same = [n for n in sens.get("methods", []) if n in methods and methods[n].backend == "gptq"
+    same = [n for n in sens.get("methods", []) if n in methods and methods[n].backend == m.backend
             and all(methods[n].params.get(k) == m.params.get(k) for k in STORED)
             and not methods[n].params.get("mix")]
     have = {methods[n].params["bits"] for n in same}

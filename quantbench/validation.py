@@ -96,7 +96,7 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
     errors += _generate_mode_errors(config, notes)
     errors += _model_errors(config)
     errors += _source_key_errors(config)
-    errors += _gguf_source_errors(config, methods)
+    errors += _source_errors(config, methods)
     if not errors:  # what the model and the data hold: read only from a config that is sound so far
         facts = model_facts(config, basedir or ".", workdir)
         errors += context_errors(config, facts)
@@ -360,15 +360,11 @@ def _source_key_errors(config: dict) -> list[str]:
     return errors
 
 
-def _gguf_source_errors(config: dict, methods: dict[str, Method]) -> list[str]:
-    """llama.cpp's converter writes a tokenizer it recognises (by a hash of its pre-tokenizer); the
-    toy and random models train their own byte-level BPE, which it stops on."""
+def _source_errors(config: dict, methods: dict[str, Method]) -> list[str]:
+    """Methods whose backend cannot quantize a model of this model.source (Backend.source_problem)."""
     source = (config.get("model") or {}).get("source", "toy")
-    if source not in ("toy", "random"):
-        return []
-    return [f"methods.{name}: backend 'gguf' converts the model with llama.cpp's converter, which does not know the "
-            f"{source} model's locally trained tokenizer; allowed with model.source: pretrained or gguf (a real "
-            "model's tokenizer), e.g. config/smollm2.yaml" for name, m in methods.items() if m.backend == "gguf"]
+    return [f"methods.{name}: {why}" for name, m in methods.items()
+            if (why := get_backend(m.backend).source_problem(source))]
 
 
 def _calibration_size_errors(config: dict) -> list[str]:

@@ -54,6 +54,7 @@ class Backend(ABC):
 
     # What the workflow, the checks and the report know of a backend live here and nowhere else:
     # callers read them through the registry (tests/test_backend_registry.py holds the list).
+    RUNTIME = "torch"  # what runs its models: "torch" (a torch module) or "llama.cpp" (a GGUF file)
     LABEL = ""  # what legends and tables call it; default: its name
     COLOR = "#7f7f7f"  # its report colour at full bit width (fewer bits are drawn paler)
     MARKER = "d"  # its report marker
@@ -100,6 +101,10 @@ class Backend(ABC):
         or None."""
         return None
 
+    def source_problem(self, source: str) -> str | None:
+        """Why the backend cannot quantize a model of this model.source (toy, random, pretrained, gguf), or None."""
+        return None
+
     def untrainable(self, params: dict) -> str | None:
         """Why PEFT cannot train LoRA on these layers, or None."""
         return None
@@ -115,6 +120,22 @@ class Backend(ABC):
     @property
     def can_dequantize(self) -> bool:
         return type(self).dequantize is not Backend.dequantize
+
+    def quantize_encoder(self, src: str, dst: Path, params: dict, device: str, calibration: list, seq_len: int,
+                         text: bool) -> dict:
+        """The encoder workflow's quantize (quantbench.encoder: an AutoModel of any modality, a tokenizer
+        only for text): write dst, return what the record keeps; the library's own error where it refuses."""
+        raise NotImplementedError(f"backend {self.name!r} has no encoder path")
+
+    def load_encoder(self, folder: str, params: dict, device: str, route: str | None = None):
+        """(model, kernel name) of a folder quantize_encoder wrote; `route` is the record's, where a
+        backend quantizes encoders more than one way."""
+        raise NotImplementedError(f"backend {self.name!r} has no encoder path")
+
+    @property
+    def encodes(self) -> bool:
+        """Whether the encoder workflow can run the backend (it implements quantize_encoder)."""
+        return type(self).quantize_encoder is not Backend.quantize_encoder
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -93,6 +93,26 @@ class BitsAndBytes(Backend):
         kernel = "bnb-int8" if params["bits"] == 8 else f"bnb-{params['quant_type']}"
         return model, {"kernel": f"{kernel}-{ctx.device}"}
 
+    def quantize_encoder(self, src: str, dst: Path, params: dict, device: str, calibration: list, seq_len: int,
+                         text: bool) -> dict:
+        import bitsandbytes as bnb
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(src, quantization_config=quantization_config(params, device),
+                                          device_map=device)
+        # Saved before any forward pass (AVX512-BF16 CPUs corrupt 4-bit scales otherwise; PITFALLS).
+        model.save_pretrained(dst)
+        quantized = sum(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in model.modules())
+        return {"quantized_linear_layers": quantized}
+
+    def load_encoder(self, folder: str, params: dict, device: str, route: str | None = None):
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(folder, device_map=device)
+        if device == "cpu":
+            disable_cpu_bf16_fast_path(model)
+        return model, f"bnb-{'int8' if params['bits'] == 8 else params['quant_type']}-{device}"
+
     def dequantize(self, path: str, ctx):
         from transformers import AutoModelForCausalLM
 

@@ -35,6 +35,7 @@ class GGUF(Backend):
                           "for the file type, e.g. Q6_K or Q8_0); F32 keeps them as the PyTorch schemes do",
     }
     HOST_CPU_LANE = True  # llama.cpp's CPU backend: this build has no GPU backend
+    RUNTIME = "llama.cpp"
     LABEL = "GGUF"
     COLOR = "#2ca02c"
     MARKER = "D"

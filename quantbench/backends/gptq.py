@@ -228,3 +228,21 @@ class GPTQ(Backend):
         if ctx.device == "cpu":
             info["eager_dequantize_layers"] = _eager_dequantize(model)
         return model, info
+
+    def quantize_encoder(self, src: str, dst: Path, params: dict, device: str, calibration: list, seq_len: int,
+                         text: bool) -> dict:
+        from quantbench.encoder.quantize import gptq_encoder  # GPTQModel first, then transformers' GPTQConfig
+
+        return gptq_encoder(src, dst, params, device, calibration, seq_len, text)
+
+    def load_encoder(self, folder: str, params: dict, device: str, route: str | None = None):
+        from transformers import AutoModel
+
+        if route == "transformers-gptqconfig":
+            model = AutoModel.from_pretrained(folder, device_map=device)
+        else:
+            gptqmodel_run.environment()
+            from gptqmodel import GPTQModel
+
+            model = GPTQModel.load(folder, device=device, backend=KERNELS[params["kernel"]][0]).model
+        return model, "+".join(kernel_names(model))

@@ -45,6 +45,24 @@ class Unquantized(Backend):
         tokenizer.save_pretrained(dst)
         return {}
 
+    def quantize_encoder(self, src: str, dst: Path, params: dict, device: str, calibration: list, seq_len: int,
+                         text: bool) -> dict:
+        from transformers import AutoModel
+
+        from quantbench.modelio import torch_dtype
+
+        model = AutoModel.from_pretrained(src, dtype=torch_dtype(params["dtype"]), device_map=device)
+        model.save_pretrained(dst)
+        return {}
+
+    def load_encoder(self, folder: str, params: dict, device: str, route: str | None = None):
+        from transformers import AutoModel
+
+        from quantbench.modelio import torch_dtype
+
+        model = AutoModel.from_pretrained(folder, dtype=torch_dtype(params["dtype"]), device_map=device)
+        return model, f"torch-{params['dtype']}"
+
     def load(self, path: str, params: dict, ctx):
         from quantbench.modelio import load_causal_lm, torch_dtype
 

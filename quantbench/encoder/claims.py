@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from quantbench.backends import UNQUANTIZED
+
 CLAIMS = {
     "bnb": "bitsandbytes works out of the box for any modality",
     "gptq": "GPTQ has been designed to support only language models",
@@ -99,7 +101,7 @@ def gptq_verdict(encoders: list[dict]) -> dict:
 def quality_verdict(df: pd.DataFrame, min_cosine: float, probes: pd.DataFrame) -> dict | None:
     """Whether the quantized text encoders that ran keep their embeddings: the one quality claim,
     made where real weights exist (running is not the same as working well)."""
-    ran = df[(df.outcome == "ok") & (df.backend != "none")]
+    ran = df[(df.outcome == "ok") & (df.backend != UNQUANTIZED)]
     if ran.empty:
         return None
     kept = ran[ran.cosine_mean >= min_cosine]

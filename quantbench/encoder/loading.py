@@ -2,41 +2,16 @@
 method, whatever its modality (AutoModel: no tokenizer needed); returns the kernel that runs."""
 from __future__ import annotations
 
+from quantbench.backends import get as get_backend
+from quantbench.backends import having
+
 
 def load_encoder(folder: str, method: dict, device: str, route: str | None = None):
     """(model in eval mode, kernel name)."""
-    from transformers import AutoModel
-
-    backend, params = method["backend"], method["params"]
-    if backend == "none":
-        from quantbench.modelio import torch_dtype
-
-        model = AutoModel.from_pretrained(folder, dtype=torch_dtype(params["dtype"]), device_map=device)
-        kernel = f"torch-{params['dtype']}"
-    elif backend == "bnb":
-        from quantbench.backends.bnb import disable_cpu_bf16_fast_path
-
-        model = AutoModel.from_pretrained(folder, device_map=device)
-        if device == "cpu":
-            disable_cpu_bf16_fast_path(model)
-        kernel = f"bnb-{'int8' if params['bits'] == 8 else params['quant_type']}-{device}"
-    elif backend == "gptq" and route == "transformers-gptqconfig":
-        from quantbench.backends.gptq import kernel_names
-
-        model = AutoModel.from_pretrained(folder, device_map=device)
-        kernel = "+".join(kernel_names(model))
-    elif backend == "gptq":
-        from quantbench import gptqmodel_run
-
-        gptqmodel_run.environment()
-        from gptqmodel import GPTQModel
-
-        from quantbench.backends.gptq import KERNELS, kernel_names
-
-        model = GPTQModel.load(folder, device=device, backend=KERNELS[params["kernel"]][0]).model
-        kernel = "+".join(kernel_names(model))
-    else:
-        raise ValueError(f"backend {backend!r} has no encoder path; allowed: none, bnb, gptq")
+    backend = get_backend(method["backend"])
+    if not backend.encodes:
+        raise ValueError(f"backend {method['backend']!r} has no encoder path; allowed: {', '.join(having('encodes'))}")
+    model, kernel = backend.load_encoder(folder, method["params"], device, route)
     return model.eval(), kernel
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from quantbench.backends import UNQUANTIZED
 from quantbench.encoder import loading
 from quantbench.encoder.quantize import Unsupported, quantize
 from quantbench.memory import model_weights_mb
@@ -27,7 +28,7 @@ CALIBRATION_ROWS = 8
 # What a library raises when it cannot reload or run a model it quantized; anything else is a bug
 # of ours and stops the job.
 REFUSALS = (ValueError, TypeError, NotImplementedError, KeyError, AttributeError, RuntimeError)
-BASELINE = {"backend": "none", "params": {"dtype": "float32"}}
+BASELINE = {"backend": UNQUANTIZED, "params": {"dtype": "float32"}}
 
 
 @torch.inference_mode()

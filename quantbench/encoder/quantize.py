@@ -7,8 +7,9 @@ import traceback
 from pathlib import Path
 
 from quantbench import gptqmodel_run
+from quantbench.backends import UNQUANTIZED, having
+from quantbench.backends import get as get_backend
 from quantbench.encoder import modality
-from quantbench.modelio import torch_dtype
 
 UNSUPPORTED_FILE = "unsupported.json"
 
@@ -40,29 +41,6 @@ def _tokenizer(src: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(src)
-
-
-def _none(src: str, dst: Path, params: dict, device: str) -> dict:
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(src, dtype=torch_dtype(params["dtype"]), device_map=device)
-    model.save_pretrained(dst)
-    return {}
-
-
-def _bnb(src: str, dst: Path, params: dict, device: str) -> dict:
-    from transformers import AutoModel
-
-    from quantbench.backends.bnb import quantization_config
-
-    model = AutoModel.from_pretrained(src, quantization_config=quantization_config(params, device),
-                                      device_map=device)
-    # Saved before any forward pass (AVX512-BF16 CPUs corrupt 4-bit scales otherwise; PITFALLS).
-    model.save_pretrained(dst)
-    import bitsandbytes as bnb
-
-    quantized = sum(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in model.modules())
-    return {"quantized_linear_layers": quantized}
 
 
 def _gptq_model(src: str, dst: Path, params: dict, device: str, calibration: list[dict], seq_len: int) -> dict:
@@ -110,7 +88,8 @@ def _gptq_transformers(src: str, dst: Path, params: dict, device: str, calibrati
     return {"route": "transformers-gptqconfig", "block_name_to_quantize": block}
 
 
-def _gptq(src: str, dst: Path, params: dict, device: str, calibration: list, seq_len: int, text: bool) -> dict:
+def gptq_encoder(src: str, dst: Path, params: dict, device: str, calibration: list, seq_len: int,
+                 text: bool) -> dict:
     """GPTQModel first (the project's GPTQ backend); where it refuses the architecture, transformers'
     GPTQConfig, which is how the comparison quantized with GPTQ. Both refusals are kept. Calibration:
     texts for a text encoder, rows of the model's own inputs for another modality."""
@@ -133,16 +112,11 @@ def quantize(src: str, dst: Path, method: dict, device: str, calibration: list, 
     backend, params = method["backend"], method["params"]
     text = modality.of_folder(src) == "text"
     try:
-        if backend == "none":
-            extra = _none(src, dst, params, device)
-        elif backend == "bnb":
-            extra = _bnb(src, dst, params, device)
-        elif backend == "gptq":
-            extra = _gptq(src, dst, params, device, calibration, seq_len, text)
-        else:
-            raise ValueError(f"backend {backend!r} has no encoder path; allowed: none, bnb, gptq")
+        if not get_backend(backend).encodes:
+            raise ValueError(f"backend {backend!r} has no encoder path; allowed: {', '.join(having('encodes'))}")
+        extra = get_backend(backend).quantize_encoder(src, dst, params, device, calibration, seq_len, text)
     except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError, RuntimeError) as err:
-        if backend == "none":
+        if backend == UNQUANTIZED:
             raise  # the unquantized model must load: a failure there is ours, not a library's limit
         raise Unsupported(err) from err
     if text:

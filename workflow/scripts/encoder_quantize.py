@@ -5,6 +5,7 @@ import time
 
 from quantbench import cli, package_paths
 from quantbench.atomic import atomic_dir
+from quantbench.backends import calibrated
 from quantbench.encoder.quantize import UNSUPPORTED_FILE, Unsupported, quantize
 from quantbench.encoder.sentences import read_sentences
 from quantbench.modelio import folder_size_mb, write_meta
@@ -18,7 +19,7 @@ params = cli.setup(args)
 method = params["method"]
 src = package_paths.resolve(params["model_path"])
 calibration, overlap = [], False
-if method["backend"] == "gptq":
+if calibrated(method["backend"]):
     # Calibrate on the sentences after the evaluated ones, so GPTQ is not scored on its own calibration
     # set; a file too short for that reuses the first ones and says so in the record.
     wanted, evaluated = params["calibration_samples"], params["max_sentences"]
