@@ -68,6 +68,7 @@ else:
     include: "workflow/rules/benchmark.smk"
     include: "workflow/rules/evaluate.smk"
     include: "workflow/rules/sensitivity.smk"
+    include: "workflow/rules/kv_cache.smk"
     include: "workflow/rules/report.smk"
 
     check_resource_keys()
@@ -76,3 +77,4 @@ else:
         default_target: True
         input:
             get_final_output(),
+            kv_outputs(),

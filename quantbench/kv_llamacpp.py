@@ -1,0 +1,88 @@
+"""A GGUF variant run by llama.cpp with a chosen KV-cache type (type_k / type_v), fed in chunks.
+
+llama.cpp writes each micro-batch's keys and values into its cache first and attends from the cache,
+so (unlike transformers' QuantizedCache) a chunk attends to its own keys as stored too. A quantized V
+cache needs flash attention; every row of this stage runs with it on, the plain f16 row included, so
+that a row and its quantized-cache rows differ only in the cache.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from quantbench.kv_config import KVCache
+from quantbench.llamacpp import GGUF_FILE, LlamaCppModel
+
+PLAIN = {"type_k": "f16", "type_v": "f16"}  # llama.cpp's own default cache
+
+
+def ggml_type(name: str) -> int:
+    import llama_cpp
+
+    return getattr(llama_cpp, f"GGML_TYPE_{name.upper()}")
+
+
+class LlamaCppKV(LlamaCppModel):
+    """LlamaCppModel with the cache types, flash attention and a decode batch of `chunk` tokens."""
+
+    def __init__(self, folder: str | Path, n_threads: int, n_ctx: int, chunk: int, spec: KVCache | None):
+        import llama_cpp
+        from transformers import AutoConfig
+
+        from quantbench.llamacpp import tensor_summary
+
+        types = spec.params if spec is not None else PLAIN
+        self.cache_types = {"type_k": types["type_k"], "type_v": types["type_v"]}
+        self.folder = Path(folder)
+        self.config = AutoConfig.from_pretrained(self.folder)
+        self.n_threads = n_threads
+        self._llm = llama_cpp.Llama(str(self.folder / GGUF_FILE), n_ctx=n_ctx, n_batch=chunk, n_ubatch=chunk,
+                                    n_threads=n_threads, n_threads_batch=n_threads, verbose=False, seed=0,
+                                    flash_attn=True, type_k=ggml_type(types["type_k"]),
+                                    type_v=ggml_type(types["type_v"]))
+        self.n_ctx = self._llm.n_ctx()
+        self.n_vocab = self._llm.n_vocab()
+        self.file_weights_mb = tensor_summary(self.folder / GGUF_FILE)["tensor_bytes"] / 2**20
+        self.device = torch.device("cpu")
+
+    def clear(self) -> None:
+        self._llm._ctx.kv_cache_clear()
+
+    def chunk_logits(self, tokens: list[int], n_past: int) -> torch.Tensor:
+        """Append `tokens` after `n_past` cached ones; their logits [len, vocab]."""
+        return torch.from_numpy(self._append(list(tokens), n_past, len(tokens)))
+
+    def state_bytes(self) -> int:
+        """Bytes of sequence 0's state as llama.cpp serializes it: the K and V rows of its cells in
+        their stored type, plus a few bytes of positions per cell (measured, not the nominal size)."""
+        import llama_cpp
+
+        return int(llama_cpp.llama_state_seq_get_size(self._llm._ctx.ctx, 0))
+
+
+@torch.inference_mode()
+def chunked_logprobs(model: LlamaCppKV, window: torch.Tensor, chunk: int):
+    """As kv_quality.chunked_logprobs, through llama.cpp's cache (cleared first)."""
+    model.clear()
+    ids, n_pos = window.tolist(), window.numel()
+    for start in range(0, n_pos - 1, chunk):
+        logits = model.chunk_logits(ids[start:start + chunk], start)
+        keep = min(logits.shape[0], n_pos - 1 - start)
+        yield start, torch.log_softmax(logits[:keep].float(), -1), window[start:start + keep + 1]
+
+
+def decode_steps(model: LlamaCppKV, prompt: list[int], steps: int) -> dict:
+    """Fill the cache with `prompt`, then time `steps` one-token decode calls (greedy)."""
+    model.clear()
+    last = model.chunk_logits(prompt, 0)[-1]
+    pos, times = len(prompt), []
+    for _ in range(steps):
+        tok = int(last.argmax())
+        t0 = time.perf_counter()
+        last = torch.from_numpy(model._append([tok], pos, 1)[-1])
+        times.append(time.perf_counter() - t0)
+        pos += 1
+    return {"step_s": times, "state_bytes": model.state_bytes(), "tokens_in_cache": pos}
+

@@ -1,0 +1,94 @@
+# KV-cache quantization crossed with context length (config kv_cache:, docs/kv-cache.md): each
+# <variant>@<cache> row, and each applied variant with its plain cache, against the baseline with the
+# plain cache on long held-out windows fed in chunks. Without kv_cache: in the config, no job here runs.
+from quantbench import kv_config  # noqa: E402
+
+try:
+    kv_config.check(config, EXP.methods, workflow.basedir, os.getcwd())
+except config_messages.ConfigError as err:
+    raise WorkflowError(str(err)) from None
+KV = kv_config.settings(config)
+KV_CACHES = kv_config.caches(config)
+KV_VARIANTS = kv_config.variants(config, EXP.runnable) if KV else []
+
+
+def kv_outputs():
+    """The KV-cache section and its records (nothing without kv_cache:)."""
+    if not KV_VARIANTS:
+        return []
+    return [f"{R}/records/kv/{v}.json" for v in KV_VARIANTS] + [f"{R}/report/kv_cache.md"]
+
+
+def kv_params(kv_variant):
+    variant, cache = kv_config.split(kv_variant)
+    spec = KV_CACHES[cache] if cache else None
+    entry = {"name": spec.name, "backend": spec.backend, "params": spec.params} if spec else None
+    return job_params(variant, kv_variant=kv_variant, kv_cache=KV, cache=entry)
+
+
+def kv_backend(wildcards):
+    return serving_backend(kv_config.split(wildcards.kv_variant)[0])
+
+
+wildcard_constraints:
+    kv_variant=alternation(KV_VARIANTS),
+
+
+rule kv_reference:
+    input:
+        model=f"{R}/models/{EXP.baseline}",
+        script=f"{SCRIPTS}/kv_reference.py",
+        lib=library("kv_reference.py", BASELINE.backend),
+    output:
+        f"{R}/kv/reference.pt",
+    log:
+        f"{R}/logs/kv/reference.log",
+    conda:
+        backend_env(BASELINE.backend)
+    resources:
+        **job_resources("evaluate"),
+    params:
+        spec=lambda w: job_params(EXP.baseline, kv_cache=KV),
+    shell:
+        f"{ON_GPU}python {{input.script}} --params {{params.spec:q}} --model {{input.model}}"
+        " --out {output} --threads {threads} 2>&1 | tee {log}"
+
+
+rule kv_evaluate:
+    input:
+        model=lambda w: f"{R}/models/{kv_config.split(w.kv_variant)[0]}",
+        reference=f"{R}/kv/reference.pt",
+        script=f"{SCRIPTS}/kv_evaluate.py",
+        lib=lambda w: library("kv_evaluate.py", kv_backend(w)),
+    output:
+        f"{R}/records/kv/{{kv_variant}}.json",
+    log:
+        f"{R}/logs/kv/{{kv_variant}}.log",
+    conda:
+        lambda w: backend_env(kv_backend(w))
+    resources:
+        **job_resources("evaluate"),
+    params:
+        spec=lambda w: kv_params(w.kv_variant),
+    shell:
+        f"{ON_GPU}python {{input.script}} --params {{params.spec:q}} --model {{input.model}}"
+        " --reference {input.reference} --record {output} --threads {threads} 2>&1 | tee {log}"
+
+
+rule kv_report:
+    input:
+        records=[f"{R}/records/kv/{v}.json" for v in KV_VARIANTS],
+        script=f"{SCRIPTS}/kv_report.py",
+        lib=library("kv_report.py"),
+    output:
+        md=f"{R}/report/kv_cache.md",
+        figure=f"{R}/report/figures/kv_kl_by_bucket.png",
+    log:
+        f"{R}/logs/kv/report.log",
+    conda:
+        conda_env("report")
+    params:
+        baseline=EXP.baseline,
+    shell:
+        "python {input.script} --records {input.records} --baseline {params.baseline}"
+        " --out {output.md} --figure {output.figure} 2>&1 | tee {log}"
