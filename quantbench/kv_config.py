@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from quantbench.backends import get as get_backend
+
 # Transformers' QuantizedCache backends that run here, with what each takes; quanto needs
 # optimum-quanto, which requirements.txt does not carry.
 HQQ_BITS = (1, 2, 3, 4, 8)  # HQQQuantizedLayer's own list
@@ -39,7 +41,8 @@ class KVCache:
 
     @property
     def runtime(self) -> str:
-        return "llama.cpp" if self.backend == "llamacpp" else "transformers"
+        """What runs a model with this cache, as Backend.RUNTIME names it."""
+        return "llama.cpp" if self.backend == "llamacpp" else "torch"
 
     def describe(self) -> str:
         if self.backend == "llamacpp":
@@ -110,13 +113,13 @@ def errors(config: dict, methods: dict, context: int | None, where: str = "") ->
         if method not in methods:
             out.append(f"kv_cache.apply.{method}: not a method of this config; allowed: {', '.join(methods)}")
             continue
-        gguf = methods[method].backend == "gguf"
+        gguf = get_backend(methods[method].backend).RUNTIME == "llama.cpp"
         for c in names or []:
             if c not in known:
                 out.append(f"kv_cache.apply.{method}: cache {c!r} is not under kv_cache.caches; "
                            f"allowed: {', '.join(known) or '(none defined)'}")
-            elif gguf != (known[c].backend == "llamacpp"):
-                fit = [n for n, k in known.items() if (k.backend == "llamacpp") == gguf]
+            elif gguf != (known[c].runtime == "llama.cpp"):
+                fit = [n for n, k in known.items() if (k.runtime == "llama.cpp") == gguf]
                 runtime = "llama.cpp" if gguf else "transformers"
                 out.append(f"kv_cache.apply.{method}: cache {c!r} (backend {known[c].backend}) does not run in "
                            f"{runtime}, which serves {method!r} (backend {methods[method].backend}); allowed: "

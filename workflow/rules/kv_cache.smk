@@ -44,7 +44,8 @@ rule kv_reference:
     log:
         f"{R}/logs/kv/reference.log",
     conda:
-        backend_env(BASELINE.backend)
+        # as the evaluate rule: the eval env loads every torch backend and carries hqq (eval.post-deploy.sh)
+        conda_env("eval")
     resources:
         **job_resources("evaluate"),
     params:
@@ -65,7 +66,8 @@ rule kv_evaluate:
     log:
         f"{R}/logs/kv/{{kv_variant}}.log",
     conda:
-        lambda w: backend_env(kv_backend(w))
+        # as the evaluate rule: the env that scores the backend (Backend.EVALUATE_ENV; eval carries hqq)
+        lambda w: conda_env(backends.get(kv_backend(w)).EVALUATE_ENV)
     resources:
         **job_resources("evaluate"),
     params:

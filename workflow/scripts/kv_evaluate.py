@@ -4,6 +4,7 @@ decode step time and peak memory at a long context."""
 import torch
 
 from quantbench import cli, kv_config, kv_cost, kv_quality, memory
+from quantbench.backends import get as get_backend
 from quantbench.kv_cache import cache_bytes, make_cache
 from quantbench.loading import load_model
 from quantbench.modelio import RunContext, read_meta
@@ -23,7 +24,7 @@ ref = torch.load(args.reference)
 contexts, chunk = kv["contexts"], kv["chunk"]
 edges = kv_quality.buckets(contexts)
 longest = max(contexts)
-gguf = read_meta(args.model)["backend"] == "gguf"
+gguf = get_backend(read_meta(args.model)["backend"]).RUNTIME == "llama.cpp"
 
 if gguf:
     from quantbench import kv_llamacpp
