@@ -10,13 +10,15 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from safetensors.torch import load_file
 
 from quantbench import validation
 from quantbench.records import load_records
-from quantbench.report import paired, replicates, tables
+from quantbench.report import figures, multiple, paired, replicates, tables
+from quantbench.report.figures import quality as quality_figure
 from quantbench.report.params import record_paths, report_params
 from tests.conftest import copy_project, snakemake
 from tests.test_interrupt import SMALL
@@ -32,6 +34,7 @@ def _config() -> dict:
     cfg["model"]["name"] = NAME
     cfg["data"]["calibration_samples"] = 16
     cfg["methods"] = {"fp32": {"backend": "none", "dtype": "float32"},
+                      "bnb-nf4": {"backend": "bnb", "bits": 4, "quant_type": "nf4"},  # a method without replicates
                       METHOD: {"backend": "gptq", "bits": 3, "group_size": 32, "kernel": "torch", "replicates": 3}}
     cfg.pop("finetune")
     cfg.pop("benchmark")  # replicates are never benchmarked; the report reads quality alone
@@ -85,7 +88,7 @@ def test_report_folds_the_runs_into_one_row_with_a_wider_interval(run):
     work, _ = run
     recs, items = _report_inputs(work)
     quality = tables.quality_table(recs, "fp32", items)
-    assert list(quality.variant) == ["fp32", METHOD]  # the replicates' rows are folded
+    assert sorted(quality.variant) == ["bnb-nf4", "fp32", METHOD]  # the replicates' rows are folded
     row = quality.set_index("variant").loc[METHOD]
     assert row.delta_noise_kind == replicates.KIND and row.runs == 3
     tasks = [t for t in items["fp32"]["tasks"]]
@@ -99,8 +102,27 @@ def test_report_folds_the_runs_into_one_row_with_a_wider_interval(run):
     kls = [json.loads((work / R / "records/evaluate" / f"{v}.json").read_text())["metrics"]["kl_mean"] for v in RUNS]
     assert row.kl_mean_runs_sd == pytest.approx(np.std(kls, ddof=1))
     # Holm's family counts the method once, by its run-inclusive test; McNemar's p of run 1 stays beside it
-    assert row.p_holm == pytest.approx(row.p_runs)  # the only test against the baseline here
-    assert row.p_mcnemar is not None
+    nf4 = quality.set_index("variant").loc["bnb-nf4"]
+    assert pd.isna(nf4.p_runs) and nf4.delta_noise_kind == "paired"
+    family = multiple.holm({"bnb-nf4": nf4.p_mcnemar, METHOD: row.p_runs})
+    assert (nf4.p_holm, row.p_holm) == (pytest.approx(family["bnb-nf4"]), pytest.approx(family[METHOD]))
+    assert row.p_mcnemar == multiple.mcnemar_exact_p(single["right_to_wrong"], single["wrong_to_right"])
+
+
+def test_quality_figure_draws_the_method_at_its_runs_mean(run):
+    work, _ = run
+    recs, items = _report_inputs(work)
+    params = {"baseline": "fp32", "bits_per_weight": {}, "generate": None, "stages": ["evaluate"]}
+    data = figures.inputs(recs, params, items)
+    # a summary as the benchmark would give it (replicates are not benchmarked: the method's row only)
+    data.summary = pd.DataFrame({"variant": ["fp32", "bnb-nf4", METHOD], "weights_memory_mb": [4.0, 1.2, 1.0],
+                                 "finetuned": False})
+    points = quality_figure._points(data).set_index("variant")
+    row = data.quality.set_index("variant").loc[METHOD]
+    assert points.loc[METHOD, "delta_average_points"] == row.delta_runs_mean_points
+    assert points.loc[METHOD, "kl_mean_ci95"] == row.kl_mean_ci95_runs > row.kl_mean_ci95
+    _, caption = quality_figure.quality_vs_memory(data)
+    assert f"{METHOD}: the mean of the method's calibration replicates" in caption
 
 
 def test_report_script_writes_the_runs_table(run, tmp_path):
