@@ -37,6 +37,7 @@ from tqdm import tqdm
 from quantbench import energy, memory, steady_host, timing
 from quantbench.benchmark_grid import cell_batch_sizes, generate_grid, max_new_tokens  # noqa: F401
 from quantbench.decoders import DECODERS, StepClock
+from quantbench.loaded_model import LoadedModel, WeightsMB
 from quantbench.unsupported import Unsupported
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,21 @@ def kv_cache_mb(config, batch: int, seq_len: int, bytes_per_value: int) -> float
     return 2 * config.num_hidden_layers * heads * head_dim * batch * seq_len * bytes_per_value / 2**20
 
 
+def weights_mb(loaded: LoadedModel) -> WeightsMB:
+    """The loaded model's weights as records keep them: counted from its file's tensors where a file
+    holds them (llama.cpp), else from its torch tensors (quantbench.memory), the same way."""
+    if loaded.file_weights is not None:
+        return loaded.file_weights
+    split = memory.weights_split_mb(loaded.model)
+    return WeightsMB(memory.model_weights_mb(loaded.model), split["body_mb"], split["embedding_head_mb"],
+                     decode_weights_mb(loaded.model))
+
+
 def decode_weights_mb(model) -> float:
     """Bytes a decode step must read of the model: every weight tensor as quantbench.memory counts
     it (parameters, buffers, a quantized tensor subclass by its inner tensors, HQQ's scales and zero
     points, bitsandbytes' quantization constants), minus the input embedding table (a step gathers
     one row of it; a tied output head reads it whole, so a tied table stays counted)."""
-    if hasattr(model, "decode_weights_mb"):  # a GGUF file: counted from its tensors the same way
-        return model.decode_weights_mb
     emb = model.get_input_embeddings().weight if hasattr(model, "get_input_embeddings") else None
     out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     # a quantized head (GPTQ's lm_head option) holds no weight tensor of its own: it is not tied
@@ -156,7 +165,10 @@ def _cell(fn, device: str, warmup: int, repeats: int, warm_fn=None, retries: int
 
 
 def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid, retries: int = 0,
-                spread_limit: float = 0.05, min_timed_s: float = 0.0, max_repeats: int = 0) -> list[dict]:
+                spread_limit: float = 0.05, min_timed_s: float = 0.0, max_repeats: int = 0,
+                batch_limit: int | None = None, batch_reason: str | None = None) -> list[dict]:
+    """Prefill cells; a batch above `batch_limit` (LoadedModel's) is recorded as unsupported, with
+    `batch_reason`."""
     rows = []
     for bs in tqdm(spec["batch_sizes"], desc="prefill", mininterval=2):
         ids, mask = random_prompts(vocab_size, bs, spec["prompt_len"], device, seed, avoid)
@@ -167,8 +179,8 @@ def run_prefill(model, vocab_size, device, spec, warmup, repeats, seed, avoid, r
 
         cell = (_cell(fn, device, warmup, repeats, retries=retries, spread_limit=spread_limit,
                       min_timed_s=min_timed_s, max_repeats=max_repeats)
-                if bs <= getattr(model, "max_batch_size", bs)
-                else {"outcome": "unsupported", "error": model.batch_reason})
+                if batch_limit is None or bs <= batch_limit
+                else {"outcome": "unsupported", "error": batch_reason})
         row = {"scenario": "prefill", "batch_size": bs, "prompt_len": spec["prompt_len"], **cell}
         if cell["outcome"] == "ok":
             lat = cell["median_s"]

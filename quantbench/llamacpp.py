@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from quantbench.loaded_model import WeightsMB
 from quantbench.unsupported import Unsupported
 
 GGUF_FILE = "model.gguf"
@@ -131,7 +132,6 @@ def quantize_file(src_file: Path, out_file: Path, ftype: int, threads: int,
 class LlamaCppModel:
     """A GGUF file loaded by llama.cpp for one sequence at a time."""
 
-    runtime = "llama.cpp"
     max_batch_size = 1  # the benchmark records larger batches as unsupported, with this reason
     batch_reason = "llama-cpp-python's Llama decodes one sequence at a time"
 
@@ -232,6 +232,10 @@ class LlamaCppModel:
 
     def eval(self):
         return self
+
+    def file_weights(self) -> WeightsMB:
+        """Its weights as the file's tensors hold them (quantbench.memory counts a torch model's the same way)."""
+        return WeightsMB(self.file_weights_mb, self.body_mb, self.embedding_head_mb, self.decode_weights_mb)
 
     def info(self) -> dict:
         import llama_cpp

@@ -45,15 +45,16 @@ def stderr(results: dict, entry: dict) -> float | None:
         return None
 
 
-def evaluate(model, tokenizer, suite_name: str, params: dict, data_dir: str | None = None) -> tuple[dict, dict]:
+def evaluate(model, tokenizer, suite_name: str, params: dict, data_dir: str | None = None,
+             runtime: str = "torch") -> tuple[dict, dict]:
     """Returns (per-task scores, lm-eval's raw results); the raw results carry `quantbench_stderr` (each
     task's standard error) and `quantbench_items` (paired.items_from_samples: 0/1 per item) for the
-    caller to take out."""
+    caller to take out. `runtime` is the LoadedModel's: a llama.cpp model is scored by llama.cpp itself."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
     entries = suite(suite_name)
-    if getattr(model, "runtime", None) == "llama.cpp":  # a GGUF file: scored by llama.cpp itself
+    if runtime == "llama.cpp":
         from quantbench.llamacpp_lm import LlamaCppLM
 
         lm = LlamaCppLM(model, tokenizer, max_length=params.get("max_length"))

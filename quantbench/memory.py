@@ -126,8 +126,6 @@ def model_weights_mb(model) -> float:
     """Bytes of the model's weights as the scheme stores them: parameters, buffers, and the
     quantization constants beside them (scales, zero points, bitsandbytes' absmax and code tables),
     so that double quantization's saving shows."""
-    if hasattr(model, "file_weights_mb"):  # a GGUF file run by llama.cpp: its tensors' bytes
-        return model.file_weights_mb
     return storage_mb(weight_tensors(model))
 
 
@@ -150,8 +148,6 @@ def weights_split_mb(model) -> dict:
     backends treat it differently (kept in float by the torch schemes, quantized in a GGUF file),
     so the body is what compares schemes like for like. The parts sum to model_weights_mb exactly:
     each storage is counted once, in the embedding/head part if those modules hold it, else in the body."""
-    if hasattr(model, "file_weights_mb"):  # a GGUF file: split from its tensors (quantbench.llamacpp)
-        return {"body_mb": model.body_mb, "embedding_head_mb": model.embedding_head_mb}
     head_ptrs = {t.data_ptr() for m in embedding_head_modules(model) for outer in weight_tensors(m)
                  if isinstance(outer, torch.Tensor) for t in storage_tensors(outer) if t.numel()}
     seen, parts = set(), {"body_mb": 0, "embedding_head_mb": 0}

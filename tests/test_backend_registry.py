@@ -248,3 +248,34 @@ def test_snakemake_plans_the_registered_backends_jobs(fp_copy, tmp_path):
     out = proc.stdout + proc.stderr
     assert re.search(r"models/fp-copy\b", out), out[-3000:]
     assert re.search(r"evaluate/fp-copy\.json", out), out[-3000:]
+
+
+# What a loaded model offers (quantbench.loaded_model.LoadedModel): no stage asks the model for it.
+CONTRACT = {"runtime", "max_batch_size", "batch_reason", "file_weights_mb", "decode_weights_mb", "body_mb",
+            "embedding_head_mb", "kernel"}
+
+
+def test_no_stage_probes_a_model_for_what_the_loaded_model_says():
+    found = []
+    for path in _tracked("quantbench/*.py", "workflow/scripts/*.py"):
+        if not path.is_file():
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("getattr", "hasattr") \
+                    and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) \
+                    and node.args[1].value in CONTRACT:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found, f"probes for LoadedModel's fields (read them from the LoadedModel instead): {found}"
+
+
+def test_a_torch_model_loads_with_its_contract(tiny_model):
+    from quantbench import benchmark, memory
+    from quantbench.loading import load
+    from quantbench.modelio import RunContext
+
+    loaded, _, info = load(str(tiny_model), RunContext(device="cpu", dtype_name="float32"))
+    assert (loaded.runtime, loaded.batch_limit, loaded.file_weights) == ("torch", None, None)
+    assert info == {"backend": "none", "method": "base", "kernel": loaded.kernel, **loaded.details}
+    weights = benchmark.weights_mb(loaded)
+    assert weights.weights_mb == memory.model_weights_mb(loaded.model) == weights.body_mb + weights.embedding_head_mb
+    assert weights.decode_mb == benchmark.decode_weights_mb(loaded.model)

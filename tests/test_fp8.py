@@ -182,7 +182,7 @@ def test_float8_weight_only_quantizes_runs_counts_and_trains_on_the_cpu(tiny_mod
     merged.save_pretrained(tmp_path / "merged")
     load_tokenizer(str(tiny_model)).save_pretrained(tmp_path / "merged")
     get("torchao").quantize(str(tmp_path / "merged"), tmp_path / "requant", params, ctx)
-    requant, _ = get("torchao").load(str(tmp_path / "requant"), params, ctx)
+    requant = get("torchao").load(str(tmp_path / "requant"), params, ctx).model
     with torch.inference_mode():
         merged_logits, requant_logits = merged(ids).logits, requant(ids).logits
     assert type(requant.model.layers[0].self_attn.q_proj.weight).__name__ == "Float8Tensor"

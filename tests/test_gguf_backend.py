@@ -39,9 +39,11 @@ def test_llama_cpp_float32_computes_what_transformers_computes(smol_tiny, quanti
     ids = tok("The quick brown fox jumps over the lazy dog, and then it runs away.", return_tensors="pt").input_ids
     with torch.no_grad():
         want = ref(input_ids=ids).logits[0]
-    model, info = gguf.load(str(folder), {"n_ctx": 256}, RunContext())
+    loaded = gguf.load(str(folder), {"n_ctx": 256}, RunContext())
+    model, info = loaded.model, loaded.info
     got = model(input_ids=ids).logits[0]
     assert info["kernel"] == "llama.cpp-cpu" and info["n_threads"] >= 1
+    assert loaded.runtime == "llama.cpp" and loaded.batch_limit == 1
     assert torch.allclose(got, want, atol=1e-3, rtol=1e-3), (got - want).abs().max()
     # greedy generation through the KV cache picks transformers' tokens
     prompt = ids[:, :6]
@@ -68,7 +70,7 @@ def test_scores_through_lm_eval_adapter_match_hflm(smol_tiny, quantized):
     from quantbench.llamacpp_lm import LlamaCppLM
 
     folder, _ = quantized("F32")
-    model, _ = gguf.load(str(folder), {"n_ctx": 256}, RunContext())
+    model = gguf.load(str(folder), {"n_ctx": 256}, RunContext()).model
     ref, tok = load_causal_lm(str(smol_tiny), "cpu", torch.float32)
     pairs = [("The capital of France is", " Paris"), ("The capital of France is", " a city by the river"),
              ("Two plus two equals", " four"), ("", "Hello world")]
@@ -93,23 +95,25 @@ def test_distribution_metrics_and_benchmark_cells_on_llama_cpp(smol_tiny, quanti
     metrics = {}
     for type_ in ("F32", "Q8_0", "Q4_0"):
         folder, _ = quantized(type_)
-        model, _ = gguf.load(str(folder), {"n_ctx": 256}, RunContext())
+        loaded = gguf.load(str(folder), {"n_ctx": 256}, RunContext())
+        model = loaded.model
         metrics[type_] = distribution.compare_model(summary, model, windows, "cpu", 4)
     assert metrics["F32"]["kl_mean"] < 1e-4 and metrics["F32"]["top1_agreement"] == 1.0
     assert metrics["F32"]["kl_mean"] < metrics["Q8_0"]["kl_mean"] < metrics["Q4_0"]["kl_mean"], metrics
 
     spec = {"prompt_len": 8, "batch_sizes": [1, 2]}
-    rows = benchmark.run_prefill(model, model.config.vocab_size, "cpu", spec, 0, 2, 0, {tok.eos_token_id})
+    rows = benchmark.run_prefill(model, model.config.vocab_size, "cpu", spec, 0, 2, 0, {tok.eos_token_id},
+                                 batch_limit=loaded.batch_limit, batch_reason=loaded.batch_reason)
     assert rows[0]["outcome"] == "ok" and rows[0]["prefill_ms_per_token"] > 0
     assert rows[1]["outcome"] == "unsupported" and "one sequence" in rows[1]["error"]
     gen = {"prompt_len": 4, "new_tokens": [3], "batch_sizes": [1, 2], "use_cache": [True, False]}
     cells = benchmark.run_generate(model, model.config.vocab_size, "cpu", gen, 0, 2, 0, {tok.eos_token_id},
-                                   tok.eos_token_id, weights_mb=benchmark.decode_weights_mb(model),
+                                   tok.eos_token_id, weights_mb=benchmark.weights_mb(loaded).decode_mb,
                                    bandwidth_gb_per_s=None, kv_bytes=4)
     by = {(c["batch_size"], c["use_cache"]): c for c in cells}
     assert by[(1, True)]["outcome"] == "ok" and by[(1, True)]["decode_tokens_per_s"] > 0
     assert by[(2, True)]["outcome"] == "unsupported" and by[(1, False)]["outcome"] == "unsupported"
-    assert 0 < benchmark.decode_weights_mb(model) <= model.file_weights_mb
+    assert 0 < benchmark.weights_mb(loaded).decode_mb <= loaded.file_weights.weights_mb
 
 
 def test_llama_cpp_missing_is_one_line(monkeypatch):

@@ -122,8 +122,8 @@ def test_our_kl_is_llama_cpps_on_its_tokens(smol_tiny, tmp_path):
     llamacpp_kl.base_run(binary, folders["F32"] / "model.gguf", text, kld, n_ctx, chunks, 2)
     theirs = llamacpp_kl.kl_run(binary, folders["Q4_0"] / "model.gguf", kld, n_ctx, 2)
 
-    f32, _ = gguf.load(str(folders["F32"]), {"n_ctx": 256}, RunContext())
-    q4, _ = gguf.load(str(folders["Q4_0"]), {"n_ctx": 256}, RunContext())
+    f32 = gguf.load(str(folders["F32"]), {"n_ctx": 256}, RunContext()).model
+    q4 = gguf.load(str(folders["Q4_0"]), {"n_ctx": 256}, RunContext()).model
     torch_base, _ = load_causal_lm(str(base), "cpu", torch.float32)
     vocab = f32._llm._model
     windows = llamacpp_kl.scored_windows(llamacpp_kl.read_tokens(kld), vocab.token_bos() if vocab.add_bos_token()

@@ -219,12 +219,13 @@ def test_awq_kernels_and_dequantized_base_compute_the_same_weights(awq_saved, pr
     from gptqmodel.nn_modules.qlinear import AWQuantLinear
 
     bf16 = _awq_ctx("bfloat16")
-    torch_kernel = _log_probs(get("awq").load(str(awq_saved), AWQ, bf16)[0], prompt)
+    torch_kernel = _log_probs(get("awq").load(str(awq_saved), AWQ, bf16).model, prompt)
     plain = get("awq").dequantize(str(awq_saved), bf16)
     assert not any(isinstance(m, AWQuantLinear) for m in plain.modules())
     # The same bfloat16 weights and inputs; only the matmul's summation order may differ.
     assert torch.allclose(_log_probs(plain, prompt), torch_kernel, atol=1e-2)
-    fused, info = get("awq").load(str(awq_saved), {**AWQ, "kernel": "torch_fused"}, _awq_ctx())
+    loaded = get("awq").load(str(awq_saved), {**AWQ, "kernel": "torch_fused"}, _awq_ctx())
+    fused, info = loaded.model, loaded.info
     assert info["kernel"] == "TorchFusedAwqLinear" and info["compute_dtype"] == "float32", info
     plain32 = _log_probs(get("awq").dequantize(str(awq_saved), _awq_ctx()), prompt)
     # Both kernels sit far closer to the dequantized weights than those sit to float32: they differ

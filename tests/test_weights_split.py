@@ -11,7 +11,7 @@ import torch
 
 from quantbench.atomic import atomic_dir
 from quantbench.backends import get
-from quantbench.loading import load_model
+from quantbench.loading import load, load_model
 from quantbench.memory import model_weights_mb, weights_split_mb
 from quantbench.modelio import RunContext, write_meta
 
@@ -73,8 +73,11 @@ def test_gguf_file_split_by_its_token_embd_type(smol_tiny, tmp_path):
     dst.mkdir()
     get("gguf").quantize(str(smol_tiny), dst, {"type": "Q8_0", "n_ctx": 256}, RunContext())
     write_meta(dst, {"method": "gguf-q8_0", "backend": "gguf", "params": {"type": "Q8_0", "n_ctx": 256}})
-    model = load_model(str(dst), RunContext())[0]
-    split = _check_sum(model)
+    loaded = load(str(dst), RunContext())[0]
+    model, weights = loaded.model, loaded.file_weights  # counted from the file's tensors
+    split = {"body_mb": weights.body_mb, "embedding_head_mb": weights.embedding_head_mb}
+    assert split["body_mb"] + split["embedding_head_mb"] == weights.weights_mb  # exactly
+    assert split["body_mb"] > 0 and split["embedding_head_mb"] > 0
     tensors = {t.name: t for t in gguf_py.GGUFReader(str(dst / llamacpp.GGUF_FILE)).tensors}
     assert "output.weight" not in tensors  # tied: the head reads token_embd
     embd = tensors["token_embd.weight"]

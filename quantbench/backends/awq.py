@@ -11,6 +11,7 @@ from pathlib import Path
 from quantbench import gptqmodel_run
 from quantbench.backends.base import Backend, register
 from quantbench.backends.groups import bits_with_group_scales, group_size_problem
+from quantbench.loaded_model import LoadedModel
 
 # kernel name in the config -> (GPTQModel backend, bits, group sizes, where it runs). Bits and group
 # sizes are the kernels' own SUPPORTS_BITS and SUPPORTS_GROUP_SIZE in gptqmodel 7.6, within SPEC's
@@ -201,8 +202,8 @@ class AWQ(Backend):
         backend = KERNELS[kernel][0]
         dtype = _dtype(ctx, kernel)
         model = GPTQModel.load(path, device=ctx.device, backend=backend, dtype=dtype).model
-        return model, {"kernel": "+".join(kernel_names(model)), "awq_backend": backend,
-                       "compute_dtype": str(dtype).removeprefix("torch.")}
+        return LoadedModel.of(model, {"kernel": "+".join(kernel_names(model)), "awq_backend": backend,
+                                      "compute_dtype": str(dtype).removeprefix("torch.")})
 
     def dequantize(self, path: str, ctx):
         """The AWQ model with every quantized layer replaced by a plain Linear holding the weights the
@@ -214,7 +215,7 @@ class AWQ(Backend):
         from quantbench.modelio import read_meta
 
         # The torch kernel keeps the GEMM-format buffers as stored; the others repack them at load.
-        model, _ = self.load(path, {**read_meta(path)["params"], "kernel": "torch"}, ctx)
+        model = self.load(path, {**read_meta(path)["params"], "kernel": "torch"}, ctx).model
         for name, module in list(model.named_modules()):
             if isinstance(module, AWQuantLinear):
                 linear = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from quantbench.loaded_model import LoadedModel
+
 
 class Backend(ABC):
     name: str = ""  # set by register()
@@ -35,8 +37,8 @@ class Backend(ABC):
         """Write a loadable model folder at dst; returns what the quantize record keeps."""
 
     @abstractmethod
-    def load(self, path: str, params: dict, ctx):
-        """Load a model folder: (model, info), info naming the kernel that runs."""
+    def load(self, path: str, params: dict, ctx) -> LoadedModel:
+        """Load a model folder: the model and what the stages need to know of it (quantbench.loaded_model)."""
 
     # --- optional, with their defaults ---------------------------------------------------------
     DEFAULTS: dict = {}  # parameter defaults

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from quantbench.backends.base import Backend, register
+from quantbench.loaded_model import LoadedModel
 
 SPEC = {"bits": [4, 8], "quant_type": ["nf4", "fp4"], "double_quant": [True, False],
         "compute_dtype": ["auto", "float32", "float16", "bfloat16"]}
@@ -91,7 +92,7 @@ class BitsAndBytes(Backend):
         if ctx.device == "cpu":
             disable_cpu_bf16_fast_path(model)
         kernel = "bnb-int8" if params["bits"] == 8 else f"bnb-{params['quant_type']}"
-        return model, {"kernel": f"{kernel}-{ctx.device}"}
+        return LoadedModel(model, f"{kernel}-{ctx.device}")
 
     def quantize_encoder(self, src: str, dst: Path, params: dict, device: str, calibration: list, seq_len: int,
                          text: bool) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from quantbench.backends.base import Backend, register
 from quantbench.gguf_types import TENSOR_TYPES, TYPES
+from quantbench.loaded_model import LoadedModel
 
 SPEC = {"type": list(TYPES), "n_ctx": int, "embedding_type": list(TENSOR_TYPES)}
 # The context llama.cpp allocates its KV cache for: chosen at load time, not stored in the file.
@@ -116,4 +117,5 @@ class GGUF(Backend):
 
         n_ctx = params.get("n_ctx", DEFAULTS["n_ctx"])
         model = LlamaCppModel(path, n_threads=torch.get_num_threads(), n_ctx=n_ctx)
-        return model, model.info()
+        return LoadedModel.of(model, model.info(), runtime=self.RUNTIME, batch_limit=model.max_batch_size,
+                              batch_reason=model.batch_reason, file_weights=model.file_weights())

@@ -7,6 +7,7 @@ from pathlib import Path
 from quantbench import gptqmodel_run
 from quantbench.backends.base import Backend, register
 from quantbench.backends.groups import bits_with_group_scales, group_size_problem
+from quantbench.loaded_model import LoadedModel
 
 # kernel name in the config -> (GPTQModel backend, bits it supports, runs on CPU)
 # Bits per kernel are the kernels' own SUPPORTS_BITS in gptqmodel 7.6.
@@ -227,7 +228,7 @@ class GPTQ(Backend):
                 "compute_dtype": str(dtype).removeprefix("torch.")}
         if ctx.device == "cpu":
             info["eager_dequantize_layers"] = _eager_dequantize(model)
-        return model, info
+        return LoadedModel.of(model, info)
 
     def quantize_encoder(self, src: str, dst: Path, params: dict, device: str, calibration: list, seq_len: int,
                          text: bool) -> dict:

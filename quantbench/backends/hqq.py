@@ -8,6 +8,7 @@ from pathlib import Path
 
 from quantbench.backends.base import Backend, register
 from quantbench.backends.groups import group_size_problem
+from quantbench.loaded_model import LoadedModel
 
 # hqq 0.2.8's Quantizer.SUPPORTED_BITS (tests/test_quantized_logits.py checks they agree), with the
 # bits each weight takes once packed: 5 and 6 bits are stored in a byte, 1.58 (ternary) in 2 bits,
@@ -76,8 +77,8 @@ class HQQ(Backend):
 
         # from_quantized looks for a local folder first (cache_dir ""), so it never reaches the hub.
         model = AutoHQQHFModel.from_quantized(str(path), compute_dtype=ctx.dtype, device=ctx.device)
-        return model.eval(), {"kernel": f"hqq-{HQQLinear.backend.name.lower()}-{ctx.device}",
-                              "compute_dtype": str(ctx.dtype).removeprefix("torch.")}
+        return LoadedModel.of(model.eval(), {"kernel": f"hqq-{HQQLinear.backend.name.lower()}-{ctx.device}",
+                                             "compute_dtype": str(ctx.dtype).removeprefix("torch.")})
 
     def dequantize(self, path: str, ctx):
         """The HQQ model with every HQQLinear replaced by a plain Linear holding its dequantized
@@ -85,7 +86,7 @@ class HQQ(Backend):
         import torch
         from hqq.core.quantize import HQQLinear
 
-        model, _ = self.load(path, {}, ctx)
+        model = self.load(path, {}, ctx).model
         for name, module in list(model.named_modules()):
             if isinstance(module, HQQLinear):
                 linear = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,

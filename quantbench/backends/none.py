@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from quantbench.backends.base import Backend, register
+from quantbench.loaded_model import LoadedModel
 
 SPEC = {"dtype": ["float32", "float16", "bfloat16"]}
 DEFAULTS = {"dtype": "float32"}
@@ -67,4 +68,4 @@ class Unquantized(Backend):
         from quantbench.modelio import load_causal_lm, torch_dtype
 
         model, _ = load_causal_lm(path, ctx.device, dtype=torch_dtype(params["dtype"]))
-        return model, {"kernel": f"torch-{params['dtype']}"}
+        return LoadedModel(model, f"torch-{params['dtype']}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from quantbench import cuda_capability
 from quantbench.backends.base import Backend, register
 from quantbench.backends.groups import group_size_problem
+from quantbench.loaded_model import LoadedModel
 
 # scheme -> (weight bits, runs on the CPU). torchao 0.18 has Config classes only.
 SCHEMES = {
@@ -179,7 +180,7 @@ class TorchAO(Backend):
         info = {"kernel": f"torchao-{scheme}-{ctx.device}",
                 "weight_tensors": "+".join(kernel_names(model)),
                 "compute_dtype": str(dtype).removeprefix("torch.")}
-        return model.eval(), info
+        return LoadedModel.of(model.eval(), info)
 
     def dequantize(self, path: str, ctx):
         """The model with every torchao weight replaced by its dequantized values in a plain
@@ -189,7 +190,7 @@ class TorchAO(Backend):
 
         from quantbench.modelio import read_meta
 
-        model, _ = self.load(path, read_meta(path)["params"], ctx)
+        model = self.load(path, read_meta(path)["params"], ctx).model
         for module in model.modules():
             weight = getattr(module, "weight", None)
             if isinstance(weight, TorchAOBaseTensor):

@@ -8,7 +8,7 @@ import torch
 
 from quantbench import benchmark, cli, decode_checks, memory, steady_host, timing
 from quantbench.backends import get as get_backend
-from quantbench.loading import load_model
+from quantbench.loading import load
 from quantbench.modelio import RunContext, read_meta
 from quantbench.records import Recorder
 from quantbench.unsupported import Unsupported
@@ -65,13 +65,14 @@ host = {**steady_host.pin(ctx.device, spec.get("pin_cores", 0)), "gc_off_while_t
 memory.reset(ctx.device)
 with memory.PeakMemory(ctx.device) as load_peak:
     t0 = time.perf_counter()
-    model, tokenizer, info = load_model(args.model, ctx, adapter=args.adapter)
+    loaded, tokenizer, info = load(args.model, ctx, adapter=args.adapter)
+    model = loaded.model
     timing._sync(ctx.device)
     load_s = time.perf_counter() - t0
 memory.freeze_long_lived_objects()
-weights_mb = memory.model_weights_mb(model)
-split_mb = memory.weights_split_mb(model)  # body_mb and embedding_head_mb
-step_weights_mb = benchmark.decode_weights_mb(model)
+weights = benchmark.weights_mb(loaded)
+weights_mb, step_weights_mb = weights.weights_mb, weights.decode_mb
+split_mb = {"body_mb": weights.body_mb, "embedding_head_mb": weights.embedding_head_mb}
 bandwidth = timing.measure_copy_bandwidth_gb_per_s(ctx.device) if spec.get("roofline", True) else None
 logging.info("loaded in %.2f s, weights %.1f MB (%.1f MB read per decode step), kernel %s, copy bandwidth %s GB/s",
              load_s, weights_mb, step_weights_mb, info["kernel"], bandwidth and f"{bandwidth:.0f}")
@@ -82,7 +83,8 @@ common = dict(model=model, vocab_size=vocab, device=ctx.device, warmup=spec["war
               repeats=spec["repeats"], seed=ctx.seed, avoid=avoid,
               retries=spec.get("spread_retries", 0), spread_limit=spec.get("spread_limit", 0.05),
               min_timed_s=host["min_timed_s"], max_repeats=host["max_repeats"])
-rows = benchmark.run_prefill(spec=spec["prefill"], **common) if spec.get("prefill") else []
+rows = (benchmark.run_prefill(spec=spec["prefill"], batch_limit=loaded.batch_limit, batch_reason=loaded.batch_reason,
+                              **common) if spec.get("prefill") else [])
 kv_bytes = 2 if ctx.dtype_name in ("float16", "bfloat16") else 4
 gen = spec["generate"]
 if args.adapter and gen.get("adapters"):

@@ -3,7 +3,7 @@ import torch
 
 from quantbench import cli, distribution, lmeval
 from quantbench.atomic import write_json
-from quantbench.loading import load_model
+from quantbench.loading import load
 from quantbench.modelio import RunContext
 from quantbench.records import Recorder
 
@@ -20,12 +20,14 @@ params = cli.setup(args)
 ctx = RunContext(device=params["device"], dtype_name=params["dtype"], seed=params["seed"])
 ev = params["evaluate"]
 rec = Recorder("evaluate", params["variant"], params, ctx.device, ctx.seed)
-model, tokenizer, info = load_model(args.model, ctx, adapter=args.adapter)
+loaded, tokenizer, info = load(args.model, ctx, adapter=args.adapter)
+model = loaded.model
 
 ref = torch.load(args.reference)
 dist = distribution.compare_model(ref["summary"], model, ref["windows"], ctx.device, ev["batch_size"])
 dist["distribution_top_k"] = ref.get("top_k")
-tasks, raw = lmeval.evaluate(model, tokenizer, ev["suite"], {**ev, "seed": ctx.seed}, data_dir=args.data)
+tasks, raw = lmeval.evaluate(model, tokenizer, ev["suite"], {**ev, "seed": ctx.seed}, data_dir=args.data,
+                             runtime=loaded.runtime)
 # per-item outcomes beside lm-eval's JSON: the report's paired task noise
 write_json(args.items_out, raw.pop("quantbench_items"))
 write_json(args.lm_eval_out, raw)
