@@ -50,8 +50,9 @@ def _check_params(key: str, backend: str, entry: dict, errors: list[str]) -> dic
     params = {**mod.DEFAULTS, **{k: v for k, v in entry.items() if k != "backend"}}
     for k, v in params.items():
         if k == "mix" and k not in mod.SPEC:  # per-module bit widths need a backend that stores them
-            errors.append(f"{key}.mix: backend {backend!r} has no per-module settings; allowed: backend gptq "
-                          "(GPTQModel's per-module `dynamic` overrides)")
+            able = [b for b in names() if "mix" in get_backend(b).SPEC]
+            errors.append(f"{key}.mix: backend {backend!r} has no per-module settings; allowed: backend "
+                          f"{', '.join(able)}")
             continue
         if k not in mod.SPEC:
             errors.append(f"{key}.{k}: unknown parameter for backend {backend!r};{did_you_mean(k, mod.SPEC)} "
