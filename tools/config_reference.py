@@ -168,10 +168,17 @@ def _backend_rows(name: str) -> list[Row]:
     return rows
 
 
+# What a backend's methods may be used for, as its class says (quantbench/backends/base.py)
+ROLES = {"CALIBRATED": "read calibration texts", "REQUANTIZE_TARGET": "may be a recipe's `requantize` target",
+         "SENSITIVITY": "may be named in `sensitivity.methods`",
+         "can_dequantize": "may be a fine-tune base for `merge_into: dequant`"}
+
+
 def _backend_summary(name: str) -> str:
     doc = importlib.import_module(f"quantbench.backends.{name}").__doc__ or ""
     first = " ".join(doc.split("\n\n")[0].split())
-    return _meaning(first.split(". ")[0].rstrip(".") + ".")
+    roles = [what for fact, what in ROLES.items() if getattr(get_backend(name), fact)]
+    return _meaning(first.split(". ")[0].rstrip(".") + ".") + (f" Its methods {'; '.join(roles)}." if roles else "")
 
 
 def _methods_section(schema: dict) -> list[str]:
