@@ -16,7 +16,11 @@ def load(folder: str, ctx: RunContext, adapter: str | None = None,
     Returns (loaded, tokenizer, info): the backend's LoadedModel (its model the adapted one when an
     adapter is given), and the load as records keep it (the backend and kernel that actually ran)."""
     meta = read_meta(folder)
-    loaded = get(meta["backend"]).load(folder, meta["params"], ctx)
+    backend = get(meta["backend"])
+    loaded = backend.load(folder, meta["params"], ctx)
+    if loaded.runtime != backend.RUNTIME:  # planning read the class's RUNTIME: the job must run that one
+        raise TypeError(f"backend {meta['backend']!r} loaded a {loaded.runtime} model, but its class says RUNTIME = "
+                        f"{backend.RUNTIME!r}")
     info = {"backend": meta["backend"], "method": meta["method"], **loaded.info}
     model = loaded.model
     if adapter is not None:
