@@ -170,6 +170,9 @@ def test_float8_weight_only_quantizes_runs_counts_and_trains_on_the_cpu(tiny_mod
     train = {"steps": 6, "batch_size": 4, "seq_len": 32, "learning_rate": 5e-3, "lora": lora}
     texts = [f"### Instruction:\nName {i}.\n### Response:\nIt is {i}." for i in range(16)]
     model, tokenizer, info = load_model(str(out), ctx, trainable=True)
+    # PEFT draws the adapter's initial weights from the global generator, which a job seeds at its start
+    # (quantbench.cli): seeded here too, so the adapter does not depend on which tests ran before
+    torch.manual_seed(0)
     peft_model, stats = finetune.train(model, tokenizer, texts, info["backend"], train, "cpu", 0)
     assert stats["trainable_parameters"] > 0 and stats["loss_last"] < stats["loss_first"]
 
