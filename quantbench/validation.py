@@ -161,7 +161,6 @@ def _replicates(key: str, backend: str, entry: dict, errors: list[str]) -> int:
     return n
 
 
-
 def _methods(config: dict, model_dims: list[int] | None, errors: list[str]) -> dict[str, Method]:
     entries = config.get("methods") or {}
     if not entries:
