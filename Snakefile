@@ -68,6 +68,7 @@ else:
     include: "workflow/rules/benchmark.smk"
     include: "workflow/rules/evaluate.smk"
     include: "workflow/rules/sensitivity.smk"
+    include: "workflow/rules/kv_functions.smk"
     include: "workflow/rules/kv_cache.smk"
     include: "workflow/rules/report.smk"
 
