@@ -95,8 +95,8 @@ CLAIMS = [
 # their spread", "not read"
 PLAIN = [
     ("kl", "bnb-nf4", "bnb-nf4-nodq", SAME, "are the\nsame model (KL 0.3577 against 0.3575"),
-    ("kl", "awq-4bit-g64", "gptq-4bit-g64", "A larger (worse), beyond noise",
-     "more than GPTQ 4-bit at about the same size (KL 0.31 against 0.25"),
+    ("kl", "awq-4bit-g64", "gptq-4bit-g64", "A smaller (better), beyond noise",
+     "less than GPTQ 4-bit at about the same size (KL 0.19 against 0.25"),
     ("kl", "gguf-q8_0", "bnb-int8", "A smaller (better), beyond noise", "5x less than bnb int8"),
     *[("decode", v, "fp32", "A smaller (worse), beyond noise", "The others are slower beyond their spread")
       for v in ("torchao-int8wo", "bnb-nf4", "bnb-nf4-nodq", "bnb-fp4", "bnb-int8", "gptq-8bit-g64",
