@@ -147,7 +147,7 @@ def figure(records: dict[str, dict], contexts: list[int], path: str) -> None:
     import matplotlib.pyplot as plt
 
     longest = str(max(contexts))
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     for i, (name, rec) in enumerate(records.items()):
         buckets = rec["metrics"]["quality"].get(longest, {})
         xs = [j + (i - len(records) / 2) * 0.03 for j in range(len(buckets))]
@@ -161,7 +161,7 @@ def figure(records: dict[str, dict], contexts: list[int], path: str) -> None:
     ax.set_xlabel(f"position bucket (tokens), windows of {longest}")
     ax.set_ylabel("KL to baseline with plain cache (nats/token)")
     ax.set_title("KL by position, 95% interval over chunks")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: no point hidden
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
