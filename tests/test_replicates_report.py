@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import glob
 import json
+import os
 import subprocess
 import sys
 
@@ -20,7 +21,7 @@ from quantbench.records import load_records
 from quantbench.report import figures, multiple, paired, replicates, tables
 from quantbench.report.figures import quality as quality_figure
 from quantbench.report.params import record_paths, report_params
-from tests.conftest import copy_project, snakemake
+from tests.conftest import ROOT, copy_project, snakemake
 from tests.test_interrupt import SMALL
 
 NAME = "replicates-toy"
@@ -128,8 +129,10 @@ def test_quality_figure_draws_the_method_at_its_runs_mean(run):
 def test_report_script_writes_the_runs_table(run, tmp_path):
     work, exp = run
     paths = [p for p in record_paths(exp, str(work / R))]
-    subprocess.run([sys.executable, "workflow/scripts/report.py", "--params", json.dumps(report_params(exp)),
-                    "--records", *paths, "--out", str(tmp_path)], cwd=work, check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "workflow/scripts/report.py", "--params", json.dumps(report_params(exp)),
+                           "--records", *paths, "--out", str(tmp_path)], cwd=work, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # as the workflow's jobs get it
+    assert proc.returncode == 0, proc.stderr[-3000:]
     runs = (tmp_path / "replicates.csv").read_text().splitlines()
     assert len(runs) == 1 + len(RUNS) and all(v in "".join(runs) for v in RUNS)
     text = (tmp_path / "report.md").read_text()
