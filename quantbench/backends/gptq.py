@@ -234,7 +234,7 @@ class GPTQ(Backend):
                          text: bool) -> dict:
         from quantbench.encoder.quantize import gptq_encoder  # GPTQModel first, then transformers' GPTQConfig
 
-        return gptq_encoder(src, dst, params, device, calibration, seq_len, text)
+        return gptq_encoder(src, dst, params, device, calibration, seq_len, text, quantize_config(params, device))
 
     def load_encoder(self, folder: str, params: dict, device: str, route: str | None = None):
         from transformers import AutoModel

@@ -43,11 +43,9 @@ def _tokenizer(src: str):
     return AutoTokenizer.from_pretrained(src)
 
 
-def _gptq_model(src: str, dst: Path, params: dict, device: str, calibration: list[dict], seq_len: int) -> dict:
+def _gptq_model(src: str, dst: Path, qconfig, device: str, calibration: list[dict], seq_len: int) -> dict:
     """GPTQModel's own API, as the causal-LM workflow uses it."""
-    from quantbench.backends.gptq import quantize_config
-
-    gptqmodel_run.quantized(src, quantize_config(params, device), calibration, device, seq_len).save(str(dst))
+    gptqmodel_run.quantized(src, qconfig, calibration, device, seq_len).save(str(dst))
     return {"route": "gptqmodel"}
 
 
@@ -89,13 +87,14 @@ def _gptq_transformers(src: str, dst: Path, params: dict, device: str, calibrati
 
 
 def gptq_encoder(src: str, dst: Path, params: dict, device: str, calibration: list, seq_len: int,
-                 text: bool) -> dict:
-    """GPTQModel first (the project's GPTQ backend); where it refuses the architecture, transformers'
-    GPTQConfig, which is how the comparison quantized with GPTQ. Both refusals are kept. Calibration:
-    texts for a text encoder, rows of the model's own inputs for another modality."""
+                 text: bool, qconfig) -> dict:
+    """GPTQModel first (the project's GPTQ backend, whose QuantizeConfig for `params` the backend
+    passes in as `qconfig`); where it refuses the architecture, transformers' GPTQConfig, which is how
+    the comparison quantized with GPTQ. Both refusals are kept. Calibration: texts for a text encoder,
+    rows of the model's own inputs for another modality."""
     rows = gptqmodel_run.calibration_rows(_tokenizer(src), calibration, seq_len) if text else calibration
     try:
-        return _gptq_model(src, dst, params, device, rows, seq_len)
+        return _gptq_model(src, dst, qconfig, device, rows, seq_len)
     except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError) as err:
         first = Unsupported(err).summary()
     try:
