@@ -107,6 +107,8 @@ def render(inputs, quant: pd.DataFrame, plots: list[tuple[str, str, str]]) -> st
     parts += finetune_section(inputs.finetune)
     parts += quality_section(inputs.quality)
     parts += replicates_section(inputs.replicates)
+    if p.get("kv_cache"):
+        parts += kv_cache_link()
     parts.append("## The recipe: QLoRA on bitsandbytes, merge, re-quantize with GPTQ\n")
     parts.append(recipe_section(inputs.summary, inputs.quality, p["recipes"]))
     parts += sensitivity_section(inputs)
@@ -302,6 +304,12 @@ def replicates_section(runs: pd.DataFrame) -> list[str]:
             "resampled together, `delta_runs_mean_points` its centre, `p_runs` its test, the one Holm's family "
             "counts); each run's own single-run paired interval is here.\n",
             fmt(runs[[c for c in cols if c in runs.columns]])]
+
+
+def kv_cache_link() -> list[str]:
+    return ["## KV-cache quantization by context length\n",
+            "Quality per context length and position bucket, bytes per token and decode speed of each "
+            "quantized KV cache: [kv_cache.md](kv_cache.md) (written by the kv_report job).\n"]
 
 
 def quantize_section(quant: pd.DataFrame) -> list[str]:

@@ -18,6 +18,9 @@ def report_params(exp: Experiment) -> dict:
         # method -> its replicates' variant names (<method>~r<k>), whose rows fold into the method's;
         # absent without replicates, so that the report job of such a setup keeps its params
         **({"replicates": replicates(exp)} if exp.replicas else {}),
+        # the KV-cache section is its own page (the kv_report job's); the report links it (absent
+        # without kv_cache:, as above)
+        **({"kv_cache": True} if config.get("kv_cache") else {}),
     }
 
 
