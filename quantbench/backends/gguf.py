@@ -77,7 +77,7 @@ class GGUF(Backend):
         return TYPES[params["type"]][1]
 
     def nominal_bits(self, params: dict) -> float | None:
-        return TYPES[params["type"]][1] if params.get("type") in TYPES else None  # the type's main block width
+        return self.bits_per_weight(params) if params.get("type") in TYPES else None  # the type's main block width
 
     def quantize(self, src: str, dst: Path, params: dict, ctx) -> dict:
         import torch
