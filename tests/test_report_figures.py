@@ -226,3 +226,55 @@ def test_recipe_hollow_markers_follow_the_paired_test(tmp_path):
     hollow = {round(float(line.get_ydata()[0]), 6) for line in ax.lines
               if line.get_marker() not in (None, "None", "") and line.get_markerfacecolor() == "none"}
     assert hollow == expected and len(expected) == 1  # the fp merge's GPTQ deploy, -1.21 (-2.63 to 0.08)
+
+
+def _unnamed(fig, panels):
+    """The points of labels.place's panels that carry neither their name nor, beside them, the number
+    the figure's key gives their name."""
+    key = {}
+    for lg in fig.findobj(Legend):
+        for t in lg.get_texts():
+            number, _, name = t.get_text().partition("  ")
+            if number.isdigit():
+                key[name] = number
+    missing = []
+    for i, (ax, points) in enumerate(panels):
+        shown = {(tuple(t.xy), t.get_text()) for t in ax.texts if t.get_gid() == "point-label" and t.get_visible()}
+        missing += [(i, p.name) for p in points
+                    if ((p.x, p.y), p.name) not in shown and ((p.x, p.y), key.get(p.name)) not in shown]
+    return missing
+
+
+def test_every_crowded_point_gets_its_name_or_a_key_number():
+    """A crowd of long names in a small panel: some names find no place and are numbered in a key;
+    the key then narrows the panel and its numbers take room, so names that had a place before may
+    find none beside them. Each of those gets a number too, rather than nothing."""
+    from quantbench.report import labels
+
+    fig, axes = style.figure(1, 1, panel=(3, 2.5))
+    ax = axes[0][0]
+    look = style.look("other", None)
+    points = [labels.Point(float(x), float(y), f"long-scheme-{i}", look)
+              for i, (x, y) in enumerate(itertools.product(range(4), range(3)))]
+    for p in points:
+        ax.plot([p.x], [p.y], look.marker, color=look.color)
+    ax.set_xlim(-0.5, 3.5)
+    ax.set_ylim(-0.5, 2.5)
+    labels.place(fig, [(ax, points)])
+    fig.canvas.draw()
+    assert any(lg.get_texts()[0].get_text()[0].isdigit() for lg in fig.findobj(Legend))  # crowded: a key
+    assert not _unnamed(fig, [(ax, points)])
+
+
+def test_every_point_of_the_quality_figure_is_named_or_numbered(committed):
+    """Each marker drawn in the quality panels has a label at its point: its name, or a number the key
+    names (the committed SmolLM2 report once left AWQ, NF4 and bnb int8 bare in the task panel)."""
+    fig, _ = figures.draw("quality_vs_memory", committed)
+    key = {t.get_text().partition("  ")[0] for lg in fig.findobj(Legend) for t in lg.get_texts()}
+    for ax in fig.axes:
+        drawn = {(float(x), float(y)) for line in ax.lines if line.get_marker() not in (None, "None", "", "_")
+                 for x, y in line.get_xydata()}
+        shown = {tuple(map(float, t.xy)): t.get_text() for t in ax.texts if t.get_gid() == "point-label"}
+        bare = sorted(xy for xy in drawn if xy not in shown)
+        assert not bare, f"{ax.get_title()}: points with neither name nor number: {bare}"
+        assert all(text in key for text in shown.values() if text.isdigit())

@@ -83,18 +83,23 @@ def _legend_boxes(fig, renderer) -> list[Bbox]:
     return [lg.get_window_extent(renderer) for lg in fig.findobj(Legend) if lg.get_visible()]
 
 
+def _annotate(ax, p: Point, text: str, radius: float, angle: float):
+    dx, dy = radius * math.cos(math.radians(angle)), radius * math.sin(math.radians(angle))
+    ha = "left" if dx > 0.5 else "right" if dx < -0.5 else "center"
+    va = "bottom" if dy > 0.5 else "top" if dy < -0.5 else "center"
+    arrow = dict(arrowstyle="-", lw=0.5, color=style.NEUTRAL, shrinkA=0, shrinkB=3) \
+        if radius >= LEADER_FROM_PT else None
+    label = ax.annotate(text, (p.x, p.y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                        fontsize=style.FONT["point"], arrowprops=arrow)
+    label.set_gid("point-label")
+    return label
+
+
 def _try(ax, p: Point, text: str, taken: list[Bbox], renderer, lines: list[Bbox] = (), radii=RADII_PT):
     frame = ax.get_window_extent(renderer)
     for radius in radii:
         for angle in ANGLES_DEG:
-            dx, dy = radius * math.cos(math.radians(angle)), radius * math.sin(math.radians(angle))
-            ha = "left" if dx > 0.5 else "right" if dx < -0.5 else "center"
-            va = "bottom" if dy > 0.5 else "top" if dy < -0.5 else "center"
-            arrow = dict(arrowstyle="-", lw=0.5, color=style.NEUTRAL, shrinkA=0, shrinkB=3) \
-                if radius >= LEADER_FROM_PT else None
-            label = ax.annotate(text, (p.x, p.y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                                fontsize=style.FONT["point"], arrowprops=arrow)
-            label.set_gid("point-label")
+            label = _annotate(ax, p, text, radius, angle)
             box = label.get_window_extent(renderer)
             if _inside(box, frame) and not any(_boxes_overlap(box, t) for t in [*taken, *lines]):
                 taken.append(box)
@@ -104,9 +109,12 @@ def _try(ax, p: Point, text: str, taken: list[Bbox], renderer, lines: list[Bbox]
 
 
 def _place_panel(ax, points: list[Point], texts: list[str], renderer, fixed: list[Bbox],
-                 others: list[Point] = (), far=FAR_RADII_PT) -> list[Point]:
-    """Label each point with its text; returns the points that found no free place."""
-    taken = fixed + [_marker_box(ax, p) for p in [*points, *others]]
+                 others: list[Point] = (), far=FAR_RADII_PT, force: bool = False) -> list[Point]:
+    """Label each point with its text; returns the points that found no free place. With `force`
+    (a key's numbers) every point gets its text: a number the key lists but the panel does not
+    show would name no point."""
+    markers = [_marker_box(ax, p) for p in [*points, *others]]
+    taken = fixed + markers
     lines = _line_boxes(ax)
     missed = []
     for p, text in zip(points, texts):
@@ -116,9 +124,16 @@ def _place_panel(ax, points: list[Point], texts: list[str], renderer, fixed: lis
                 and _try(ax, p, text, taken, renderer, lines, radii=far) is None \
                 and _try(ax, p, text, taken, renderer) is None \
                 and _try(ax, p, text, taken, renderer, radii=far) is None:
-            # no free place: leave the point unlabelled rather than print over another label (in
-            # the numbered pass its marker and colour still tie it to the key)
-            missed.append(p)
+            if not force:
+                # no free place: the caller numbers the point instead (`place`) or says so (`name`)
+                missed.append(p)
+                continue
+            # over a marker rather than not at all; over another text only if nothing else is left
+            texts_taken = fixed + taken[len(fixed) + len(markers):]
+            label = _try(ax, p, text, texts_taken, renderer, radii=(*RADII_PT, *far)) \
+                or _try(ax, p, text, [], renderer, radii=(*RADII_PT, *far)) \
+                or _annotate(ax, p, text, RADII_PT[0], ANGLES_DEG[0])
+            taken.append(label.get_window_extent(renderer))
     return missed
 
 
@@ -127,12 +142,12 @@ def _clear(ax) -> None:
         t.remove()
 
 
-def _key(fig, numbers: dict[str, int], looks: dict[str, style.Look]) -> None:
+def _key(fig, numbers: dict[str, int], looks: dict[str, style.Look]) -> Legend:
     handles = [Line2D([], [], ls="", marker=looks[name].marker, color=looks[name].color,
                       markeredgecolor=looks[name].edge, label=f"{n}  {name}") for name, n in numbers.items()]
     # more than a panel's height of entries would run off the figure: a second column
-    fig.legend(handles=handles, loc="outside right upper", fontsize=style.FONT["legend"], frameon=False,
-               handletextpad=0.3, ncols=1 if len(handles) <= 16 else 2)
+    return fig.legend(handles=handles, loc="outside right upper", fontsize=style.FONT["legend"], frameon=False,
+                      handletextpad=0.3, ncols=1 if len(handles) <= 16 else 2)
 
 
 def _layout(fig):
@@ -146,32 +161,38 @@ def _layout(fig):
 def place(fig, panels: list[tuple[object, list[Point]]]) -> None:
     """Label every panel's points by name; the points whose name finds no place get a number instead
     (a variant keeps its number across panels), named in a key beside the figure that lists only
-    them, so that a reader looks up a few crowded points, not every point."""
-    renderer = _layout(fig)
-    fixed = _legend_boxes(fig, renderer)
-    crowded = [p.name for ax, points in panels
-               for p in _place_panel(ax, points, [p.name for p in points], renderer, fixed)]
-    if not crowded:
-        return
-    numbers, looks = {}, {}
-    for _, points in panels:
-        for p in points:
-            if p.name in crowded:
-                numbers.setdefault(p.name, len(numbers) + 1)
-                looks.setdefault(p.name, p.look)
-    for ax, _ in panels:
-        _clear(ax)
-    _key(fig, numbers, looks)
-    renderer = _layout(fig)
-    fixed = _legend_boxes(fig, renderer)
-    for ax, points in panels:
-        # the numbers first: short, they fit where names did not; then the names around them
-        first = [p for p in points if p.name in numbers]
-        _place_panel(ax, first, [str(numbers[p.name]) for p in first], renderer, fixed,
-                     [p for p in points if p.name not in numbers])
-        fixed = fixed + [t.get_window_extent(renderer) for t in ax.texts if t.get_gid() == "point-label"]
-        rest = [p for p in points if p.name not in numbers]
-        _place_panel(ax, rest, [p.name for p in rest], renderer, fixed, first)
+    them, so that a reader looks up a few crowded points, not every point. Every point ends up with
+    its name or its number: the key narrows the panels and its numbers take room, so a name that fit
+    before the key may no longer fit beside it; such a point is numbered too and the panels placed
+    again, until every name left finds its place (the numbered set only grows, so this ends)."""
+    numbered: set[str] = set()
+    key = None
+    while True:
+        numbers, looks = {}, {}
+        for _, points in panels:
+            for p in points:
+                if p.name in numbered:
+                    numbers.setdefault(p.name, len(numbers) + 1)
+                    looks.setdefault(p.name, p.look)
+        if numbers:
+            key = _key(fig, numbers, looks)
+        renderer = _layout(fig)
+        fixed = _legend_boxes(fig, renderer)
+        missed = []
+        for ax, points in panels:
+            # the numbers first: short, they fit where names did not; then the names around them
+            first = [p for p in points if p.name in numbers]
+            rest = [p for p in points if p.name not in numbers]
+            _place_panel(ax, first, [str(numbers[p.name]) for p in first], renderer, fixed, rest, force=True)
+            fixed = fixed + [t.get_window_extent(renderer) for t in ax.texts if t.get_gid() == "point-label"]
+            missed += [p.name for p in _place_panel(ax, rest, [p.name for p in rest], renderer, fixed, first)]
+        if not missed:
+            return
+        numbered |= set(missed)
+        for ax, _ in panels:
+            _clear(ax)
+        if key is not None:
+            key.remove()
 
 
 def name(fig, panels: list[tuple[object, list[Point], list[Point]]], far=FAR_RADII_PT) -> list[str]:
