@@ -69,11 +69,16 @@ def _check_params(key: str, backend: str, entry: dict, errors: list[str]) -> dic
             if v not in allowed or isinstance(v, bool) != isinstance(allowed[0], bool):
                 errors.append(f"{key}.{k}: {v!r} is not supported by backend {backend!r}; "
                               f"allowed: {', '.join(map(str, allowed))}")
+        elif allowed is float and isinstance(v, int) and not isinstance(v, bool):
+            params[k] = float(v)  # an integer is a number: `bits: 4` where a width may be 2.5 too
         elif not isinstance(v, allowed) or isinstance(v, bool):
             errors.append(f"{key}.{k}: {v!r} must be of type {allowed.__name__}")
     for k in mod.REQUIRED:
         if k not in params:
-            errors.append(f"{key}.{k}: missing; allowed: {', '.join(map(str, mod.SPEC[k]))}")
+            allowed = mod.SPEC[k]
+            what = ", ".join(map(str, allowed)) if isinstance(allowed, list) else \
+                {int: "an integer", float: "a number"}.get(allowed, allowed.__name__)
+            errors.append(f"{key}.{k}: missing; allowed: {what}")
     return params
 
 
