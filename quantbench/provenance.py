@@ -14,8 +14,8 @@ from pathlib import Path
 
 from quantbench import numerics
 
-LIBRARIES = ("torch", "transformers", "bitsandbytes", "gptqmodel", "torchao", "hqq", "peft", "accelerate",
-             "lm_eval", "datasets", "optimum", "snakemake")
+LIBRARIES = ("torch", "transformers", "bitsandbytes", "gptqmodel", "torchao", "hqq", "exllamav3", "peft",
+             "accelerate", "lm_eval", "datasets", "optimum", "snakemake")
 
 
 def library_versions() -> dict[str, str | None]:

@@ -22,11 +22,11 @@ from tests.conftest import ROOT, copy_project
 # for this package's backends: a new backend states each one in its module (or takes the default).
 FACTS = {
     "RUNTIME": {"none": "torch", "bnb": "torch", "gptq": "torch", "torchao": "torch", "hqq": "torch", "awq": "torch",
-                "gguf": "llama.cpp"},
+                "gguf": "llama.cpp", "exl3": "torch"},
     "LABEL": {"none": "unquantized", "bnb": "bitsandbytes", "gptq": "GPTQ", "torchao": "torchao", "hqq": "HQQ",
-              "awq": "AWQ", "gguf": "GGUF"},
+              "awq": "AWQ", "gguf": "GGUF", "exl3": "EXL3"},
     "ENV": {"none": "bnb", "awq": "gptq"},  # the others run in an env of their own name
-    "EVALUATE_ENV": {"gguf": "gguf"},  # the others are scored in envs/eval.yaml
+    "EVALUATE_ENV": {"gguf": "gguf", "exl3": "exl3"},  # the others are scored in envs/eval.yaml
     "REQUANTIZE_TARGET": ["gptq", "torchao", "gguf"],
     "SENSITIVITY": ["bnb", "gptq", "torchao", "hqq", "awq"],
     "GPTQMODEL_LAYERS": ["gptq", "awq"],
@@ -35,7 +35,7 @@ FACTS = {
     "can_dequantize": ["bnb", "torchao", "hqq", "awq"],
     "encodes": ["none", "bnb", "gptq"],
     "QUANTIZE_MINUTES": {"none": (10, 3), "bnb": (10, 3), "gptq": (20, 20), "torchao": (10, 5), "hqq": (10, 5),
-                         "awq": (20, 30), "gguf": (15, 10)},
+                         "awq": (20, 30), "gguf": (15, 10), "exl3": (60, 15)},
     # COLOR and MARKER: distinct per backend (test_report_styles_are_distinct)
 }
 

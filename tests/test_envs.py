@@ -12,6 +12,7 @@ ENVS = {"bnb": {"torch", "transformers", "bitsandbytes", "peft"},
         "torchao": {"torch", "transformers", "torchao", "peft"},
         "hqq": {"torch", "transformers", "hqq", "peft"},
         "gguf": {"torch", "transformers", "llama-cpp-python", "gguf", "lm-eval"},
+        "exl3": {"torch", "transformers", "exllamav3", "lm-eval"},
         "eval": {"lm-eval", "gptqmodel", "bitsandbytes", "torchao", "hqq", "datasets"},
         "report": {"pandas", "matplotlib"}}
 
@@ -26,7 +27,8 @@ def pins(lines) -> dict[str, str]:
 
 
 REQUIRED = pins((ROOT / "requirements.txt").read_text().splitlines()
-               + (ROOT / "requirements-llamacpp.txt").read_text().splitlines())
+               + (ROOT / "requirements-llamacpp.txt").read_text().splitlines()
+               + (ROOT / "requirements-exl3.txt").read_text().splitlines())
 
 
 def post_deploy_pins(name: str) -> dict[str, str]:
@@ -71,6 +73,7 @@ def test_every_backend_runs_in_an_existing_env():
             assert env in ENVS, f"backend {backend!r} names env {env!r}; add envs/{env}.yaml or share one"
     assert get("awq").env == "gptq" and "gptqmodel" in ENVS["gptq"]  # AWQ runs on GPTQModel
     assert "lm-eval" in ENVS[get("gguf").EVALUATE_ENV]  # llama.cpp scores the file through lm-eval
+    assert "lm-eval" in ENVS[get("exl3").EVALUATE_ENV]  # lm-eval scores EXL3 where exllamav3 is installed
 
 
 @pytest.mark.parametrize("name", sorted(ENVS))
@@ -101,6 +104,8 @@ def test_env_builds_unattended_with_conda(name, tmp_path):
     script = ROOT / "envs" / f"{name}.post-deploy.sh"
     if script.exists():
         subprocess.run([tool, "run", "-p", str(prefix), "bash", str(script)], check=True, timeout=3600)
+    # exl3: importlib finds exllamav3 without importing it (the import compiles its CUDA extension)
     imports = {"bnb": "bitsandbytes", "gptq": "gptqmodel", "torchao": "torchao", "hqq": "hqq", "gguf": "llama_cpp",
-               "eval": "lm_eval", "report": "matplotlib"}[name]
+               "eval": "lm_eval", "report": "matplotlib",
+               "exl3": "importlib.util; assert importlib.util.find_spec('exllamav3')"}[name]
     subprocess.run([tool, "run", "-p", str(prefix), "python", "-c", f"import {imports}"], check=True, timeout=600)

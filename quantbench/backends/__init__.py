@@ -11,7 +11,7 @@ import importlib
 from quantbench.backends.base import REGISTRY, Backend
 
 # the modules of this package that register a backend, in the order messages and docs list them
-BACKENDS = ("none", "bnb", "gptq", "torchao", "hqq", "awq", "gguf")
+BACKENDS = ("none", "bnb", "gptq", "torchao", "hqq", "awq", "gguf", "exl3")
 # the backend of the unquantized baseline, which every quality delta is taken against
 UNQUANTIZED = "none"
 
