@@ -232,7 +232,7 @@ class GPTQ(Backend):
 
     def quantize_encoder(self, src: str, dst: Path, params: dict, device: str, calibration: list, seq_len: int,
                          text: bool) -> dict:
-        from quantbench.encoder.quantize import gptq_encoder  # GPTQModel first, then transformers' GPTQConfig
+        from quantbench.backends.gptq_encoder import gptq_encoder  # GPTQModel first, then transformers' GPTQConfig
 
         return gptq_encoder(src, dst, params, device, calibration, seq_len, text, quantize_config(params, device))
 
