@@ -30,6 +30,11 @@ GGUF_FILE = "model.gguf"
 # QB_LLAMACPP_CONVERTER_DIR names another place (a machine whose Python prefix is read-only).
 CONVERTER_DIR = Path(os.environ.get("QB_LLAMACPP_CONVERTER_DIR") or Path(sys.prefix) / "share" / "llama-cpp-convert")
 SETUP_HINT = "install it with: bash scripts/setup-llamacpp.sh"
+# scripts/setup-llamacpp.sh builds llama.cpp's CPU backend only; this builds the CUDA one (for Hopper).
+CUDA_BUILD_HINT = ("for a CUDA build, run bash tools/gpu/build-llamacpp-cuda.sh --target DIR on a GPU node with "
+                   "nvcc and put DIR first on PYTHONPATH")
+# The methods' `offload` (quantbench.backends.gguf): how many layers llama.cpp puts on the GPU.
+GPU_LAYERS = {"cpu": 0, "gpu": -1}  # -1: every layer, the output head included
 
 
 def available() -> str | None:
@@ -41,6 +46,22 @@ def available() -> str | None:
     if not (CONVERTER_DIR / "convert_hf_to_gguf.py").is_file():
         return f"llama.cpp's converter is missing ({CONVERTER_DIR}/convert_hf_to_gguf.py); {SETUP_HINT}"
     return None
+
+
+def gpu_layers(params: dict) -> int:
+    """llama.cpp's n_gpu_layers for a GGUF method's parameters: 0 (offload: cpu, the default) or -1."""
+    return GPU_LAYERS[params.get("offload", "cpu")]
+
+
+def gpu_offload_missing() -> str | None:
+    """Why the installed llama.cpp cannot put layers on a GPU (a build without a GPU backend), or None."""
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        return None
+    return (f"offload: 'gpu' needs llama.cpp built with a GPU backend, and the installed llama-cpp-python "
+            f"{getattr(llama_cpp, '__version__', '?')} has none (llama_supports_gpu_offload() is False; "
+            f"scripts/setup-llamacpp.sh builds the CPU backend only); {CUDA_BUILD_HINT}")
 
 
 @contextlib.contextmanager
@@ -129,22 +150,43 @@ def quantize_file(src_file: Path, out_file: Path, ftype: int, threads: int,
     return log
 
 
+def offload_checked(n_gpu_layers: int) -> int:
+    """n_gpu_layers, once this llama.cpp is known to honour it: a build without a GPU backend would
+    keep every layer on the CPU without a word, and the job's records would call that a GPU run."""
+    if n_gpu_layers:
+        why = gpu_offload_missing()
+        if why:
+            raise RuntimeError(why)
+    return n_gpu_layers
+
+
+def placement(n_gpu_layers: int) -> dict:
+    """llama_cpp.Llama's arguments that place the work: the layers on the GPU, or everything on the
+    CPU. With 0 layers a GPU build would still send large batches' matrix products to the GPU
+    (op_offload, on by default); off, a CUDA build runs offload: cpu as the CPU build does (a CPU build
+    has nothing to offload to, so its runs are unchanged)."""
+    if n_gpu_layers:
+        return {"n_gpu_layers": n_gpu_layers}
+    return {"n_gpu_layers": 0, "op_offload": False}
+
+
 class LlamaCppModel:
     """A GGUF file loaded by llama.cpp for one sequence at a time."""
 
     max_batch_size = 1  # the benchmark records larger batches as unsupported, with this reason
     batch_reason = "llama-cpp-python's Llama decodes one sequence at a time"
 
-    def __init__(self, folder: str | Path, n_threads: int, n_ctx: int):
+    def __init__(self, folder: str | Path, n_threads: int, n_ctx: int, n_gpu_layers: int = 0):
         import llama_cpp
         from transformers import AutoConfig
 
         self.folder = Path(folder)
         self.config = AutoConfig.from_pretrained(self.folder)
         self.n_threads = n_threads
+        self.n_gpu_layers = offload_checked(n_gpu_layers)
         self._llm = llama_cpp.Llama(str(self.folder / GGUF_FILE), n_ctx=n_ctx, n_batch=n_ctx,
                                     n_threads=n_threads, n_threads_batch=n_threads, verbose=False,
-                                    seed=0)
+                                    seed=0, **placement(n_gpu_layers))
         self.n_ctx = self._llm.n_ctx()
         self.n_vocab = self._llm.n_vocab()
         if self.n_vocab != self.config.vocab_size:
@@ -240,6 +282,10 @@ class LlamaCppModel:
     def info(self) -> dict:
         import llama_cpp
 
-        return {"kernel": "llama.cpp-cpu", "n_threads": self.n_threads, "n_ctx": self.n_ctx,
+        # where llama.cpp ran: the layers it was asked to offload, and the backends its build has
+        # (system_info lists the CPU's features, and a GPU backend's, e.g. "CUDA : ARCHS = 900", where built)
+        return {"kernel": "llama.cpp-cuda" if self.n_gpu_layers else "llama.cpp-cpu", "n_threads": self.n_threads,
+                "n_ctx": self.n_ctx, "n_gpu_layers": self.n_gpu_layers,
+                "gpu_offload_supported": bool(llama_cpp.llama_supports_gpu_offload()),
                 "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
                 "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()}

@@ -95,7 +95,7 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
     notes: list[str] = []
     methods = _methods(config, model_dims, errors)
     errors += _baseline_errors(config, methods)
-    skipped = _device_policy(config, methods, cuda_available, errors, cuda_capability)
+    skipped = _device_policy(config, methods, cuda_available, errors, cuda_capability, notes)
     errors += _finetune_errors(config, methods)
     errors += _recipe_errors(config, methods)
     errors += sensitivity_errors(config, methods)
@@ -184,9 +184,12 @@ def _baseline_errors(config: dict, methods: dict[str, Method]) -> list[str]:
 
 
 def _device_policy(config: dict, methods: dict[str, Method], cuda_available: bool,
-                   errors: list[str], capability: tuple[int, int] | None = None) -> dict[str, str]:
+                   errors: list[str], capability: tuple[int, int] | None = None,
+                   notes: list[str] | None = None) -> dict[str, str]:
     """Methods this device cannot run: skipped (method -> reason) or, under unsupported_methods:
-    error, added to errors."""
+    error, added to errors. `capability` known means the jobs run on this host's GPU, with the
+    libraries installed here: a library built without its GPU backend (Backend.gpu_unavailable) is
+    then refused like a missing one; where the GPU is elsewhere it is noted, and the job checks."""
     device = config.get("device", "cpu")
     skipped: dict[str, str] = {}
     policy = config.get("unsupported_methods", "skip")
@@ -201,6 +204,13 @@ def _device_policy(config: dict, methods: dict[str, Method], cuda_available: boo
         # on any device; a CUDA-only kernel does on a CPU run, a CPU-only one (AWQ's torch_fused)
         # on a CUDA run.
         missing = mod.unavailable(method.params)
+        if not missing and device == "cuda":
+            no_gpu_build = mod.gpu_unavailable(method.params)
+            if no_gpu_build and capability is not None:
+                missing = no_gpu_build
+            elif no_gpu_build and notes is not None:
+                notes.append(f"methods.{name}: here, {no_gpu_build}; this host plans for a GPU elsewhere, whose "
+                             "jobs check their own build when they load the model")
         if missing:
             why, instead = missing, ""
         elif device == "cuda":

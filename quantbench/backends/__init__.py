@@ -34,9 +34,10 @@ def having(fact: str) -> list[str]:
     return [n for n in names() if getattr(get(n), fact)]
 
 
-def host_cpu_lane(name: str) -> bool:
-    """Whether the backend's jobs run on the host's cores even in a CUDA setup."""
-    return get(name).HOST_CPU_LANE
+def host_cpu_lane(name: str, params: dict) -> bool:
+    """Whether a method of the backend, with these parameters, runs its jobs on the host's cores even
+    in a CUDA setup (Backend.host_cpu_lane)."""
+    return get(name).host_cpu_lane(params)
 
 
 def calibrated(name: str) -> bool:

@@ -98,6 +98,18 @@ class Backend(ABC):
         """Why the method cannot run on CUDA (checked when device is cuda), or None."""
         return None
 
+    def gpu_unavailable(self, params: dict) -> str | None:
+        """Why the library installed here cannot run the method on a GPU (built without its GPU
+        backend), or None. Checked when device is cuda and the jobs run on this host's GPU (validation
+        sees its compute capability); a host that plans for GPUs elsewhere notes it, and the job checks
+        its own node when it loads the model."""
+        return None
+
+    def host_cpu_lane(self, params: dict) -> bool:
+        """Whether a method's jobs run on the host's cores even in a CUDA setup: HOST_CPU_LANE, unless
+        a parameter of the method moves its work onto the GPU (GGUF's offload: gpu)."""
+        return self.HOST_CPU_LANE
+
     def min_cuda_capability(self, params: dict) -> tuple[int, int] | None:
         """The lowest CUDA compute capability the method's kernels run on (quantbench.cuda_capability),
         or None."""

@@ -1,6 +1,8 @@
 """GGUF through llama.cpp: the model converted by llama.cpp's own converter (convert_hf_to_gguf.py,
 losslessly: in the base's own float type), quantized by llama.cpp (llama_model_quantize) and run by
-llama.cpp on the CPU. The folder holds model.gguf beside the tokenizer and config.json (the stages
+llama.cpp on the CPU, or with `offload: gpu` on a CUDA GPU (every layer offloaded: a CUDA build of
+llama.cpp, tools/gpu/build-llamacpp-cuda.sh; written, not yet run on a GPU). Converting and quantizing
+run on the CPU either way. The folder holds model.gguf beside the tokenizer and config.json (the stages
 tokenize with them; the ids are the GGUF vocabulary's)."""
 from __future__ import annotations
 
@@ -12,15 +14,21 @@ from quantbench.backends.base import Backend, register
 from quantbench.gguf_types import TENSOR_TYPES, TYPES
 from quantbench.loaded_model import LoadedModel
 
-SPEC = {"type": list(TYPES), "n_ctx": int, "embedding_type": list(TENSOR_TYPES)}
-# The context llama.cpp allocates its KV cache for: chosen at load time, not stored in the file.
-LOAD_ONLY = {"n_ctx"}
-DEFAULTS = {"n_ctx": 2048}
+SPEC = {"type": list(TYPES), "n_ctx": int, "embedding_type": list(TENSOR_TYPES), "offload": ["cpu", "gpu"]}
+# The context llama.cpp allocates its KV cache for, and where its layers run: chosen at load time,
+# not stored in the file (methods that differ only there share one quantize job).
+LOAD_ONLY = {"n_ctx", "offload"}
+DEFAULTS = {"n_ctx": 2048, "offload": "cpu"}
 # the base's dtype -> the converter's lossless output type
 CONVERT_TYPE = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 # one line per tensor: "blk.0.attn_k.weight - ncols 64 not divisible by 256 (required for type q4_K)
 # -> falling back to q5_0" (llama.cpp's llama_model_quantize_impl)
 FALLBACK_RE = re.compile(r"falling back to", re.IGNORECASE)
+
+
+def _on_gpu(params: dict) -> bool:
+    """offload: gpu (a folder written before the parameter existed loads as offload: cpu)."""
+    return params.get("offload", "cpu") == "gpu"
 
 
 @register("gguf")
@@ -34,8 +42,13 @@ class GGUF(Backend):
         "n_ctx": "context llama.cpp allocates its KV cache for, in tokens",
         "embedding_type": "ggml type of the token embedding and output head (default: llama.cpp's choice "
                           "for the file type, e.g. Q6_K or Q8_0); F32 keeps them as the PyTorch schemes do",
+        "offload": "where llama.cpp runs the model: cpu (the host's cores) or gpu (every layer on the CUDA GPU; "
+                   "needs device cuda and a CUDA build of llama.cpp, tools/gpu/build-llamacpp-cuda.sh; "
+                   "not yet run on a GPU)",
     }
-    HOST_CPU_LANE = True  # llama.cpp's CPU backend: this build has no GPU backend
+    # llama.cpp's CPU backend by default; a method with offload: gpu leaves the lane (host_cpu_lane)
+    HOST_CPU_LANE = True
+    CPU_ALTERNATIVE = "offload: cpu (the default: llama.cpp on the host's cores)"
     RUNTIME = "llama.cpp"
     LABEL = "GGUF"
     COLOR = "#2ca02c"
@@ -46,15 +59,28 @@ class GGUF(Backend):
 
     def describe(self, params: dict) -> str:
         emb = f", embedding {params['embedding_type']}" if params.get("embedding_type") else ""
-        return f"GGUF {params['type']}{emb} (llama.cpp)"
+        where = ", every layer on the GPU" if _on_gpu(params) else ""
+        return f"GGUF {params['type']}{emb} (llama.cpp{where})"
 
     def needs_cuda(self, params: dict) -> str | None:
-        return None  # llama.cpp's CPU backend; this build has no GPU backend
+        if _on_gpu(params):
+            return "offload: 'gpu' runs llama.cpp's layers on a CUDA GPU"
+        return None  # llama.cpp's CPU backend
 
     def unavailable(self, params: dict) -> str | None:
         from quantbench import llamacpp
 
         return llamacpp.available()
+
+    def gpu_unavailable(self, params: dict) -> str | None:
+        if not _on_gpu(params):
+            return None
+        from quantbench import llamacpp
+
+        return llamacpp.gpu_offload_missing()
+
+    def host_cpu_lane(self, params: dict) -> bool:
+        return not _on_gpu(params)
 
     def source_problem(self, source: str) -> str | None:
         # llama.cpp's converter writes a tokenizer it recognises (by a hash of its pre-tokenizer); the
@@ -113,9 +139,12 @@ class GGUF(Backend):
     def load(self, path: str, params: dict, ctx):
         import torch
 
-        from quantbench.llamacpp import LlamaCppModel
+        from quantbench.llamacpp import LlamaCppModel, gpu_layers
 
+        if _on_gpu(params) and ctx.device != "cuda":
+            raise RuntimeError(f"{self.needs_cuda(params)}, and this job runs on {ctx.device!r}; choose "
+                               f"{self.CPU_ALTERNATIVE}")
         n_ctx = params.get("n_ctx", DEFAULTS["n_ctx"])
-        model = LlamaCppModel(path, n_threads=torch.get_num_threads(), n_ctx=n_ctx)
+        model = LlamaCppModel(path, n_threads=torch.get_num_threads(), n_ctx=n_ctx, n_gpu_layers=gpu_layers(params))
         return LoadedModel.of(model, model.info(), runtime=self.RUNTIME, batch_limit=model.max_batch_size,
                               batch_reason=model.batch_reason, file_weights=model.file_weights())

@@ -70,14 +70,20 @@ def serving_backend(variant):
     return EXP.serving_method(experiment.parse_variant(variant)).backend
 
 
-# On a CUDA setup, a backend of the host's CPU lane (llama.cpp) runs beside the GPU jobs: its jobs and
-# the reference they are scored against start first, so the slow CPU lane is not left for last.
-HOST_LANE_FIRST = DEVICE == "cuda" and any(host_cpu_lane(EXP.methods[m].backend) for m in EXP.runnable)
+def on_host_lane(method):
+    """Whether a method's jobs run on the host's cores even in a CUDA setup (Backend.host_cpu_lane:
+    llama.cpp's CPU backend, unless the method's offload puts its layers on the GPU)."""
+    return host_cpu_lane(method.backend, method.params)
+
+
+# On a CUDA setup, a method of the host's CPU lane (llama.cpp on the CPU) runs beside the GPU jobs: its
+# jobs and the reference they are scored against start first, so the slow CPU lane is not left for last.
+HOST_LANE_FIRST = DEVICE == "cuda" and any(on_host_lane(EXP.methods[m]) for m in EXP.runnable)
 HOST_LANE_PRIORITY = 10 if HOST_LANE_FIRST else 0
 
 
-def host_lane_priority(backend):
-    return HOST_LANE_PRIORITY if host_cpu_lane(backend) else 0
+def host_lane_priority(method):
+    return HOST_LANE_PRIORITY if on_host_lane(method) else 0
 
 
 def recipe_lane_priority(method):
@@ -86,7 +92,7 @@ def recipe_lane_priority(method):
     evaluations."""
     for r in config.get("recipes", []):
         targets = [t for t in experiment.requantize_targets(r) if t in EXP.methods]
-        if r["finetune_on"] == method and any(host_cpu_lane(EXP.methods[t].backend) for t in targets):
+        if r["finetune_on"] == method and any(on_host_lane(EXP.methods[t]) for t in targets):
             return HOST_LANE_PRIORITY
     return 0
 

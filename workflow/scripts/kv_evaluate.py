@@ -24,15 +24,19 @@ ref = torch.load(args.reference)
 contexts, chunk = kv["contexts"], kv["chunk"]
 edges = kv_quality.buckets(contexts)
 longest = max(contexts)
-gguf = get_backend(read_meta(args.model)["backend"]).RUNTIME == "llama.cpp"
+meta = read_meta(args.model)
+gguf = get_backend(meta["backend"]).RUNTIME == "llama.cpp"
 
 if gguf:
-    from quantbench import kv_llamacpp
+    from quantbench import kv_llamacpp, llamacpp
 
     n_ctx = max(longest, kv["decode_context"] + kv["decode_steps"])
-    model = kv_llamacpp.LlamaCppKV(args.model, torch.get_num_threads(), n_ctx, chunk, spec)
+    model = kv_llamacpp.LlamaCppKV(args.model, torch.get_num_threads(), n_ctx, chunk, spec,
+                                   n_gpu_layers=llamacpp.gpu_layers(meta["params"]))
     weights_bytes = model.file_weights_mb * 2**20
     kernel = f"llama.cpp (flash attention, K {model.cache_types['type_k']}, V {model.cache_types['type_v']})"
+    if model.n_gpu_layers:
+        kernel += ", every layer on the GPU"
 
     def passes(windows, measure):
         for i in range(len(windows)):
@@ -71,7 +75,8 @@ if gguf:
         rss = next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
     decode = [{"batch_size": 1, "status": "ok", "context": int(decode_prompt.numel()),
                **kv_cost.step_stats(out["step_s"]), "peak_memory_mb": rss,
-               "peak_memory_note": "process-lifetime peak resident set (llama.cpp allocates its cache for n_ctx)"}]
+               "peak_memory_note": "process-lifetime peak resident set (llama.cpp allocates its cache for n_ctx)"
+               + ("; host memory only: the layers and their cache are on the GPU" if model.n_gpu_layers else "")}]
     batch_reason = model.batch_reason
 else:
     decode = [kv_cost.torch_decode(model, spec, decode_prompt, b, kv["decode_steps"], chunk)
@@ -79,6 +84,8 @@ else:
     batch_reason = None
 
 rec.record["kernel"] = kernel
+if gguf:
+    rec.record["load"] = model.info()  # where llama.cpp ran: n_gpu_layers and its build's backends
 rec.record["reference"] = ref["variant"]
 rec.record["metrics"] = {
     "quality": quality,
