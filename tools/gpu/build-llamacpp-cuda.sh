@@ -8,13 +8,13 @@
 #     export QB_LLAMACPP_CONVERTER_DIR=DIR/llama-cpp-convert   # llama.cpp's converter, for quantize jobs
 #
 # It prints the build's wall seconds and llama_print_system_info() (a CUDA build lists "CUDA : ARCHS = 900").
-# Not yet run on a GPU node. Run once on a machine without a GPU (2 cores; nvcc 13.0 from NVIDIA's pip
-# packages under /usr/local/cuda-13.0; cuBLAS from the nvidia-cublas 13.10.0.20 wheel; no driver, so
-# GGML_CUDA_NO_VMM=ON; the cmake 4.4.5 wheel): it configured, built in 1614 s of wall time, installed and
-# imported, printing "CUDA : ARCHS = 900 | NO_VMM = 1 | USE_GRAPHS = 1 | FA_QUANTS = q4_0-q4_0,q8_0-q8_0,
-# f16-f16,bf16-bf16 | CPU : ... AVX2 = 1 ..."; CUDA could not initialise there (no driver), so
-# llama_supports_gpu_offload() said False. The wheel is 257 MB (libggml-cuda.so, 60 MB, is stored three
-# times: a wheel keeps no symbolic links), and so is what it installs.
+# Not yet run on a GPU node. Checked once on a host without a GPU (2 cores; nvcc 13.0 from NVIDIA's pip
+# packages, cuBLAS from the nvidia-cublas 13.10.0.20 wheel, no driver, so GGML_CUDA_NO_VMM=ON; the cmake
+# 4.4.5 wheel): it configured, built in 1614 s of wall time, installed and imported, printing
+# "CUDA : ARCHS = 900 | NO_VMM = 1 | USE_GRAPHS = 1 | FA_QUANTS = q4_0-q4_0,q8_0-q8_0,f16-f16,bf16-bf16 |
+# CPU : ... AVX2 = 1 ..."; CUDA could not initialise there (no driver), so llama_supports_gpu_offload()
+# said False. The wheel is 257 MB (libggml-cuda.so, 60 MB, is stored three times: a wheel keeps no
+# symbolic links), and so is what it installs.
 #
 # What it builds: scripts/setup-llamacpp.sh's lean wheel (libraries only: no tools, tests, examples,
 # server, multimodal or "common" library; GGML_NATIVE=OFF for the CPU part, so any AVX2 host runs it), plus
@@ -26,8 +26,8 @@
 #   -DGGML_CUDA_NCCL=OFF                            one GPU per job: no NCCL to find or link
 #   CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)             every core
 #
-# Where the node's CUDA toolkit is assembled from NVIDIA's pip packages (as on this project's machines:
-# nvcc 13.0 under /usr/local/cuda-13.0, without cuBLAS and without the driver stub libcuda.so), the
+# Where the node's CUDA toolkit is assembled from NVIDIA's pip packages (nvcc under /usr/local/cuda-13.0,
+# say, without cuBLAS and without the driver stub libcuda.so), the
 # script finds cuBLAS in the Python's own nvidia/cu13 packages (torch's; QB_CUBLAS_DIR names another
 # folder with lib/libcublas.so.13 and include/cublas_v2.h) and links the driver's libcuda.so.1; without
 # one it builds with GGML_CUDA_NO_VMM=ON (llama.cpp's plain cudaMalloc pool instead of virtual memory).
@@ -38,7 +38,9 @@
 #     scikit-build-core==1.1.2 pathspec==1.1.1 packaging==25.0 cmake==4.4.5 ninja==1.13.2 diskcache==5.6.3
 # ; each was found for cp312 manylinux x86_64 when this was written):
 #   - the sdist, llama_cpp_python-0.3.36.tar.gz (~/.cache/quantbench/llama-cpp-python-0.3.36/, where
-#     scripts/setup-llamacpp.sh downloads it; or --sdist FILE)
+#     scripts/setup-llamacpp.sh downloads it; or --sdist FILE): 77 MB as published, 4 MB as
+#     tools/gpu/slim-llamacpp-sdist.sh writes it (the same sources without docs, test models, tools and
+#     other GPU backends; its CUDA configure was checked, its build not yet)
 #   - its build backend: scikit_build_core-1.1.2-py3-none-any.whl (the sdist's build-system requires
 #     scikit-build-core[pyproject]>=0.9.2; 1.1.2 has no `pyproject` extra any more, pip only warns),
 #     with its dependencies pathspec-1.1.1-py3-none-any.whl and packaging-25.0-py3-none-any.whl (>=23.2)
