@@ -5,6 +5,7 @@
 # command returns within CALL_LIMIT_S; the DAG runs on in its own process session). Wheels travel in
 # .whl (first session), the packaged model and data in parts (tools/gpu/parts.sh); docs/running.md.
 #   bash tools/gpu/dag_run.sh prep                  # call 1, carry .whl: install, build the Marlin kernel
+#                                                   # (and llama.cpp with CUDA where .whl holds its sdist)
 #   bash tools/gpu/parts.sh receive                 # calls 2..: carry .parts
 #   bash tools/gpu/dag_run.sh start CONFIG NPARTS [TARGET...]   # last part's call: install the parts,
 #                                                   # start the DAG (or the part of it that makes TARGETs);
@@ -25,6 +26,13 @@ RUN=/tmp/qb; mkdir -p "$RUN"; TREE=/tmp/trees/dag
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export GPTQMODEL_TORCH_EXTENSIONS_DIR=/tmp/kcache/gptqmodel TORCH_CUDA_ARCH_LIST=9.0 TORCHINDUCTOR_CACHE_DIR=/tmp/inductor
 export QB_LLAMACPP_CONVERTER_DIR=/tmp/extra/llama-cpp-convert
+# torch's cuBLAS (NVIDIA's pip packages): a CUDA build of llama.cpp links it, and a process that imports
+# llama_cpp before torch finds it only through LD_LIBRARY_PATH
+cublas_lib() {
+  python3 -c 'import glob, os, nvidia
+print(next((os.path.dirname(p) for r in nvidia.__path__
+            for p in sorted(glob.glob(os.path.join(r, "*", "lib", "libcublas.so.*")))), ""))' 2>/dev/null
+}
 
 collect() {  # records, report and logs (no models, adapters, data): at most 8 files come back
   name=$(cat "$RUN/name" 2>/dev/null) || return 0
@@ -42,11 +50,27 @@ prep)
   echo "install done in $(( $(date +%s) - t0 )) s"
   mkdir -p "$GPTQMODEL_TORCH_EXTENSIONS_DIR"
   # The Marlin kernel (GPTQ 4/8-bit and AWQ; bfloat16 on a float32 run) is built once, before the DAG.
+  # Each build runs in a process session of its own: a command's leftover processes end with it, and the
+  # builds outlast the call (the parts' calls and the DAG's start follow while they compile).
   for ext in ${KERNELS-marlin_bf16}; do
-    ( t1=$(date +%s); python3 -c "from gptqmodel import extension; print(extension.load('$ext'))" \
-        > "$RUN/build-$ext.log" 2>&1; echo "$ext build $(( $(date +%s) - t1 )) s, ended $(date -u +%T)" >> "$RUN/build-$ext.log"
-      touch "$RUN/build-$ext.done" ) < /dev/null > /dev/null 2>&1 &
+    setsid bash -c 't1=$(date +%s); python3 -c "from gptqmodel import extension; print(extension.load(\"$1\"))" \
+        > "$2/build-$1.log" 2>&1; echo "$1 build $(( $(date +%s) - t1 )) s, ended $(date -u +%T)" >> "$2/build-$1.log"
+      touch "$2/build-$1.done"' _ "$ext" "$RUN" < /dev/null > /dev/null 2>&1 &
   done
+  # With the llama-cpp-python sdist among the wheels (tools/gpu/slim-llamacpp-sdist.sh makes a 4 MB one),
+  # llama.cpp is built with CUDA (tools/gpu/build-llamacpp-cuda.sh) for GGUF methods with `offload: gpu`,
+  # from a copy under /tmp (the next call re-sends the tree); `start` waits for it and puts it first.
+  sdist=$(ls .whl/llama_cpp_python-*.tar.gz 2>/dev/null | head -1)
+  if [ -n "$sdist" ]; then
+    rm -rf /tmp/lcb && mkdir -p /tmp/lcb/tools/gpu /tmp/lcb/wheels
+    cp tools/gpu/build-llamacpp-cuda.sh /tmp/lcb/tools/gpu/ && cp requirements-llamacpp.txt "$sdist" /tmp/lcb/
+    cp .whl/scikit_build_core-*.whl .whl/pathspec-*.whl .whl/packaging-*.whl /tmp/lcb/wheels/ 2>/dev/null
+    touch "$RUN/build-llamacpp-cuda.started"
+    LD_LIBRARY_PATH=$(cublas_lib)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} setsid bash -c 't1=$(date +%s); bash /tmp/lcb/tools/gpu/build-llamacpp-cuda.sh --target /tmp/llamacpp-cuda \
+        --wheels /tmp/lcb/wheels --sdist "/tmp/lcb/$1" > "$2/build-llamacpp-cuda.log" 2>&1
+      echo "llama.cpp CUDA build rc=$? $(( $(date +%s) - t1 )) s, ended $(date -u +%T)" >> "$2/build-llamacpp-cuda.log"
+      touch "$2/build-llamacpp-cuda.done"' _ "$(basename "$sdist")" "$RUN" < /dev/null > /dev/null 2>&1 &
+  fi
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv > "$RUN/gpu.csv"
   lscpu | grep -E "Model name|^CPU\(s\)" > "$RUN/cpu.txt"
   python3 - > "$RUN/versions.txt" 2>&1 <<'PY'
@@ -65,6 +89,17 @@ start)
     bash tools/gpu/parts.sh install "$nparts" || exit 1
     tar xJf /tmp/extra/wn-min.tar.xz -C /tmp/site || exit 1
     python3 -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, llama_cpp.llama_print_system_info().decode())"
+  fi
+  if [ -e "$RUN/build-llamacpp-cuda.started" ]; then  # prep started llama.cpp's CUDA build: the DAG needs it
+    while [ ! -e "$RUN/build-llamacpp-cuda.done" ] && [ $(( $(date +%s) - called )) -lt $(( call_limit - 60 )) ]; do
+      sleep 10
+    done
+    [ -e "$RUN/build-llamacpp-cuda.done" ] || { echo "llama.cpp's CUDA build has not ended: start again" >&2; exit 1; }
+    tail -3 "$RUN/build-llamacpp-cuda.log"
+    grep -q "rc=0" "$RUN/build-llamacpp-cuda.log" || { echo "llama.cpp's CUDA build failed (build-llamacpp-cuda.log)" >&2; exit 1; }
+    export PYTHONPATH=/tmp/llamacpp-cuda:$PYTHONPATH QB_LLAMACPP_CONVERTER_DIR=/tmp/llamacpp-cuda/llama-cpp-convert
+    LD_LIBRARY_PATH=$(cublas_lib)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; export LD_LIBRARY_PATH
+    python3 -c "import llama_cpp; print('llama.cpp for the DAG:', llama_cpp.__file__, 'GPU offload:', llama_cpp.llama_supports_gpu_offload())"
   fi
   python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "${config%%,*}" > "$RUN/name"
   rm -rf "$RUN/done" /tmp/trees/kept
