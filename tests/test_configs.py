@@ -95,3 +95,20 @@ def test_a_cuda_setup_starts_the_llamacpp_lane_first(tmp_path):
     # nothing else that runs on the GPU
     assert all("gguf" in p or p.endswith(".pt") or p in chain for p in cuda), cuda
     assert _prioritized(dry_run("smollm2.yaml", tmp_path / "cpu")) == set()
+
+
+def test_overlay_can_move_a_setups_gguf_methods_to_the_gpu(tmp_path):
+    """An overlay that names a setup's method again changes its parameters: with
+    overlays/smollm2-cuda-gguf-on-gpu.yaml the GGUF evaluations of smollm2-cuda.yaml leave the host CPU
+    lane (whose jobs start first) and keep their GPU slot, under the same names, nothing added or lost."""
+    base = dry_run("smollm2-cuda.yaml", tmp_path / "base")
+    moved = dry_run("smollm2-cuda.yaml", tmp_path / "moved", "overlays/smollm2-cuda-gguf-on-gpu.yaml")
+    variants = re.compile(r'"variant": "([^"]+)"')
+    assert set(variants.findall(moved)) == set(variants.findall(base))
+
+    def gguf_evaluate(out):
+        return next(b for b in out.split("\nrule ")
+                    if b.startswith("evaluate:") and "/records/evaluate/gguf-q8_0.json" in b)
+
+    assert "priority: 10" in gguf_evaluate(base) and "priority:" not in gguf_evaluate(moved)
+    assert "gpu=1" in gguf_evaluate(moved) and "gpu_slot" in gguf_evaluate(moved)
