@@ -88,6 +88,16 @@ def copy_project(dst: Path) -> Path:
     return dst
 
 
+def plan(tmp_path: Path, *configs: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Snakemake's dry run (-n -p) of shipped config files (paths under config/, merged in order) in
+    tmp_path, with CUDA assumed so that GPU setups plan as on a GPU host; checking it is the caller's."""
+    env = {**os.environ, "QUANTBENCH_ASSUME_CUDA": "1"}
+    files = [str(ROOT / "config" / c) for c in configs]
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "2", "--configfile", *files,
+                           "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)

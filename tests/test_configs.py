@@ -1,24 +1,17 @@
 """Every shipped config dry-runs (GPU setups with CUDA assumed), and the leaderboard setup lists its
 evaluate jobs with lm-eval's task names and leaderboard few-shot counts."""
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, plan
 
 CONFIGS = sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
 
 
 def dry_run(config: str, tmp_path: Path, *overlays: str) -> str:
-    env = {**os.environ, "QUANTBENCH_ASSUME_CUDA": "1"}
-    files = [str(ROOT / "config" / c) for c in (config, *overlays)]
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "2", "--configfile",
-                           *files, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = plan(tmp_path, config, *overlays, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 

@@ -5,9 +5,7 @@ backend runs (docs/adding-a-backend.md, "EXL3")."""
 from __future__ import annotations
 
 import copy
-import os
 import re
-import subprocess
 import sys
 import types
 
@@ -18,7 +16,7 @@ import yaml
 from quantbench import config_messages, validation
 from quantbench.backends import get
 from quantbench.modelio import RunContext
-from tests.conftest import ROOT
+from tests.conftest import ROOT, plan
 
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
@@ -174,11 +172,7 @@ def test_padding_glue_against_a_stand_in_kernel(monkeypatch):
 
 def test_gpu_setup_plans_exl3_quantize_benchmark_and_evaluate_without_calibration_texts(tmp_path):
     """config/overlays/smollm2-cuda-exl3.yaml on the SmolLM2 GPU setup, dry run with CUDA assumed."""
-    env = {**os.environ, "QUANTBENCH_ASSUME_CUDA": "1"}
-    configs = [str(ROOT / "config" / c) for c in ("smollm2-cuda.yaml", "overlays/smollm2-cuda-exl3.yaml")]
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "2", "--configfile", *configs,
-                           "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = plan(tmp_path, "smollm2-cuda.yaml", "overlays/smollm2-cuda-exl3.yaml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     for method in ("exl3-3bpw", "exl3-4bpw", "exl3-6bpw"):

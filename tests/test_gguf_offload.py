@@ -7,10 +7,7 @@ here runs llama.cpp on a GPU (docs/running.md, "GGUF on the GPU")."""
 from __future__ import annotations
 
 import copy
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +16,7 @@ import yaml
 from quantbench import backends, llamacpp, validation
 from quantbench.config_messages import ConfigError
 from quantbench.modelio import RunContext
-from tests.conftest import ROOT
+from tests.conftest import ROOT, plan
 
 gguf = backends.get("gguf")
 SETUPS = {"cpu": yaml.safe_load((ROOT / "config/smollm2.yaml").read_text()),
@@ -160,11 +157,7 @@ def test_a_cuda_setup_plans_offload_gpu_jobs_on_a_gpu_slot_outside_the_host_lane
     """config/overlays/smollm2-cuda-gguf-gpu.yaml on the SmolLM2 GPU setup, dry run with CUDA assumed: the
     offload: gpu methods' evaluate and benchmark jobs ask for a GPU and run through quantbench.gpu_slot like
     the torch jobs, without the host lane's priority that their CPU twins keep; their checkpoint is the twin's."""
-    env = {**os.environ, "QUANTBENCH_ASSUME_CUDA": "1"}
-    configs = [str(ROOT / "config" / c) for c in ("smollm2-cuda.yaml", "overlays/smollm2-cuda-gguf-gpu.yaml")]
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--cores", "2", "--configfile", *configs,
-                           "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = plan(tmp_path, "smollm2-cuda.yaml", "overlays/smollm2-cuda-gguf-gpu.yaml")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "config: methods.gguf-q4_k_m-gpu: here, " + NO_GPU_BACKEND in proc.stdout + proc.stderr
