@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from quantbench.kv_config import KVCache
-from quantbench.llamacpp import GGUF_FILE, LlamaCppModel
+from quantbench.llamacpp import LlamaCppModel
 
 PLAIN = {"type_k": "f16", "type_v": "f16"}  # llama.cpp's own default cache
 
@@ -29,26 +29,11 @@ class LlamaCppKV(LlamaCppModel):
 
     def __init__(self, folder: str | Path, n_threads: int, n_ctx: int, chunk: int, spec: KVCache | None,
                  n_gpu_layers: int = 0):
-        import llama_cpp
-        from transformers import AutoConfig
-
-        from quantbench.llamacpp import offload_checked, placement, tensor_summary
-
         types = spec.params if spec is not None else PLAIN
         self.cache_types = {"type_k": types["type_k"], "type_v": types["type_v"]}
-        self.folder = Path(folder)
-        self.config = AutoConfig.from_pretrained(self.folder)
-        self.n_threads = n_threads
         # offloaded layers keep their K and V on the GPU too (llama-cpp-python's offload_kqv, on by default)
-        self.n_gpu_layers = offload_checked(n_gpu_layers)
-        self._llm = llama_cpp.Llama(str(self.folder / GGUF_FILE), n_ctx=n_ctx, n_batch=chunk, n_ubatch=chunk,
-                                    n_threads=n_threads, n_threads_batch=n_threads, verbose=False, seed=0,
-                                    flash_attn=True, type_k=ggml_type(types["type_k"]),
-                                    type_v=ggml_type(types["type_v"]), **placement(n_gpu_layers))
-        self.n_ctx = self._llm.n_ctx()
-        self.n_vocab = self._llm.n_vocab()
-        self.file_weights_mb = tensor_summary(self.folder / GGUF_FILE)["tensor_bytes"] / 2**20
-        self.device = torch.device("cpu")
+        super().__init__(folder, n_threads, n_ctx, n_gpu_layers, n_batch=chunk, n_ubatch=chunk, flash_attn=True,
+                         type_k=ggml_type(types["type_k"]), type_v=ggml_type(types["type_v"]))
 
     def clear(self) -> None:
         self._llm._ctx.kv_cache_clear()

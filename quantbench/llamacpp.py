@@ -176,7 +176,9 @@ class LlamaCppModel:
     max_batch_size = 1  # the benchmark records larger batches as unsupported, with this reason
     batch_reason = "llama-cpp-python's Llama decodes one sequence at a time"
 
-    def __init__(self, folder: str | Path, n_threads: int, n_ctx: int, n_gpu_layers: int = 0):
+    def __init__(self, folder: str | Path, n_threads: int, n_ctx: int, n_gpu_layers: int = 0, **llama_args):
+        """`llama_args`: further llama_cpp.Llama arguments, or other values for its batch (n_batch: the
+        whole context at once by default)."""
         import llama_cpp
         from transformers import AutoConfig
 
@@ -184,9 +186,9 @@ class LlamaCppModel:
         self.config = AutoConfig.from_pretrained(self.folder)
         self.n_threads = n_threads
         self.n_gpu_layers = offload_checked(n_gpu_layers)
-        self._llm = llama_cpp.Llama(str(self.folder / GGUF_FILE), n_ctx=n_ctx, n_batch=n_ctx,
-                                    n_threads=n_threads, n_threads_batch=n_threads, verbose=False,
-                                    seed=0, **placement(n_gpu_layers))
+        self._llm = llama_cpp.Llama(str(self.folder / GGUF_FILE), n_ctx=n_ctx, n_threads=n_threads,
+                                    n_threads_batch=n_threads, verbose=False, seed=0,
+                                    **{"n_batch": n_ctx, **llama_args, **placement(n_gpu_layers)})
         self.n_ctx = self._llm.n_ctx()
         self.n_vocab = self._llm.n_vocab()
         if self.n_vocab != self.config.vocab_size:

@@ -66,8 +66,13 @@ def library(script, *backends):
     return [os.path.relpath(f) for f in files]
 
 
+def serving_method(variant):
+    """The method whose backend loads a variant's model folder (Experiment.serving_method)."""
+    return EXP.serving_method(experiment.parse_variant(variant))
+
+
 def serving_backend(variant):
-    return EXP.serving_method(experiment.parse_variant(variant)).backend
+    return serving_method(variant).backend
 
 
 def on_host_lane(method):

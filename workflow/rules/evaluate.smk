@@ -39,7 +39,7 @@ rule evaluate:
         per_item=f"{R}/lm_eval/{{variant}}.items.json",
     log:
         f"{R}/logs/evaluate/{{variant}}.log",
-    priority: lambda w: host_lane_priority(EXP.serving_method(experiment.parse_variant(w.variant)))
+    priority: lambda w: host_lane_priority(serving_method(w.variant))
     conda:
         # lm-eval's env, or the backend's own where its runtime scores the model (Backend.EVALUATE_ENV)
         lambda w: conda_env(backends.get(serving_backend(w.variant)).EVALUATE_ENV)
