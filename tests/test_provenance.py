@@ -67,6 +67,23 @@ def test_warning_names_each_field_that_differs():
     assert "`cpu_flags`" in markdown.provenance_warnings(_records(cpu_flags="avx2 fma avx512f avx512_bf16"))[0]
 
 
+def test_no_warning_for_a_replicate_seed_or_the_host_built_base():
+    """A CUDA run's replicates (own draw seeds, the run's seed as config_seed) and its base model built on
+    the host gave "records differ in `device`" and "in `seed`" on one run's records (SmolLM2 on an H100)."""
+    records = _records(device="cuda", gpu="H100")
+    records[0]["stage"] = "build_model"
+    replicate = {"stage": "quantize", "params": {"config_seed": 1, "seed": 2112488722},
+                 "provenance": {**records[1]["provenance"], "seed": 2112488722}}
+    assert markdown.provenance_warnings(records + [replicate]) == []
+    # a record of another run's seed still warns, replicate or not
+    other = {"stage": "quantize", "params": {"config_seed": 7, "seed": 99},
+             "provenance": {**records[1]["provenance"], "seed": 99}}
+    assert "`seed`" in markdown.provenance_warnings(records + [other])[0]
+    # and a model job on another device does
+    records[0]["stage"] = "evaluate"
+    assert "`device`" in markdown.provenance_warnings(records)[0]
+
+
 def test_warning_lists_whole_values_and_counts_what_it_lists():
     """The SmolLM2 report cut library versions mid-word and said "6 values" beside 4 commits."""
     libs = [{"torch": "2.11.0", "transformers": "5.23.0", "gptqmodel": "7.6.0"},

@@ -15,14 +15,22 @@ from pathlib import Path
 import pandas as pd
 
 
+def output_of(name: Path) -> str:
+    """The output path a metadata file stands for. Snakemake names it by the path's URL-safe base64
+    (`~` in a replicate's name encodes to `-`, which plain base64 refuses) and splits a name longer than
+    the file system allows into folders, each but the last prefixed with `@`."""
+    return base64.urlsafe_b64decode("".join(part.removeprefix("@") for part in name.parts)).decode()
+
+
 def job_times(run_dir: str | Path) -> pd.DataFrame:
     """One row per job: its first output, rule, start and end (Unix seconds) and wall seconds."""
     rows = {}
-    for f in sorted((Path(run_dir) / ".snakemake" / "metadata").iterdir()):
+    root = Path(run_dir) / ".snakemake" / "metadata"
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
         meta = json.loads(f.read_text())
         if meta.get("incomplete") or meta.get("starttime") is None or meta.get("endtime") is None:
             continue
-        output = base64.b64decode(f.name.replace("@", "/")).decode()
+        output = output_of(f.relative_to(root))
         # a job's outputs share its log file (each output's start differs by microseconds)
         key = (meta["rule"], tuple(meta.get("log") or [output]))
         rows.setdefault(key, {"output": output, "rule": meta["rule"], "start_unix_s": round(meta["starttime"], 1),
