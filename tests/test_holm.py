@@ -76,3 +76,41 @@ def test_the_smollm2_reading_quotes_the_corrected_p_values_of_its_report():
     assert shown(quality.at["bnb-nf4", "p_holm"]) in reading and quality.at["bnb-nf4", "finding_holm"]
     assert shown(quality.at["hqq-4bit-g64", "p_holm"]) in reading and quality.at["hqq-4bit-g64", "finding_holm"]
     assert quality.at["gguf-q4_k_m", "finding_holm"] and quality.at["gptq-4bit-g64", "finding_holm"]
+
+
+def test_the_h100_replicates_run_recomputes_from_its_per_item_files():
+    """The committed GPU run with calibration replicates: each calibrated method's run-inclusive interval
+    and p-value, and Holm's correction over its family (a calibrated method counted once, by p_runs),
+    come back from the per-item files alone."""
+    from quantbench.report import replicates
+
+    run = ROOT / "results" / "reference" / "h100" / "smollm2-135m-cuda-replicates"
+    quality = pd.read_csv(run / "report" / "quality.csv").set_index("variant")
+
+    def items(variant):
+        return json.loads((run / "lm_eval" / f"{variant}.items.json").read_text())
+
+    base = items("fp32")
+    tasks = list(base["tasks"])
+    raw = {}
+    for variant in quality.index[quality.p_mcnemar.notna()]:
+        if pd.notna(quality.at[variant, "p_runs"]):
+            runs = [items(v) for v in (variant, f"{variant}~r2", f"{variant}~r3")]
+            got = replicates.compare_runs(runs, base, tasks)
+            assert got["runs"] == 3
+            for key, column in (("delta", "delta_runs_mean_points"), ("low", "delta_ci95_low"),
+                                ("high", "delta_ci95_high"), ("p", "p_runs")):
+                assert got[key] == pytest.approx(quality.at[variant, column], rel=1e-9), (variant, key)
+            raw[variant] = got["p"]
+            continue
+        flips = [(b and not a, a and not b) for t in tasks
+                 for a, b in zip(items(variant)["tasks"][t]["correct"], base["tasks"][t]["correct"])]
+        raw[variant] = multiple.mcnemar_exact_p(sum(x for x, _ in flips), sum(y for _, y in flips))
+    assert len(raw) == 11 and sorted(v for v in raw if pd.notna(quality.at[v, "p_runs"])) == [
+        "awq-4bit-g64", "gptq-3bit-g64", "gptq-4bit-g64", "gptq-4bit-g64-act"]
+    adjusted = multiple.holm(raw)
+    for variant, p in adjusted.items():
+        assert quality.at[variant, "p_holm"] == pytest.approx(p, rel=1e-9), variant
+    # the reading: AWQ holds zero with its runs, act-order loses beyond the noise after the correction
+    assert quality.at["awq-4bit-g64", "delta_ci95_low"] < 0 < quality.at["awq-4bit-g64", "delta_ci95_high"]
+    assert quality.at["gptq-4bit-g64-act", "finding_holm"] and not quality.at["torchao-fp8dyn", "finding_holm"]
