@@ -19,7 +19,9 @@
 set -uo pipefail
 # A session command that outlives its limit comes back with nothing and loses the node (and the DAG
 # running on it): every stage returns by CALL_LIMIT_S seconds after it started, whatever WAIT_S says.
-called=$(date +%s); call_limit=${CALL_LIMIT_S:-540}
+# 480 leaves two minutes of a ten-minute session for the collection at the end: a `start` whose loop
+# ended at 540 s had not returned at 590 (SmolLM2 replicates run), and came back only by its timeout.
+called=$(date +%s); call_limit=${CALL_LIMIT_S:-480}
 stage=$1; shift
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 RUN=/tmp/qb; mkdir -p "$RUN"; TREE=/tmp/trees/dag
