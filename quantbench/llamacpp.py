@@ -171,10 +171,13 @@ def placement(n_gpu_layers: int) -> dict:
 
 
 class LlamaCppModel:
-    """A GGUF file loaded by llama.cpp for one sequence at a time."""
+    """A GGUF file loaded by llama.cpp: one sequence through llama-cpp-python's `Llama`, several at once
+    (a batched prefill or generate) through a second context on the same weights (llamacpp_batch)."""
 
-    max_batch_size = 1  # the benchmark records larger batches as unsupported, with this reason
-    batch_reason = "llama-cpp-python's Llama decodes one sequence at a time"
+    # the benchmark records larger batches as unsupported, with this reason; each row of a batch holds
+    # its own KV cache in the one context, so the cap bounds that context's memory
+    max_batch_size = 64
+    batch_reason = "llama.cpp decodes at most 64 sequences together here (LlamaCppModel.max_batch_size)"
 
     def __init__(self, folder: str | Path, n_threads: int, n_ctx: int, n_gpu_layers: int = 0, **llama_args):
         """`llama_args`: further llama_cpp.Llama arguments, or other values for its batch (n_batch: the
@@ -200,6 +203,19 @@ class LlamaCppModel:
         self.embedding_head_mb = summary["embedding_head_bytes"] / 2**20
         self.body_mb = (summary["tensor_bytes"] - summary["embedding_head_bytes"]) / 2**20
         self.device = torch.device("cpu")
+        self._batched = None  # llamacpp_batch.BatchedContext, opened by the first batch and kept
+
+    def batched(self, n_seq: int, n_tokens: int):
+        """A context for `n_seq` sequences of `n_tokens`; kept for the next call that fits, so that a
+        benchmark cell's warm-up opens it and its timed repeats reuse it."""
+        from quantbench.llamacpp_batch import BatchedContext, sized
+
+        n_ctx_seq = sized(n_tokens, self.n_ctx)
+        if self._batched is None or not self._batched.fits(n_seq, n_ctx_seq):
+            if self._batched is not None:
+                self._batched.close()
+            self._batched = BatchedContext(self._llm, n_seq, n_ctx_seq)
+        return self._batched
 
     # --- llama.cpp calls ---------------------------------------------------------------------------
     def _decode(self, tokens: list[int], keep_last: int) -> np.ndarray:
@@ -249,8 +265,21 @@ class LlamaCppModel:
         return out
 
     # --- the transformers calls the stages make ----------------------------------------------------
+    @staticmethod
+    def _rows(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[list[int]]:
+        """Each row's tokens without its (left) padding."""
+        if attention_mask is None:
+            return input_ids.tolist()
+        return [ids[m.bool()].tolist() for ids, m in zip(input_ids, attention_mask)]
+
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  use_cache: bool = False, logits_to_keep: int = 0, **_):
+        if logits_to_keep == 1 and input_ids.shape[0] > 1:  # a batched prefill: every row in one call
+            if input_ids.shape[0] > self.max_batch_size:
+                raise Unsupported(self.batch_reason)
+            rows = self._rows(input_ids, attention_mask)
+            last = self.batched(len(rows), max(map(len, rows))).prefill(rows)
+            return SimpleNamespace(logits=torch.from_numpy(last)[:, None, :])
         rows = []
         for b in range(input_ids.shape[0]):
             ids = input_ids[b]
@@ -270,9 +299,12 @@ class LlamaCppModel:
             raise Unsupported("llama.cpp always decodes with its KV cache")
         if input_ids.shape[0] > self.max_batch_size:
             raise Unsupported(self.batch_reason)
-        ids = input_ids[0] if attention_mask is None else input_ids[0][attention_mask[0].bool()]
-        new = self.greedy(ids.tolist(), max_new_tokens)
-        return torch.cat([input_ids, torch.tensor([new], dtype=input_ids.dtype)], dim=1)
+        rows = self._rows(input_ids, attention_mask)
+        if len(rows) == 1:
+            new = [self.greedy(rows[0], max_new_tokens)]
+        else:
+            new = self.batched(len(rows), max(map(len, rows)) + max_new_tokens).greedy(rows, max_new_tokens)
+        return torch.cat([input_ids, torch.tensor(new, dtype=input_ids.dtype)], dim=1)
 
     def eval(self):
         return self

@@ -255,7 +255,7 @@ def cell_outcomes(bench: pd.DataFrame) -> list[str]:
                      + "\n")
     unsupported = bench[bench.outcome == "unsupported"]
     if len(unsupported):
-        # e.g. llama.cpp's Python binding decodes one sequence: its batch-4 cells are not measured
+        # e.g. a GGUF variant's cells with the KV cache off (llama.cpp always decodes with it)
         parts.append(f"{len(unsupported)} cells could not run as asked and were not measured: " + "; ".join(
             f"{v} ({', '.join(sorted({f'{r.scenario} bs={r.batch_size}' for r in g.itertuples()}))}: "
             f"{g.error.iloc[0] if 'error' in g else 'unsupported'})" for v, g in unsupported.groupby("variant")) + "\n")
