@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from quantbench.llamacpp_batch import BatchedContext, output_logits, put, sized
 from quantbench.loaded_model import WeightsMB
 from quantbench.unsupported import Unsupported
 
@@ -208,8 +209,6 @@ class LlamaCppModel:
     def batched(self, n_seq: int, n_tokens: int):
         """A context for `n_seq` sequences of `n_tokens`; kept for the next call that fits, so that a
         benchmark cell's warm-up opens it and its timed repeats reuse it."""
-        from quantbench.llamacpp_batch import BatchedContext, sized
-
         n_ctx_seq = sized(n_tokens, self.n_ctx)
         if self._batched is None or not self._batched.fits(n_seq, n_ctx_seq):
             if self._batched is not None:
@@ -237,16 +236,12 @@ class LlamaCppModel:
             b.n_tokens = len(chunk)
             wanted = 0
             for i, tok in enumerate(chunk):
-                b.token[i] = int(tok)
-                b.pos[i] = n_past + start + i
-                b.seq_id[i][0] = 0
-                b.n_seq_id[i] = 1
-                b.logits[i] = start + i >= n - keep_last
-                wanted += bool(b.logits[i])
+                want = start + i >= n - keep_last
+                put(b, i, tok, n_past + start + i, 0, want)
+                wanted += want
             ctx.decode(batch)
             if wanted:
-                out.append(np.ctypeslib.as_array(ctx.get_logits(), shape=(wanted * self.n_vocab,))
-                           .reshape(wanted, self.n_vocab).copy())
+                out.append(output_logits(ctx, wanted, self.n_vocab))
         return np.concatenate(out) if out else np.empty((0, self.n_vocab), np.float32)
 
     def logits(self, tokens: list[int], keep_last: int | None = None) -> np.ndarray:
@@ -280,16 +275,12 @@ class LlamaCppModel:
             rows = self._rows(input_ids, attention_mask)
             last = self.batched(len(rows), max(map(len, rows))).prefill(rows)
             return SimpleNamespace(logits=torch.from_numpy(last)[:, None, :])
-        rows = []
-        for b in range(input_ids.shape[0]):
-            ids = input_ids[b]
-            if attention_mask is not None:
-                ids = ids[attention_mask[b].bool()]
-            keep = logits_to_keep or len(ids)
-            logits = torch.from_numpy(self.logits(ids.tolist(), keep))
+        out = []
+        for ids in self._rows(input_ids, attention_mask):
+            logits = torch.from_numpy(self.logits(ids, logits_to_keep or len(ids)))
             pad = (logits_to_keep or input_ids.shape[1]) - logits.shape[0]
-            rows.append(torch.nn.functional.pad(logits, (0, 0, pad, 0)))  # left padding, as the input
-        return SimpleNamespace(logits=torch.stack(rows))
+            out.append(torch.nn.functional.pad(logits, (0, 0, pad, 0)))  # left padding, as the input
+        return SimpleNamespace(logits=torch.stack(out))
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  max_new_tokens: int = 20, use_cache: bool = True, do_sample: bool = False, **_):

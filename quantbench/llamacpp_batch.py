@@ -47,16 +47,11 @@ class BatchedContext:
         b, n = self._batch.batch, 0
         for seq, (tokens, start) in enumerate(rows):
             for i, tok in enumerate(tokens):
-                b.token[n] = int(tok)
-                b.pos[n] = start + i
-                b.seq_id[n][0] = seq
-                b.n_seq_id[n] = 1
-                b.logits[n] = i == len(tokens) - 1
+                put(b, n, tok, start + i, seq, i == len(tokens) - 1)
                 n += 1
         b.n_tokens = n
         self._ctx.decode(self._batch)
-        return (np.ctypeslib.as_array(self._ctx.get_logits(), shape=(len(rows) * self.n_vocab,))
-                .reshape(len(rows), self.n_vocab).copy())
+        return output_logits(self._ctx, len(rows), self.n_vocab)
 
     def prefill(self, prompts: list[list[int]]) -> np.ndarray:
         """Each prompt from position 0 of an empty cache, all in one call; each one's last logits."""
@@ -78,6 +73,22 @@ class BatchedContext:
             if i + 1 < new_tokens:
                 last = self._decode([([tok], len(p) + i) for p, tok in zip(prompts, step)])
         return out
+
+
+def put(b, slot: int, token: int, pos: int, seq: int, wanted: bool) -> None:
+    """Token `token` of sequence `seq` at position `pos` into slot `slot` of a llama_batch; `wanted`:
+    llama.cpp keeps its logits."""
+    b.token[slot] = int(token)
+    b.pos[slot] = pos
+    b.seq_id[slot][0] = seq
+    b.n_seq_id[slot] = 1
+    b.logits[slot] = wanted
+
+
+def output_logits(ctx, n_out: int, n_vocab: int) -> np.ndarray:
+    """The logits of the last decode's `n_out` wanted tokens, in batch order, [n_out, vocab] float32
+    (copied: the next decode overwrites llama.cpp's buffer)."""
+    return np.ctypeslib.as_array(ctx.get_logits(), shape=(n_out * n_vocab,)).reshape(n_out, n_vocab).copy()
 
 
 def sized(n_tokens: int, limit: int) -> int:
