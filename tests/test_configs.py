@@ -65,29 +65,32 @@ def test_commented_sample_methods_are_valid_where_they_are_offered():
     assert set(samples) <= set(exp.runnable)
 
 
-def _prioritized(out: str) -> set[str]:
-    """The outputs (first path of each job) the plan gives a priority above zero."""
-    found = set()
+def _prioritized(out: str) -> tuple[set[str], set[str]]:
+    """The outputs (first path of each job, its file name) the plan gives a priority above zero: the
+    benchmark records' apart."""
+    found, benchmarks = set(), set()
     for block in out.split("\nrule ")[1:] + out.split("\nlocalrule ")[1:]:
         output = re.search(r"^\s+output: ([^,\n]+)", block, re.M)
         if output and re.search(r"^\s+priority: [1-9]", block, re.M):
-            found.add(output[1].rsplit("/", 1)[-1])
-    return found
+            (benchmarks if "/records/benchmark/" in output[1] else found).add(output[1].rsplit("/", 1)[-1])
+    return found, benchmarks
 
 
 def test_a_cuda_setup_starts_the_llamacpp_lane_first(tmp_path):
     """llama.cpp runs on the host's cores beside the GPU jobs: on a CUDA setup its jobs (GGUF quantize,
     re-quantize and evaluate) and the reference they are scored against get priority, and so does the
     chain that feeds the recipe's GGUF deploy (its base's quantize, the fine-tune, the merges); a CPU
-    setup gives none."""
-    cuda = _prioritized(dry_run("smollm2-cuda.yaml", tmp_path / "cuda"))
+    setup gives none. Among the benchmarks, the baseline's goes first on either device: a run cut short
+    keeps the row every speed ratio is read against."""
+    cuda, benchmarks = _prioritized(dry_run("smollm2-cuda.yaml", tmp_path / "cuda"))
+    assert benchmarks == {"fp32.json"}, benchmarks
     assert {"gguf-q4_0", "gguf-q4_k_m", "gguf-f32.json", "fp32.pt"} <= cuda, cuda
     assert any(p.endswith("+gguf-q4_k_m") for p in cuda), cuda  # the recipe's GGUF deploy
     chain = {"bnb-nf4", "bnb-nf4+lora", "bnb-nf4+lora+merge-fp", "bnb-nf4+lora+merge-dequant"}
     assert chain <= cuda, cuda
     # nothing else that runs on the GPU
     assert all("gguf" in p or p.endswith(".pt") or p in chain for p in cuda), cuda
-    assert _prioritized(dry_run("smollm2.yaml", tmp_path / "cpu")) == set()
+    assert _prioritized(dry_run("smollm2.yaml", tmp_path / "cpu")) == (set(), {"fp32.json"})
 
 
 def test_overlay_can_move_a_setups_gguf_methods_to_the_gpu(tmp_path):
