@@ -51,10 +51,11 @@ def test_ratios_and_roofline_shares_quoted_in_the_reading():
 
 
 def test_the_profile_split_of_weight_only_is_the_records():
-    kernels = record(WO)["profiles"][0]["top_kernels"]
+    profile = record(WO)["profiles"][0]
+    kernels = profile["top_kernels"]
     dequant = sum(k["share_pct"] for k in kernels if k["kernel"].startswith("triton_poi_fused__to_copy_mul"))
     gemm = sum(k["share_pct"] for k in kernels if k["kernel"].startswith(("nvjet_sm90_hsh", "void cublasLt::splitK")))
     assert f"take {dequant:.0f}% of the GPU time" in README and f"take {gemm:.0f}% (" in README
     steps = re.search(r"take \d+% of the GPU time \((\d+\.\d) ms a step\)", README)[1]
-    kernel_ms_per_step = record(WO)["profiles"][0]["kernel_ms"] / record(WO)["profiles"][0]["new_tokens"]
+    kernel_ms_per_step = profile["kernel_ms"] / profile["new_tokens"]
     assert abs(float(steps) - kernel_ms_per_step * dequant / 100) < 0.06

@@ -21,9 +21,9 @@ set -uo pipefail
 # running on it): every stage returns by CALL_LIMIT_S seconds after it started, whatever WAIT_S says.
 # 480 leaves two minutes of a ten-minute session for the collection at the end: a `start` whose loop
 # ended at 540 s had not returned at 590 (SmolLM2 replicates run), and came back only by its timeout.
-# Stages chained in one session command count from the command's start: `export CALL_T0=$(date +%s)`
-# first; otherwise a `start` after a `prep` counts its limit from its own start (the 7b FP8 run's
-# command, prep then start with CALL_LIMIT_S=460, outlived its 590 s session).
+# Stages chained in one time-limited job count from the job's start: `export CALL_T0=$(date +%s)`
+# first; otherwise a `start` after a `prep` counts its limit from its own start (the 7b FP8 run's job,
+# prep then start with CALL_LIMIT_S=460, ran past its 590 s limit).
 called=${CALL_T0:-$(date +%s)}; call_limit=${CALL_LIMIT_S:-480}
 stage=$1; shift
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
