@@ -28,26 +28,24 @@ class LlamaCppKV(LlamaCppModel):
     """LlamaCppModel with the cache types, flash attention and a decode batch of `chunk` tokens."""
 
     def __init__(self, folder: str | Path, n_threads: int, n_ctx: int, chunk: int, spec: KVCache | None,
-                 n_gpu_layers: int = 0):
+                 n_gpu_layers: int = 0, process: str | None = None):
         types = spec.params if spec is not None else PLAIN
         self.cache_types = {"type_k": types["type_k"], "type_v": types["type_v"]}
         # offloaded layers keep their K and V on the GPU too (llama-cpp-python's offload_kqv, on by default)
-        super().__init__(folder, n_threads, n_ctx, n_gpu_layers, n_batch=chunk, n_ubatch=chunk, flash_attn=True,
-                         type_k=ggml_type(types["type_k"]), type_v=ggml_type(types["type_v"]))
+        super().__init__(folder, n_threads, n_ctx, n_gpu_layers, process, n_batch=chunk, n_ubatch=chunk,
+                         flash_attn=True, type_k=ggml_type(types["type_k"]), type_v=ggml_type(types["type_v"]))
 
     def clear(self) -> None:
-        self._llm._ctx.kv_cache_clear()
+        self.engine.clear()
 
     def chunk_logits(self, tokens: list[int], n_past: int) -> torch.Tensor:
         """Append `tokens` after `n_past` cached ones; their logits [len, vocab]."""
-        return torch.from_numpy(self._append(list(tokens), n_past, len(tokens)))
+        return torch.from_numpy(self.engine.append(list(tokens), n_past, len(tokens)))
 
     def state_bytes(self) -> int:
         """Bytes of sequence 0's state as llama.cpp serializes it: the K and V rows of its cells in
         their stored type, plus a few bytes of positions per cell (measured, not the nominal size)."""
-        import llama_cpp
-
-        return int(llama_cpp.llama_state_seq_get_size(self._llm._ctx.ctx, 0))
+        return self.engine.state_bytes()
 
 
 @torch.inference_mode()
@@ -69,7 +67,7 @@ def decode_steps(model: LlamaCppKV, prompt: list[int], steps: int) -> dict:
     for _ in range(steps):
         tok = int(last.argmax())
         t0 = time.perf_counter()
-        last = torch.from_numpy(model._append([tok], pos, 1)[-1])
+        last = torch.from_numpy(model.engine.append([tok], pos, 1)[-1])
         times.append(time.perf_counter() - t0)
         pos += 1
     return {"step_s": times, "state_bytes": model.state_bytes(), "tokens_in_cache": pos}

@@ -6,8 +6,8 @@ ids: the text is tokenized once by the model folder's Hugging Face tokenizer, wh
 GGUF vocabulary's (llama.cpp's converter copies that vocabulary), so every method is scored on the
 same token sequences.
 
-llama-cpp-python's high-level `Llama` keeps one sequence; its private `_ctx` and `_batch` are used
-to ask for logits at chosen positions only (llama-cpp-python 0.3.36, pinned with the rest).
+llama.cpp itself is driven by quantbench.llamacpp_engine (in this process) or quantbench.llamacpp_worker
+(the same engine in a process without torch, for a model offloaded to the GPU).
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from quantbench.llamacpp_batch import BatchedContext, output_logits, put, sized
+from quantbench.llamacpp_engine import SETUP_HINT, LlamaCppEngine, gpu_offload_missing  # noqa: F401 - the backend asks it here
+from quantbench.llamacpp_worker import WorkerEngine
 from quantbench.loaded_model import WeightsMB
 from quantbench.unsupported import Unsupported
 
@@ -30,11 +31,6 @@ GGUF_FILE = "model.gguf"
 # Where scripts/setup-llamacpp.sh puts llama.cpp's converter (it is in the sdist, not the wheel);
 # QB_LLAMACPP_CONVERTER_DIR names another place (a machine whose Python prefix is read-only).
 CONVERTER_DIR = Path(os.environ.get("QB_LLAMACPP_CONVERTER_DIR") or Path(sys.prefix) / "share" / "llama-cpp-convert")
-SETUP_HINT = "install it with: bash scripts/setup-llamacpp.sh"
-# scripts/setup-llamacpp.sh builds llama.cpp's CPU backend only; this builds the CUDA one (for Hopper).
-CUDA_BUILD_HINT = ("for a CUDA build, run bash tools/gpu/build-llamacpp-cuda.sh --target DIR on a GPU node with "
-                   "nvcc and put DIR first on PYTHONPATH")
-# The methods' `offload` (quantbench.backends.gguf): how many layers llama.cpp puts on the GPU.
 GPU_LAYERS = {"cpu": 0, "gpu": -1}  # -1: every layer, the output head included
 
 
@@ -52,17 +48,6 @@ def available() -> str | None:
 def gpu_layers(params: dict) -> int:
     """llama.cpp's n_gpu_layers for a GGUF method's parameters: 0 (offload: cpu, the default) or -1."""
     return GPU_LAYERS[params.get("offload", "cpu")]
-
-
-def gpu_offload_missing() -> str | None:
-    """Why the installed llama.cpp cannot put layers on a GPU (a build without a GPU backend), or None."""
-    import llama_cpp
-
-    if llama_cpp.llama_supports_gpu_offload():
-        return None
-    return (f"offload: 'gpu' needs llama.cpp built with a GPU backend, and the installed llama-cpp-python "
-            f"{getattr(llama_cpp, '__version__', '?')} has none (llama_supports_gpu_offload() is False; "
-            f"scripts/setup-llamacpp.sh builds the CPU backend only); {CUDA_BUILD_HINT}")
 
 
 @contextlib.contextmanager
@@ -151,51 +136,34 @@ def quantize_file(src_file: Path, out_file: Path, ftype: int, threads: int,
     return log
 
 
-def offload_checked(n_gpu_layers: int) -> int:
-    """n_gpu_layers, once this llama.cpp is known to honour it: a build without a GPU backend would
-    keep every layer on the CPU without a word, and the job's records would call that a GPU run."""
-    if n_gpu_layers:
-        why = gpu_offload_missing()
-        if why:
-            raise RuntimeError(why)
-    return n_gpu_layers
-
-
-def placement(n_gpu_layers: int) -> dict:
-    """llama_cpp.Llama's arguments that place the work: the layers on the GPU, or everything on the
-    CPU. With 0 layers a GPU build would still send large batches' matrix products to the GPU
-    (op_offload, on by default); off, a CUDA build runs offload: cpu as the CPU build does (a CPU build
-    has nothing to offload to, so its runs are unchanged)."""
-    if n_gpu_layers:
-        return {"n_gpu_layers": n_gpu_layers}
-    return {"n_gpu_layers": 0, "op_offload": False}
-
-
 class LlamaCppModel:
-    """A GGUF file loaded by llama.cpp: one sequence through llama-cpp-python's `Llama`, several at once
-    (a batched prefill or generate) through a second context on the same weights (llamacpp_batch)."""
+    """A GGUF file loaded by llama.cpp, answering in torch tensors. Its llama.cpp calls go to a
+    LlamaCppEngine: in this process on the CPU, in a worker process that never imports torch when layers
+    are offloaded to the GPU (llamacpp_worker says why); `process` chooses otherwise ("inline", "worker")."""
 
     # the benchmark records larger batches as unsupported, with this reason; each row of a batch holds
     # its own KV cache in the one context, so the cap bounds that context's memory
     max_batch_size = 64
     batch_reason = "llama.cpp decodes at most 64 sequences together here (LlamaCppModel.max_batch_size)"
 
-    def __init__(self, folder: str | Path, n_threads: int, n_ctx: int, n_gpu_layers: int = 0, **llama_args):
+    def __init__(self, folder: str | Path, n_threads: int, n_ctx: int, n_gpu_layers: int = 0,
+                 process: str | None = None, **llama_args):
         """`llama_args`: further llama_cpp.Llama arguments, or other values for its batch (n_batch: the
         whole context at once by default)."""
-        import llama_cpp
         from transformers import AutoConfig
 
         self.folder = Path(folder)
         self.config = AutoConfig.from_pretrained(self.folder)
         self.n_threads = n_threads
-        self.n_gpu_layers = offload_checked(n_gpu_layers)
-        self._llm = llama_cpp.Llama(str(self.folder / GGUF_FILE), n_ctx=n_ctx, n_threads=n_threads,
-                                    n_threads_batch=n_threads, verbose=False, seed=0,
-                                    **{"n_batch": n_ctx, **llama_args, **placement(n_gpu_layers)})
-        self.n_ctx = self._llm.n_ctx()
-        self.n_vocab = self._llm.n_vocab()
+        self.n_gpu_layers = n_gpu_layers
+        self.process = process or ("worker" if n_gpu_layers else "inline")
+        if self.process not in PROCESSES:
+            raise ValueError(f"process: {self.process!r}; allowed: {', '.join(PROCESSES)}")
+        self.engine = PROCESSES[self.process](str(self.folder / GGUF_FILE), n_threads, n_ctx, n_gpu_layers,
+                                              **llama_args)
+        self.n_ctx, self.n_vocab = self.engine.n_ctx, self.engine.n_vocab
         if self.n_vocab != self.config.vocab_size:
+            self.close()
             raise ValueError(f"{self.folder / GGUF_FILE}: vocabulary of {self.n_vocab} tokens, but config.json "
                              f"says {self.config.vocab_size}")
         summary = tensor_summary(self.folder / GGUF_FILE)
@@ -204,60 +172,21 @@ class LlamaCppModel:
         self.embedding_head_mb = summary["embedding_head_bytes"] / 2**20
         self.body_mb = (summary["tensor_bytes"] - summary["embedding_head_bytes"]) / 2**20
         self.device = torch.device("cpu")
-        self._batched = None  # llamacpp_batch.BatchedContext, opened by the first batch and kept
 
-    def batched(self, n_seq: int, n_tokens: int):
-        """A context for `n_seq` sequences of `n_tokens`; kept for the next call that fits, so that a
-        benchmark cell's warm-up opens it and its timed repeats reuse it."""
-        n_ctx_seq = sized(n_tokens, self.n_ctx)
-        if self._batched is None or not self._batched.fits(n_seq, n_ctx_seq):
-            if self._batched is not None:
-                self._batched.close()
-            self._batched = BatchedContext(self._llm, n_seq, n_ctx_seq)
-        return self._batched
+    @property
+    def _llm(self):
+        """llama-cpp-python's `Llama`, for code that reaches into it: in this process only."""
+        if self.process != "inline":
+            raise RuntimeError("llama.cpp runs in a worker process here: its Llama object is not in this one")
+        return self.engine.llm
 
-    # --- llama.cpp calls ---------------------------------------------------------------------------
-    def _decode(self, tokens: list[int], keep_last: int) -> np.ndarray:
-        """Run `tokens` from position 0 of an empty cache; logits of the last `keep_last`
-        positions, [keep_last, vocab] float32."""
-        if len(tokens) > self.n_ctx:
-            raise ValueError(f"{len(tokens)} tokens exceed llama.cpp's context of {self.n_ctx}")
-        ctx = self._llm._ctx
-        ctx.kv_cache_clear()
-        return self._append(tokens, 0, keep_last)
-
-    def _append(self, tokens: list[int], n_past: int, keep_last: int) -> np.ndarray:
-        ctx, batch = self._llm._ctx, self._llm._batch
-        out, n = [], len(tokens)
-        step = self._llm.n_batch
-        for start in range(0, n, step):
-            chunk = tokens[start:start + step]
-            b = batch.batch
-            b.n_tokens = len(chunk)
-            wanted = 0
-            for i, tok in enumerate(chunk):
-                want = start + i >= n - keep_last
-                put(b, i, tok, n_past + start + i, 0, want)
-                wanted += want
-            ctx.decode(batch)
-            if wanted:
-                out.append(output_logits(ctx, wanted, self.n_vocab))
-        return np.concatenate(out) if out else np.empty((0, self.n_vocab), np.float32)
-
+    # --- llama.cpp calls, in token ids and numpy logits ----------------------------------------------
     def logits(self, tokens: list[int], keep_last: int | None = None) -> np.ndarray:
-        return self._decode(list(tokens), len(tokens) if keep_last is None else keep_last)
+        return self.engine.logits(list(tokens), len(tokens) if keep_last is None else keep_last)
 
     def greedy(self, prompt: list[int], new_tokens: int) -> list[int]:
         """Exactly `new_tokens` greedy tokens (end-of-sequence does not stop it), KV cache on."""
-        last = self._decode(list(prompt), 1)[-1]
-        out, pos = [], len(prompt)
-        for i in range(new_tokens):
-            tok = int(last.argmax())
-            out.append(tok)
-            if i + 1 < new_tokens:
-                last = self._append([tok], pos, 1)[-1]
-                pos += 1
-        return out
+        return self.engine.greedy(list(prompt), new_tokens)
 
     # --- the transformers calls the stages make ----------------------------------------------------
     @staticmethod
@@ -272,8 +201,7 @@ class LlamaCppModel:
         if logits_to_keep == 1 and input_ids.shape[0] > 1:  # a batched prefill: every row in one call
             if input_ids.shape[0] > self.max_batch_size:
                 raise Unsupported(self.batch_reason)
-            rows = self._rows(input_ids, attention_mask)
-            last = self.batched(len(rows), max(map(len, rows))).prefill(rows)
+            last = self.engine.prefill_batch(self._rows(input_ids, attention_mask))
             return SimpleNamespace(logits=torch.from_numpy(last)[:, None, :])
         out = []
         for ids in self._rows(input_ids, attention_mask):
@@ -294,23 +222,24 @@ class LlamaCppModel:
         if len(rows) == 1:
             new = [self.greedy(rows[0], max_new_tokens)]
         else:
-            new = self.batched(len(rows), max(map(len, rows)) + max_new_tokens).greedy(rows, max_new_tokens)
+            new = self.engine.greedy_batch(rows, max_new_tokens)
         return torch.cat([input_ids, torch.tensor(new, dtype=input_ids.dtype)], dim=1)
 
     def eval(self):
         return self
+
+    def close(self) -> None:
+        """Frees llama.cpp's model now (and ends its worker), not in a finalizer at interpreter exit,
+        where llama-cpp-python's bindings may already be gone."""
+        self.engine.close()
 
     def file_weights(self) -> WeightsMB:
         """Its weights as the file's tensors hold them (quantbench.memory counts a torch model's the same way)."""
         return WeightsMB(self.file_weights_mb, self.body_mb, self.embedding_head_mb, self.decode_weights_mb)
 
     def info(self) -> dict:
-        import llama_cpp
-
-        # where llama.cpp ran: the layers it was asked to offload, and the backends its build has
-        # (system_info lists the CPU's features, and a GPU backend's, e.g. "CUDA : ARCHS = 900", where built)
         return {"kernel": "llama.cpp-cuda" if self.n_gpu_layers else "llama.cpp-cpu", "n_threads": self.n_threads,
-                "n_ctx": self.n_ctx, "n_gpu_layers": self.n_gpu_layers,
-                "gpu_offload_supported": bool(llama_cpp.llama_supports_gpu_offload()),
-                "llama_cpp_python": getattr(llama_cpp, "__version__", "?"),
-                "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()}
+                "n_ctx": self.n_ctx, "process": self.process, **self.engine.info()}
+
+
+PROCESSES = {"inline": LlamaCppEngine, "worker": WorkerEngine}

@@ -77,6 +77,25 @@ class PeakMemory:
         return False
 
 
+def unmeasured_on_cuda(runtime: str, info: dict) -> str | None:
+    """Why PeakMemory's CUDA figures (torch's allocator) do not hold a model's memory, or None: llama.cpp
+    allocates its own buffers, on the GPU (outside torch's allocator, and in a worker process where it is
+    one) or in host memory (offload: cpu, which a CUDA job does not sample)."""
+    if runtime != "llama.cpp":
+        return None
+    where = "GPU" if info.get("n_gpu_layers") else "host"
+    process = " in its worker process" if info.get("process") == "worker" else ""
+    return f"llama.cpp holds its model's {where} memory{process}, outside torch's CUDA allocator: not measured"
+
+
+def mark_unmeasured(fields: dict, why: str) -> dict:
+    """`fields` with its peak-memory figures set to None and the reason beside them."""
+    out = {k: (None if k in ("peak_memory_mb", "peak_reserved_mb", "load_peak_memory_mb") else v)
+           for k, v in fields.items()}
+    out["peak_memory_note"] = why
+    return out
+
+
 def storage_tensors(t: torch.Tensor):
     """The plain tensors that hold a tensor's bytes. A quantized tensor subclass (torchao's
     Int8Tensor, Int4TilePackedTo4dTensor) reports its logical dtype and no storage of its own

@@ -138,9 +138,9 @@ def test_batched_rows_compute_what_each_row_computes_alone(smol_tiny, quantized)
         ids = tok(t, return_tensors="pt").input_ids
         assert row[-6:].tolist() == model.generate(input_ids=ids, max_new_tokens=6)[0, -6:].tolist()
     # the context opened for this batch serves a smaller one; a larger one opens another
-    first = model._batched
+    first = model.engine._batched
     model.generate(input_ids=batch.input_ids[:2], attention_mask=batch.attention_mask[:2], max_new_tokens=2)
-    assert model._batched is first
+    assert model.engine._batched is first
     from quantbench.unsupported import Unsupported
     with pytest.raises(Unsupported, match="at most 64 sequences"):
         model.generate(input_ids=torch.ones(65, 4, dtype=torch.long), max_new_tokens=1)

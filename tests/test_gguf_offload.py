@@ -118,10 +118,10 @@ def test_offload_cpu_computes_what_the_cpu_path_computed_before(q8_folder):
     before = llama_cpp.Llama(str(q8_folder / llamacpp.GGUF_FILE), n_ctx=256, n_batch=256, n_threads=model.n_threads,
                              n_threads_batch=model.n_threads, verbose=False, seed=0)
     try:
-        model._llm, mine = before, model._llm
+        model.engine.llm, mine = before, model.engine.llm
         want = model.logits(ids)
     finally:
-        model._llm = mine
+        model.engine.llm = mine
         before.close()
     assert got.shape == (60, model.n_vocab) and np.array_equal(got, want)
     info = loaded.info
@@ -130,8 +130,9 @@ def test_offload_cpu_computes_what_the_cpu_path_computed_before(q8_folder):
     # a folder written before the parameter existed loads on the CPU as before
     old = gguf.load(str(q8_folder), {"type": "Q8_0", "n_ctx": 256}, RunContext())
     assert old.info["n_gpu_layers"] == 0 and np.array_equal(old.model.logits(ids), got)
+    assert info["process"] == "inline"  # on the CPU llama.cpp runs in the job's own process, as before
     for m in (model, old.model):
-        m._llm.close()
+        m.close()
 
 
 def test_offload_gpu_is_refused_at_load_by_this_cpu_build_instead_of_running_on_the_cpu(q8_folder):

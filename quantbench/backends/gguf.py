@@ -1,8 +1,9 @@
 """GGUF through llama.cpp: the model converted by llama.cpp's own converter (convert_hf_to_gguf.py,
 losslessly: in the base's own float type), quantized by llama.cpp (llama_model_quantize) and run by
 llama.cpp on the CPU, or with `offload: gpu` on a CUDA GPU (every layer offloaded: a CUDA build of
-llama.cpp, tools/gpu/build-llamacpp-cuda.sh; written, not yet run on a GPU). Converting and quantizing
-run on the CPU either way. The folder holds model.gguf beside the tokenizer and config.json (the stages
+llama.cpp, tools/gpu/build-llamacpp-cuda.sh, run in a worker process without torch, beside which the build
+made on a GPU node crashed; checked on a GPU, not yet in a whole run). Converting and quantizing run on the
+CPU either way. The folder holds model.gguf beside the tokenizer and config.json (the stages
 tokenize with them; the ids are the GGUF vocabulary's)."""
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class GGUF(Backend):
                           "for the file type, e.g. Q6_K or Q8_0); F32 keeps them as the PyTorch schemes do",
         "offload": "where llama.cpp runs the model: cpu (the host's cores) or gpu (every layer on the CUDA GPU; "
                    "needs device cuda and a CUDA build of llama.cpp, tools/gpu/build-llamacpp-cuda.sh; "
-                   "not yet run on a GPU)",
+                   "it runs in a worker process without torch)",
     }
     # llama.cpp's CPU backend by default; a method with offload: gpu leaves the lane (host_cpu_lane)
     HOST_CPU_LANE = True

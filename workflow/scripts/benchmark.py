@@ -134,6 +134,10 @@ rec.record["metrics"] = {"load_s": load_s, "weights_memory_mb": weights_mb, **sp
                          "load_peak_memory_mb": load_peak.result["peak_memory_mb"],
                          "copy_bandwidth_gb_per_s": bandwidth}
 rec.record["host"] = host  # what the benchmark did to steady its own timings (quantbench.steady_host)
+unmeasured = memory.unmeasured_on_cuda(loaded.runtime, info) if ctx.device == "cuda" else None
+if unmeasured:  # a figure of torch's allocator would read as the model's memory; say instead that it is not
+    rec.record["metrics"] = memory.mark_unmeasured(rec.record["metrics"], unmeasured)
+    rows = [memory.mark_unmeasured(r, unmeasured) if "peak_memory_mb" in r else r for r in rows]
 rec.record["cells"] = rows
 if profiles:
     rec.record["profiles"] = profiles

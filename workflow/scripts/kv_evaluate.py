@@ -100,4 +100,4 @@ if batch_reason and len(kv["decode_batch_sizes"]) > 1:
     rec.record["metrics"]["decode_batch_note"] = batch_reason
 rec.write(args.record)
 if gguf:
-    model._llm.close()  # now, not in its finalizer at interpreter exit, where llama.cpp's bindings are gone
+    model.close()

@@ -360,4 +360,8 @@ def memory_per_variant(data):
         caption += (" Hatched: the input embedding table and the output head (once when tied), stacked on the body "
                     "(the decoder layers)" + ("; a bar without hatching comes from a record that predates the split."
                                               if not known.all() else "."))
+    unmeasured = [v for v, mb in zip(df.variant, pd.to_numeric(df["peak_memory_mb"])) if pd.isna(mb)]
+    if unmeasured:
+        caption += (f" No peak bar for {', '.join(unmeasured)}: not measured (llama.cpp on a CUDA run holds its "
+                    "buffers outside torch's allocator; the record says so).")
     return fig, caption
