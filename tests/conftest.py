@@ -180,3 +180,15 @@ def smol_tiny(tmp_path_factory):
     tok.save_pretrained(out)
     write_meta(out, {"method": "base", "backend": "none", "params": {"dtype": "float32"}})
     return out
+
+
+@pytest.fixture(scope="session")
+def q8_folder(smol_tiny, tmp_path_factory):
+    """smol_tiny as a GGUF Q8_0 folder made by llama.cpp (the CPU build the tests install)."""
+    from quantbench import backends
+    from quantbench.modelio import RunContext
+
+    dst = tmp_path_factory.mktemp("gguf_q8") / "q8"
+    dst.mkdir()
+    backends.get("gguf").quantize(str(smol_tiny), dst, {"type": "Q8_0", "n_ctx": 256}, RunContext())
+    return dst

@@ -98,14 +98,6 @@ def test_the_host_cpu_lane_is_a_fact_of_the_method_not_only_of_the_backend():
     assert gguf.describe({"type": "Q8_0", "offload": "cpu"}) == "GGUF Q8_0 (llama.cpp)"
 
 
-@pytest.fixture(scope="module")
-def q8_folder(smol_tiny, tmp_path_factory):
-    dst = tmp_path_factory.mktemp("gguf_offload") / "q8"
-    dst.mkdir()
-    gguf.quantize(str(smol_tiny), dst, {"type": "Q8_0", "n_ctx": 256}, RunContext())
-    return dst
-
-
 def test_offload_cpu_computes_what_the_cpu_path_computed_before(q8_folder):
     """The same logits, bit for bit, as a llama_cpp.Llama made with the arguments LlamaCppModel passed
     before offload existed; the record says where llama.cpp ran."""

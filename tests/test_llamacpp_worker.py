@@ -12,20 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from quantbench import backends, kv_llamacpp, llamacpp
+from quantbench import kv_llamacpp, llamacpp
 from quantbench.llamacpp_worker import WorkerDied
-from quantbench.modelio import RunContext
 
-gguf = backends.get("gguf")
 assert llamacpp.available() is None, llamacpp.available()  # scripts/test.sh installs llama.cpp
-
-
-@pytest.fixture(scope="module")
-def q8_folder(smol_tiny, tmp_path_factory):
-    dst = tmp_path_factory.mktemp("llamacpp_worker") / "q8"
-    dst.mkdir()
-    gguf.quantize(str(smol_tiny), dst, {"type": "Q8_0", "n_ctx": 256}, RunContext())
-    return dst
 
 
 @pytest.fixture(scope="module")
