@@ -7,7 +7,6 @@ that a row and its quantized-cache rows differ only in the cache.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -60,15 +59,7 @@ def chunked_logprobs(model: LlamaCppKV, window: torch.Tensor, chunk: int):
 
 
 def decode_steps(model: LlamaCppKV, prompt: list[int], steps: int) -> dict:
-    """Fill the cache with `prompt`, then time `steps` one-token decode calls (greedy)."""
-    model.clear()
-    last = model.chunk_logits(prompt, 0)[-1]
-    pos, times = len(prompt), []
-    for _ in range(steps):
-        tok = int(last.argmax())
-        t0 = time.perf_counter()
-        last = torch.from_numpy(model.engine.append([tok], pos, 1)[-1])
-        times.append(time.perf_counter() - t0)
-        pos += 1
-    return {"step_s": times, "state_bytes": model.state_bytes(), "tokens_in_cache": pos}
+    """Fill the cache with `prompt`, then time `steps` one-token decode calls (greedy), timed where llama.cpp
+    runs (a worker's round trip is not in the step times)."""
+    return model.engine.timed_decode(list(prompt), steps)
 

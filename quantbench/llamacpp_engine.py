@@ -11,6 +11,8 @@ at once go through llamacpp_batch's second context on the same weights.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from quantbench.llamacpp_batch import BatchedContext, output_logits, put, sized
@@ -128,6 +130,20 @@ class LlamaCppEngine:
 
     def greedy_batch(self, rows: list[list[int]], new_tokens: int) -> list[list[int]]:
         return self._batched_for(len(rows), max(map(len, rows)) + new_tokens).greedy(rows, new_tokens)
+
+    def timed_decode(self, prompt: list[int], steps: int) -> dict:
+        """Fill an empty cache with `prompt`, then `steps` greedy one-token decode calls, each timed here, in
+        the process that runs llama.cpp (the KV-cache stage's speed at long context)."""
+        self.clear()
+        last = self.append(list(prompt), 0, len(prompt))[-1]
+        pos, times = len(prompt), []
+        for _ in range(steps):
+            tok = int(last.argmax())
+            t0 = time.perf_counter()
+            last = self.append([tok], pos, 1)[-1]
+            times.append(time.perf_counter() - t0)
+            pos += 1
+        return {"step_s": times, "state_bytes": self.state_bytes(), "tokens_in_cache": pos}
 
     def state_bytes(self) -> int:
         """Bytes of sequence 0's state as llama.cpp serializes it (its KV cells in their stored type)."""
