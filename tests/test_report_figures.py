@@ -278,3 +278,30 @@ def test_every_point_of_the_quality_figure_is_named_or_numbered(committed):
         bare = sorted(xy for xy in drawn if xy not in shown)
         assert not bare, f"{ax.get_title()}: points with neither name nor number: {bare}"
         assert all(text in key for text in shown.values() if text.isdigit())
+
+
+def test_a_llama_cpp_row_without_measured_peak_memory_draws_no_bar_and_both_say_why(tmp_path):
+    """A llama.cpp model on a CUDA run: its records mark peak memory not measured (quantbench.memory);
+    the memory figure draws no peak bar for it and its caption names it, the inference table says why."""
+    import json
+
+    from quantbench import memory
+    from quantbench.report import markdown
+    from quantbench.report.figures import speed
+
+    shutil.copytree(ROOT / "results/reference/cpu/smollm2-135m/records", tmp_path / "records")
+    path = tmp_path / "records/benchmark/gguf-q4_k_m.json"
+    rec = json.loads(path.read_text())
+    why = memory.unmeasured_on_cuda("llama.cpp", {"n_gpu_layers": -1, "process": "worker"})
+    rec["metrics"] = memory.mark_unmeasured(rec["metrics"], why)
+    rec["cells"] = [memory.mark_unmeasured(c, why) if "peak_memory_mb" in c else c for c in rec["cells"]]
+    path.write_text(json.dumps(rec))
+    exp = validation.build(yaml.safe_load((ROOT / "config/smollm2.yaml").read_text()), cuda_available=True)
+    data = figures.inputs(load_records([p for p in record_paths(exp, str(tmp_path)) if Path(p).exists()]),
+                          report_params(exp))
+    row = data.summary.set_index("variant").loc["gguf-q4_k_m"]
+    assert pd.isna(row.peak_memory_mb) and data.summary.peak_memory_mb.notna().sum() > 10
+    _, caption = speed.memory_per_variant(data)
+    assert "No peak bar for gguf-q4_k_m: not measured" in caption
+    text = "".join(markdown.inference_section(data.summary, data.bench, {"new_tokens": [32]}))
+    assert "peak_memory_mb – for gguf-q4_k_m: not measured" in text

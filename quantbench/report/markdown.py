@@ -169,6 +169,11 @@ def inference_section(summary: pd.DataFrame, bench: pd.DataFrame, gen_spec: dict
                      "embedding table and the output head, once when tied); – where a record predates the split.\n")
     # records older than the split leave its columns empty: no column of dashes
     cols = [c for c in cols if c in summary.columns and (c not in tables.WEIGHTS_SPLIT or c in split)]
+    unmeasured = (sorted(set(bench.variant[bench.peak_memory_note.notna()]))
+                  if "peak_memory_note" in bench.columns else [])
+    if unmeasured:
+        parts.append(f"peak_memory_mb – for {', '.join(unmeasured)}: not measured (llama.cpp on a CUDA run holds its "
+                     "buffers outside torch's allocator; each record's peak_memory_note says so).\n")
     parts.append(fmt(summary[cols]))
     return parts
 

@@ -60,7 +60,9 @@ def benchmark_table(records: list[dict]) -> pd.DataFrame:
                 # records from before the split lack these: left empty, not estimated
                 **{k: r["metrics"].get(k, float("nan")) for k in WEIGHTS_SPLIT}}
         for cell in r["cells"]:
-            rows.append({**head, **{k: cell.get(k) for k in KEEP_CELL}})
+            # why a cell has no peak memory (quantbench.memory.mark_unmeasured): a column only where one does
+            note = {"peak_memory_note": cell["peak_memory_note"]} if "peak_memory_note" in cell else {}
+            rows.append({**head, **{k: cell.get(k) for k in KEEP_CELL}, **note})
     return pd.DataFrame(rows)
 
 
