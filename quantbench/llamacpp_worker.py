@@ -32,7 +32,7 @@ import numpy as np
 # exceptions that cross the boundary as themselves (the stages catch these); any other is a RuntimeError
 PASSED = {"ValueError": ValueError, "RuntimeError": RuntimeError, "MemoryError": MemoryError}
 ROUNDTRIPS = 5  # echoes of one logits row when the worker starts; their median is recorded
-START_TIMEOUT_S = 600  # a model load, even a large one's from a slow disk, ends well within this
+STOP_TIMEOUT_S = 30  # freeing a model and its contexts takes well under a second
 
 
 class WorkerDied(RuntimeError):
@@ -115,12 +115,13 @@ class WorkerEngine:
 def _stop(proc: subprocess.Popen, conn: Connection) -> None:
     try:
         conn.send(("close", (), {}))
-        conn.recv()
-    except (EOFError, OSError, BrokenPipeError):
+        if conn.poll(STOP_TIMEOUT_S):  # a worker stuck in a call is killed below, not waited for forever
+            conn.recv()
+    except (EOFError, OSError):
         pass
     conn.close()
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

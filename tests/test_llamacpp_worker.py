@@ -72,6 +72,17 @@ def test_a_worker_that_dies_is_an_error_naming_the_call_and_the_signal(q8_folder
     model.close()  # closing a dead worker again is quiet
 
 
+def test_closing_a_worker_stuck_in_a_call_kills_it_instead_of_waiting(q8_folder, monkeypatch):
+    from quantbench import llamacpp_worker
+
+    monkeypatch.setattr(llamacpp_worker, "STOP_TIMEOUT_S", 1)
+    model = llamacpp.LlamaCppModel(q8_folder, 1, 256, process="worker")
+    proc = model.engine._proc
+    os.kill(proc.pid, signal.SIGSTOP)  # as a call that never returns
+    model.close()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def test_a_load_that_fails_in_the_worker_is_the_same_error_and_leaves_no_process(q8_folder, tmp_path):
     (tmp_path / llamacpp.GGUF_FILE).write_bytes(b"not a gguf file")
     (tmp_path / "config.json").write_text((q8_folder / "config.json").read_text())
