@@ -134,8 +134,7 @@ class LlamaCppEngine:
     def timed_decode(self, prompt: list[int], steps: int) -> dict:
         """Fill an empty cache with `prompt`, then `steps` greedy one-token decode calls, each timed here, in
         the process that runs llama.cpp (the KV-cache stage's speed at long context)."""
-        self.clear()
-        last = self.append(list(prompt), 0, len(prompt))[-1]
+        last = self.logits(list(prompt), 1)[-1]  # the prompt's last row only: a long prompt's rows are large
         pos, times = len(prompt), []
         for _ in range(steps):
             tok = int(last.argmax())

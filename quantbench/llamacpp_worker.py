@@ -69,7 +69,6 @@ class WorkerEngine:
             self.close()
             raise
         self.n_ctx, self.n_vocab = sizes["n_ctx"], sizes["n_vocab"]
-        self.n_gpu_layers = n_gpu_layers
         row = np.zeros(self.n_vocab, np.float32)
         times = []
         for _ in range(ROUNDTRIPS):
