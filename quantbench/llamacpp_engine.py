@@ -1,9 +1,9 @@
 """llama.cpp's side of a GGUF model: the loaded weights and what the stages ask of them, in token ids and
 numpy logits. Imports neither torch nor transformers, so that it can run in a process of its own
-(quantbench.llamacpp_worker): the CUDA build of llama.cpp made on a GPU node crashed (SIGSEGV, inside
-llama_model_load_from_file) in every process that had imported PyTorch's CUDA build, and ran in one that had
-not (one H100 node, results/reference/h100/smollm2-135m-cuda-gguf-gpu/README.md; a build without llama.cpp's
-virtual-memory pool did not crash there).
+(quantbench.llamacpp_worker): the CUDA builds of llama.cpp made on GPU nodes crashed (SIGSEGV, in the
+tokenizer's set-up of every model load) in any process that had imported PyTorch's CUDA build, or numpy
+before llama.cpp's libraries, and ran in one that had done neither (H100 nodes,
+results/reference/h100/smollm2-135m-cuda-gguf-gpu/README.md).
 
 llama-cpp-python's high-level `Llama` keeps one sequence; its private `_ctx` and `_batch` are used to ask
 for logits at chosen positions only (llama-cpp-python 0.3.36, pinned with the rest); several sequences
@@ -104,6 +104,10 @@ class LlamaCppEngine:
             if wanted:
                 out.append(output_logits(ctx, wanted, self.n_vocab))
         return np.concatenate(out) if out else np.empty((0, self.n_vocab), np.float32)
+
+    def tokenize(self, text: str) -> list[int]:
+        """The file's own tokenizer, no beginning-of-sequence token added."""
+        return self.llm.tokenize(text.encode(), add_bos=False)
 
     def logits(self, tokens: list[int], keep_last: int) -> np.ndarray:
         """`tokens` from position 0 of an empty cache; the logits of the last `keep_last` positions."""

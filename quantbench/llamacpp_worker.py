@@ -1,10 +1,10 @@
 """A LlamaCppEngine in a child process that never imports torch, driven over a socket pair.
 
-Why: the CUDA build of llama.cpp made on a GPU node died with SIGSEGV while loading a model in a process
-that had imported PyTorch's CUDA build (import order either way, with or without layers offloaded), and
-loaded and generated in one that had not (quantbench/llamacpp_engine.py says where this was measured; which
-builds do it is not settled). The stages themselves need torch, so a GGUF model offloaded to the GPU runs its
-llama.cpp calls here, whatever the node's build.
+Why: the CUDA builds of llama.cpp made on GPU nodes died with SIGSEGV while loading a model in a process
+that had imported PyTorch's CUDA build (import order either way, with or without layers offloaded), and in
+one that had imported numpy before llama.cpp's libraries (quantbench/llamacpp_engine.py says where this was
+measured). The stages themselves need torch, so a GGUF model offloaded to the GPU runs its llama.cpp calls
+here, in a process started by quantbench/llamacpp_worker_main.py, which loads llama.cpp before numpy.
 
     engine = WorkerEngine(gguf_file, n_threads, n_ctx, n_gpu_layers, **llama_args)
     engine.logits(tokens, keep_last)      # any LlamaCppEngine method: arguments and results pickled
@@ -57,7 +57,7 @@ class WorkerEngine:
         here, there = Pipe(duplex=True)
         root = str(Path(__file__).resolve().parents[1])  # the folder that holds quantbench
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-        self._proc = subprocess.Popen([sys.executable, "-m", "quantbench.llamacpp_worker", str(there.fileno())],
+        self._proc = subprocess.Popen([sys.executable, "-m", "quantbench.llamacpp_worker_main", str(there.fileno())],
                                       pass_fds=(there.fileno(),), env=env, stdin=subprocess.DEVNULL)
         there.close()
         self._conn: Connection | None = here
@@ -149,6 +149,9 @@ def serve(conn: Connection) -> None:
                 break
             elif method == "torch_imported":  # the reason this process exists, checked by the tests
                 result = "torch" in sys.modules
+            elif method == "libraries_before_numpy":  # llamacpp_worker_main.py says why; the tests check it
+                loaded = list(sys.modules)  # in import order: a module enters before its body runs
+                result = loaded.index("llama_cpp.llama_cpp") < loaded.index("numpy")
             else:
                 result = getattr(engine, method)(*args, **kwargs)
             conn.send(("ok", result))
@@ -156,6 +159,3 @@ def serve(conn: Connection) -> None:
             conn.send(("error", (type(err).__name__, str(err), traceback.format_exc())))
     conn.close()
 
-
-if __name__ == "__main__":
-    serve(Connection(int(sys.argv[1])))

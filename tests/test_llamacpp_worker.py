@@ -1,6 +1,6 @@
 """llama.cpp in a worker process (quantbench/llamacpp_worker.py), the path a GGUF model offloaded to the GPU
-takes because the CUDA build of llama.cpp made on a GPU node crashed in a process that had imported PyTorch's
-CUDA build (results/reference/h100/smollm2-135m-cuda-gguf-gpu/). Checked
+takes because the CUDA builds of llama.cpp made on GPU nodes crashed in a process that had imported PyTorch's
+CUDA build, or numpy before llama.cpp (results/reference/h100/smollm2-135m-cuda-gguf-gpu/). Checked
 here with the CPU build: the worker computes what the job's own process computes, bit for bit, never
 imports torch, and a worker that fails or dies is an error naming the call, not a hang or a wrong number."""
 from __future__ import annotations
@@ -50,6 +50,8 @@ def test_the_worker_never_imports_torch(pair):
     _, worker = pair
     assert "torch" in __import__("sys").modules  # this process has it, as every job's has
     assert worker.engine.torch_imported() is False
+    # a CUDA build made on a GPU node crashed in any process that imported numpy before llama.cpp's libraries
+    assert worker.engine.libraries_before_numpy() is True
     with pytest.raises(RuntimeError, match="worker process"):
         worker._llm  # noqa: B018 - the Llama object is in the worker, not here
 

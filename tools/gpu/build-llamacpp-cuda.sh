@@ -9,8 +9,10 @@
 #
 # It prints the build's wall seconds and llama_print_system_info() (a CUDA build lists "CUDA : ARCHS = 900").
 # Built on an H100 node (16 cores, nvcc 13, torch's cuBLAS) in 257 s: it imported and listed "CUDA : ARCHS = 900";
-# a model loaded with it in a process that had imported torch crashed there (quantbench/llamacpp_worker.py: why
-# llama.cpp on the GPU runs in a process of its own; a build with GGML_CUDA_NO_VMM=ON did not crash). Checked first on a host without a GPU (2 cores; nvcc 13.0 from NVIDIA's pip
+# a model loaded with it crashed in any process that had imported torch, or numpy before llama.cpp's libraries
+# (quantbench/llamacpp_worker.py: why llama.cpp on the GPU runs in a process of its own that loads it first);
+# builds there with GGML_CUDA_NO_VMM=ON or the system's g++ crashed alike. Checked first on a host without a
+# GPU (2 cores; nvcc 13.0 from NVIDIA's pip
 # packages, cuBLAS from the nvidia-cublas 13.10.0.20 wheel, no driver, so GGML_CUDA_NO_VMM=ON; the cmake
 # 4.4.5 wheel): it configured, built in 1614 s of wall time, installed and imported, printing
 # "CUDA : ARCHS = 900 | NO_VMM = 1 | USE_GRAPHS = 1 | FA_QUANTS = q4_0-q4_0,q8_0-q8_0,f16-f16,bf16-bf16 |
