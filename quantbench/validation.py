@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from quantbench import cuda_capability
+from quantbench import cuda_capability, engines
 from quantbench.backends import BACKENDS, UNQUANTIZED, calibrated, having, names
 from quantbench.backends import get as get_backend
 from quantbench.config_messages import ConfigError, did_you_mean, schema_errors
@@ -100,6 +100,7 @@ def build(config: dict, cuda_available: bool, model_dims: list[int] | None = Non
     errors += _recipe_errors(config, methods)
     errors += sensitivity_errors(config, methods)
     errors += _generate_mode_errors(config, notes)
+    errors += _engine_errors(config, methods, notes)
     errors += _model_errors(config)
     errors += _source_key_errors(config)
     errors += _source_errors(config, methods)
@@ -313,6 +314,25 @@ def _generate_mode_errors(config: dict, notes: list[str]) -> list[str]:
     notes += [f"{k}: {m!r} replays CUDA graphs: its cells are recorded as unsupported on device 'cpu'"
               for k, m in found]
     return []
+
+
+def _engine_errors(config: dict, methods: dict[str, Method], notes: list[str]) -> list[str]:
+    """benchmark.engines: builtin among them (every engine's cells are read beside quantbench's own), vllm
+    only on a CUDA device; an engine with nothing to load here is noted."""
+    wanted = (config.get("benchmark") or {}).get("engines")
+    if not wanted:
+        return []
+    errors = []
+    if "builtin" not in wanted:
+        errors.append(f"benchmark.engines: {wanted} leaves out 'builtin'; allowed: a list that includes 'builtin' "
+                      "(the report sets each engine's cells beside quantbench's own)")
+    if "vllm" in wanted and config.get("device", "cpu") != "cuda":
+        errors.append(f"benchmark.engines[{wanted.index('vllm')}]: 'vllm' runs on a CUDA GPU, and device is "
+                      f"{config.get('device', 'cpu')!r}; allowed with device cpu: builtin, llamacpp")
+    for engine in engines.external(wanted):
+        if all(engines.serves(engine, m.backend, m.params) for m in methods.values()):
+            notes.append(f"benchmark.engines: {engine!r} can load none of this config's methods: no {engine} cells")
+    return errors
 
 
 def _model_errors(config: dict) -> list[str]:

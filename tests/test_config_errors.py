@@ -132,6 +132,13 @@ CASES = {
                                 ["methods.torchao-int4.group_size", "96", "allowed: 32, 64, 128, 256"]),
     "finetune on torchao int4": (_both(_set("methods.torchao-int4", TORCHAO_INT4), _set("finetune.bases[2]", "torchao-int4")),
                                  ["finetune.bases[2]", "'torchao-int4'", "int8 weights only", "allowed: fp32"]),
+    # serving engines (benchmark.engines)
+    "unknown engine": (_set("benchmark.engines", ["builtin", "tgi"]),
+                       ["benchmark.engines[1]", '"tgi" is not allowed', "allowed: builtin, vllm, llamacpp"]),
+    "engines without builtin": (_set("benchmark.engines", ["llamacpp"]),
+                                ["benchmark.engines", "leaves out 'builtin'", "a list that includes 'builtin'"]),
+    "vllm on the cpu": (_set("benchmark.engines", ["builtin", "vllm"]),
+                        ["benchmark.engines[1]", "'vllm'", "device is 'cpu'", "allowed with device cpu: builtin, llamacpp"]),
     "method name": (_set("methods.Bad+Name", {"backend": "none"}), ["methods.Bad+Name", "lower-case letters"]),
     # a name is a folder and a command-line word: '..' and '-gptq' were told only which characters they use
     "method name '..'": (lambda cfg, tmp: cfg["methods"].update({"..": {"backend": "none"}}),

@@ -1,7 +1,8 @@
 """GGUF methods through the whole workflow with real Snakemake and real llama.cpp: a tiny random
 Llama with SmolLM2's tokenizer is converted and quantized by llama.cpp, benchmarked and evaluated
 (lm-eval tasks on WordNet and KL against the float32 model) from the .gguf files; then changing
-one GGUF method's type reruns only that method's jobs and the report."""
+one GGUF method's type reruns only that method's jobs and the report. The llamacpp serving engine
+(benchmark.engines) measures the GGUF variants, and changing its cells reruns none of the builtin benchmarks."""
 from __future__ import annotations
 
 import json
@@ -27,7 +28,11 @@ def _config(model_path) -> dict:
         "baseline": "fp32",
         "benchmark": {"exclusive": False, "warmup": 0, "repeats": 2, "roofline": False,
                       "prefill": {"prompt_len": 8, "batch_sizes": [1, 2]},
-                      "generate": {"prompt_len": 4, "new_tokens": [4], "batch_sizes": [1], "use_cache": [True]}},
+                      "generate": {"prompt_len": 4, "new_tokens": [4], "batch_sizes": [1], "use_cache": [True]},
+                      "engines": ["builtin", "llamacpp"],
+                      "engine_cells": {"prompt_tokens": 4, "new_tokens": 3, "batch_sizes": [1, 2], "prefill_tokens": 8,
+                                       "warmup": 0, "repeats": 2,
+                                       "throughput": {"requests": 2, "prompt_tokens": 6, "new_tokens": 3}}},
         "evaluate": {"suite": "wordnet", "num_fewshot": 0, "limit": 8, "batch_size": 8,
                      "distribution_tokens": 512, "distribution_window": 64, "distribution_top_k": 64},
     }
@@ -55,12 +60,24 @@ def test_gguf_methods_run_end_to_end_and_a_type_change_reruns_only_its_jobs(smol
     assert all(v is not None for q in quality.values() for v in q["tasks"].values()), quality
     summary = pd.read_csv(work / R / "report" / "summary.csv").set_index("variant")
     assert summary.loc["gguf-q4", "weights_memory_mb"] < summary.loc["gguf-q8_0", "weights_memory_mb"]
-    assert "could not run as asked" not in (work / R / "report" / "report.md").read_text()
+    report_md = (work / R / "report" / "report.md").read_text()
+    assert "could not run as asked" not in report_md
+    engine_rows = pd.read_csv(work / R / "report" / "engines.csv").set_index("variant")
+    assert sorted(engine_rows.index) == ["gguf-q4", "gguf-q8_0"] and set(engine_rows.engine) == {"llamacpp"}
+    assert (engine_rows[["decode_ms_per_token_b1", "decode_ms_per_token_b2", "prefill_ms"]] > 0).all().all()
+    assert _record(work, "engine/llamacpp", "gguf-q4")["engine"]["n_gpu_layers"] == 0
+    assert "Not run by llamacpp: fp32 (llama.cpp runs GGUF files" in report_md
 
     cfg["methods"]["gguf-q4"]["type"] = "Q4_1"
     (work / "gguf.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     proc = snakemake(work, "--configfile", "gguf.yaml", "-n")
     jobs = _jobs(proc.stdout)
-    assert jobs == {"quantize": 1, "benchmark": 1, "evaluate": 1, "report": 1, "all": 1}, jobs
+    assert jobs == {"quantize": 1, "benchmark": 1, "benchmark_engine": 1, "evaluate": 1, "report": 1, "all": 1}, jobs
     planned = [line for line in proc.stdout.splitlines() if line.strip().startswith("output:")]
     assert planned and not any("gguf-q8_0" in line or "/fp32" in line for line in planned), planned
+
+    cfg["methods"]["gguf-q4"]["type"] = "Q4_0"  # back to what ran; then only the engine's cells change
+    cfg["benchmark"]["engine_cells"]["repeats"] = 3
+    (work / "gguf.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    jobs = _jobs(snakemake(work, "--configfile", "gguf.yaml", "-n").stdout)
+    assert jobs == {"benchmark_engine": 2, "report": 1, "all": 1}, jobs

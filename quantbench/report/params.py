@@ -2,6 +2,7 @@
 JSON; tools that rebuild a report from collected records compute the same)."""
 from __future__ import annotations
 
+from quantbench import engines
 from quantbench.experiment import Experiment
 
 
@@ -21,7 +22,34 @@ def report_params(exp: Experiment) -> dict:
         # the KV-cache section is its own page (the kv_report job's); the report links it (absent
         # without kv_cache:, as above)
         **({"kv_cache": True} if config.get("kv_cache") else {}),
+        # the serving engines' cells (absent without benchmark.engines beyond builtin, as above)
+        **({"engines": {"ran": engine_runs(exp), "not_run": engine_refusals(exp)}} if engine_runs(exp) else {}),
     }
+
+
+def _engine_verdicts(exp: Experiment) -> dict[str, dict[str, str | None]]:
+    """engine -> variant -> None (it runs the variant) or why not, for every engine but builtin."""
+    wanted = ((exp.config.get("benchmark") or {}).get("engines")) or engines.DEFAULT
+    out = {}
+    for engine in engines.external(wanted):
+        out[engine] = {}
+        for v in exp.variants:
+            method = exp.serving_method(v)
+            out[engine][v.name] = engines.serves(engine, method.backend, method.params,
+                                                 adapter=v.lora and not v.merge)
+    return out
+
+
+def engine_runs(exp: Experiment) -> dict[str, list[str]]:
+    """engine -> the variants it measures (records/engine/<engine>/<variant>.json)."""
+    return {e: [v for v, why in verdicts.items() if why is None] for e, verdicts in _engine_verdicts(exp).items()
+            if any(why is None for why in verdicts.values())}
+
+
+def engine_refusals(exp: Experiment) -> dict[str, dict[str, str]]:
+    """engine -> variant -> why the engine does not measure it (the report lists these)."""
+    return {e: {v: why for v, why in verdicts.items() if why is not None}
+            for e, verdicts in _engine_verdicts(exp).items()}
 
 
 def replicates(exp: Experiment) -> dict[str, list[str]]:
@@ -56,6 +84,7 @@ def record_paths(exp: Experiment, root: str) -> list[str]:
     quantized = list(exp.runnable) + list(exp.replicas) + [v.name for v in exp.variants if v.requant]
     evaluated = variants + list(exp.replicas) if "evaluate" in stages(exp) else []
     return ([f"{root}/records/benchmark/{v}.json" for v in variants if benchmarked(exp)]
+            + [f"{root}/records/engine/{e}/{v}.json" for e, vs in engine_runs(exp).items() for v in vs]
             + [f"{root}/records/evaluate/{v}.json" for v in evaluated]
             + [f"{root}/records/finetune/{b}.json" for b in exp.finetune_bases]
             + [f"{root}/records/quantize/{m}.json" for m in quantized]

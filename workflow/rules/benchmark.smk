@@ -24,8 +24,34 @@ rule benchmark:
     resources:
         **job_resources("benchmark"),
     params:
-        spec=lambda w: job_params(w.variant, benchmark=config.get("benchmark")),
+        spec=lambda w: job_params(w.variant, benchmark=benchmark_spec()),
         adapter=adapter_arg,
     shell:
         f"{NATIVE_KERNELS}{gpu_prefix(alone=BENCHMARK_EXCLUSIVE)}python {{input.script}} --params {{params.spec:q}} --model {{input.model}} {{params.adapter}}"
         " --record {output.record} --threads {threads} 2>&1 | tee {log}"
+
+
+# One variant through one serving engine (benchmark.engines; quantbench/engines): the same cells for every
+# engine, beside the builtin benchmark's. Only the variants the engine can load are asked for
+# (quantbench.report.params.engine_runs); exclusive like the benchmark.
+rule benchmark_engine:
+    input:
+        model=lambda w: variant_inputs(w)["model"],
+        script=f"{SCRIPTS}/benchmark_engine.py",
+        lib=lambda w: library("benchmark_engine.py", serving_backend(w.variant)),
+    output:
+        record=f"{R}/records/engine/{{engine}}/{{variant}}.json",
+    log:
+        f"{R}/logs/engine/{{engine}}/{{variant}}.log",
+    wildcard_constraints:
+        engine="vllm|llamacpp",
+    conda:
+        engine_env
+    threads: CORES if BENCHMARK_EXCLUSIVE else 1
+    resources:
+        **job_resources("benchmark"),
+    params:
+        spec=lambda w: job_params(w.variant, benchmark=benchmark_spec(w.engine)),
+    shell:
+        f"{NATIVE_KERNELS}{gpu_prefix(alone=BENCHMARK_EXCLUSIVE)}python {{input.script}} --params {{params.spec:q}} --model {{input.model}}"
+        " --engine {wildcards.engine} --record {output.record} --threads {threads} 2>&1 | tee {log}"

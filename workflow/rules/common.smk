@@ -118,6 +118,25 @@ def variant_env(wildcards):
     return backend_env(EXP.serving_method(v).backend)
 
 
+# what the serving engines read (quantbench.engines); the builtin benchmark's params leave these out, so
+# that adding an engine reruns no builtin benchmark
+ENGINE_KEYS = ("engines", "engine_cells", "vllm")
+
+
+def benchmark_spec(engine=None):
+    spec = config.get("benchmark")
+    if not spec:
+        return spec
+    if engine is None:
+        return {k: v for k, v in spec.items() if k not in ENGINE_KEYS}
+    return {k: v for k, v in spec.items() if k in ENGINE_KEYS[1:]}
+
+
+def engine_env(wildcards):
+    """vLLM's jobs run in its own env (envs/vllm.yaml); llama.cpp's in the GGUF backend's."""
+    return conda_env("vllm") if wildcards.engine == "vllm" else variant_env(wildcards)
+
+
 def method_env(wildcards):
     return backend_env(EXP.method(wildcards.method).backend)
 

@@ -21,6 +21,11 @@ BENCHMARK_TABLE = (
     if config.get("benchmark")
     else []
 )
+ENGINE_TABLE = (
+    [report(f"{REPORT}/engines.csv", category="Tables", caption="../report/engines.rst")]
+    if "engines" in json.loads(report_params())
+    else []
+)
 SENSITIVITY_TABLE = (
     [report(f"{REPORT}/sensitivity.csv", category="Tables", caption="../report/sensitivity.rst")]
     if "sensitivity" in STAGES
@@ -38,7 +43,7 @@ rule report:
         md=report(f"{REPORT}/report.md", category="Report", caption="../report/workflow.rst"),
         summary=report(f"{REPORT}/summary.csv", category="Tables", caption="../report/summary.rst"),
         quantize=report(f"{REPORT}/quantize.csv", category="Tables", caption="../report/quantize.rst"),
-        stage_tables=BENCHMARK_TABLE + QUALITY_TABLE + FINETUNE_TABLE + SENSITIVITY_TABLE,
+        stage_tables=BENCHMARK_TABLE + QUALITY_TABLE + FINETUNE_TABLE + SENSITIVITY_TABLE + ENGINE_TABLE,
         plots=report(
             expand(f"{REPORT}/{{p}}.png", p=report_figures()), category="Figures", caption="../report/figure.rst"
         ),

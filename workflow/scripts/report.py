@@ -5,7 +5,7 @@ from pathlib import Path
 
 from quantbench.atomic import atomic_file
 from quantbench.records import load_records
-from quantbench.report import figures, markdown, paired, sensitivity_tables, style, tables
+from quantbench.report import engine_tables, figures, markdown, paired, sensitivity_tables, style, tables
 
 p = argparse.ArgumentParser(description=__doc__)
 p.add_argument("--params", type=json.loads, required=True)
@@ -25,6 +25,8 @@ csv = {"benchmark": data.bench, "quality": data.quality, "quantize": quant, "fin
        "summary": data.summary}
 if "sensitivity" in params["stages"]:
     csv["sensitivity"] = sensitivity_tables.sensitivity_table(records)
+if params.get("engines"):  # the serving engines' cells (benchmark.engines beyond builtin)
+    csv["engines"] = engine_tables.engine_table(records, params.get("baseline"))
 if not data.replicates.empty:  # the runs of methods with calibration replicates, beside their folded rows
     csv["replicates"] = data.replicates
 # a speed-only setup gets no empty quality and fine-tune tables (report.smk lists the same set); records
@@ -48,12 +50,15 @@ for name in figures.wanted(params["stages"], benchmarked):
 
 # A table or figure this setup no longer makes (its config changed, or another setup of the same model
 # wrote this folder before) goes, so that the folder holds this report alone.
-stale = ({f"{n}.csv" for n in ("summary", "benchmark", "quality", "quantize", "finetune", "sensitivity", "replicates")}
+stale = ({f"{n}.csv" for n in ("summary", "benchmark", "quality", "quantize", "finetune", "sensitivity", "replicates",
+                                 "engines")}
          | {f"{n}.png" for n in figures.FIGURES}) - {f"{n}.csv" for n in csv} - {f for _, f, _ in drawn}
 for name in sorted(stale):
     (out / name).unlink(missing_ok=True)
 
 text = markdown.render(data, quant, drawn)
+if params.get("engines"):
+    text += "\n" + "\n".join(engine_tables.engine_section(csv["engines"], params["engines"]["not_run"]))
 with atomic_file(out / "report.md") as tmp:
     tmp.write_text(text)
 print(text)

@@ -1,0 +1,42 @@
+"""Serving engines a benchmark can also measure a variant through (config `benchmark.engines`).
+
+`builtin` is quantbench's own benchmark (records/benchmark/<variant>.json, its decoders); every other
+engine loads the variant's folder itself and runs the cells of quantbench.engines.cells, one job per
+engine and variant (records/engine/<engine>/<variant>.json), so that a report can set an engine's figure
+beside the same scheme's on another engine. Which variants an engine can load is decided here, from the
+serving method's backend, before any job runs; a variant it cannot load is left out with the reason
+(the report lists them), never measured as something else.
+"""
+from __future__ import annotations
+
+ENGINES = ("builtin", "vllm", "llamacpp")
+DEFAULT = ("builtin",)
+
+# vLLM reads these checkpoints' own quantization_config and picks its kernel (GPTQ and AWQ through its
+# Marlin paths where the GPU has them; vLLM docs, "Quantization": supported hardware table)
+VLLM_BACKENDS = {"none": "float checkpoint", "gptq": "GPTQ checkpoint (vLLM's gptq_marlin or gptq)",
+                 "awq": "AWQ checkpoint (vLLM's awq_marlin or awq)",
+                 "bnb": "bitsandbytes checkpoint (vLLM's bitsandbytes loader)"}
+
+
+def serves(engine: str, backend: str, params: dict, adapter: bool = False) -> str | None:
+    """None where `engine` can load a variant served by `backend` with `params`; else why not."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
+    if engine == "builtin":
+        return None
+    if adapter:
+        return "an unmerged LoRA adapter: engines here load merged folders only"
+    if engine == "llamacpp":
+        if backend != "gguf":
+            return f"llama.cpp runs GGUF files; this variant is served by the {backend} backend"
+        return None
+    if backend not in VLLM_BACKENDS:
+        why = {"gguf": "llama.cpp is this project's GGUF engine (vLLM's GGUF loader is experimental)"}
+        return why.get(backend, f"vLLM has no loader for quantbench's {backend} checkpoints")
+    return None
+
+
+def external(engines) -> list[str]:
+    """The engines that run jobs of their own (all but builtin), in ENGINES order."""
+    return [e for e in ENGINES if e in engines and e != "builtin"]

@@ -1,0 +1,60 @@
+"""The serving engines' cells (records/engine/<engine>/<variant>.json, quantbench.engines.cells) as a table:
+one row per engine and variant, each figure with its spread, and the decode figure as a ratio to the
+baseline's on the same engine (a scheme's speed-up where it is served). The builtin benchmark's cells have
+their own prompt and generation lengths, so its figures are not put in these columns."""
+from __future__ import annotations
+
+import pandas as pd
+
+from quantbench.report.markdown import fmt
+
+
+def engine_table(records: list[dict], baseline: str | None) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        if r.get("stage") != "engine":
+            continue
+        engine, variant = r["subject"].split("/", 1)
+        cells = r["cells"]
+        row = {"engine": engine, "variant": variant, "backend": r.get("backend"),
+               "engine_version": r["engine"].get("vllm") or r["engine"].get("llama_cpp_python"),
+               "quantization": r["engine"].get("quantization"), "load_s": r["metrics"]["load_s"]}
+        for c in cells["decode"]:
+            b = c["batch"]
+            row[f"decode_ms_per_token_b{b}"] = c["ms_per_token"]
+            row[f"decode_iqr_over_median_b{b}"] = c["timing"]["iqr_over_median"]
+        row["prefill_ms"] = cells["prefill"]["ms"]
+        row["prefill_iqr_over_median"] = cells["prefill"]["timing"]["iqr_over_median"]
+        row["throughput_output_tokens_per_s"] = cells["throughput"]["output_tokens_per_s"]
+        row["throughput_iqr_over_median"] = cells["throughput"]["timing"]["iqr_over_median"]
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    first = min(c for c in df.columns if c.startswith("decode_ms_per_token_b"))
+    ratio = []
+    for _, row in df.iterrows():
+        base = df[(df.engine == row.engine) & (df.variant == baseline)]
+        ratio.append(base[first].iloc[0] / row[first] if not base.empty else None)
+    df[f"speedup_vs_baseline_{first.rsplit('_', 1)[1]}"] = ratio
+    return df.sort_values(["engine", "variant"]).reset_index(drop=True)
+
+
+def engine_section(df: pd.DataFrame, not_run: dict[str, dict[str, str]], spec: dict | None = None) -> list[str]:
+    """The report's engines section: the table, its cells' definitions, and the variants each engine left
+    out with the reason."""
+    parts = ["## Serving engines\n"]
+    if not df.empty:
+        parts.append("Each engine loads the variant's folder itself and runs the same cells "
+                     "(quantbench/engines/cells.py): decode ms per token at each batch size after a short prompt "
+                     "(time for 1 + N tokens minus time for 1, over N), one row's prefill, and an offline batch's "
+                     "output tokens per second; each figure is a median, its IQR/median beside it. The speed-up "
+                     "is the baseline's decode time at the smallest batch over the variant's, on the same engine.\n")
+        cols = ["engine", "variant", "engine_version", "quantization"] + [
+            c for c in df.columns if c.startswith(("decode_ms", "prefill_ms", "throughput_output", "speedup"))]
+        parts.append(fmt(df[cols]) + "\n")
+    for engine, skipped in sorted(not_run.items()):
+        if skipped:
+            parts.append(f"Not run by {engine}: " + "; ".join(f"{v} ({why})" for v, why in sorted(skipped.items()))
+                         + ".\n")
+    return parts
