@@ -329,6 +329,10 @@ def _engine_errors(config: dict, methods: dict[str, Method], notes: list[str]) -
     if "vllm" in wanted and config.get("device", "cpu") != "cuda":
         errors.append(f"benchmark.engines[{wanted.index('vllm')}]: 'vllm' runs on a CUDA GPU, and device is "
                       f"{config.get('device', 'cpu')!r}; allowed with device cpu: builtin, llamacpp")
+    mode = ((config.get("benchmark") or {}).get("engine_cells") or {}).get("builtin_mode", "eager")
+    if mode in CUDA_GENERATE_MODES and config.get("device", "cpu") != "cuda":
+        errors.append(f"benchmark.engine_cells.builtin_mode: {mode!r} replays CUDA graphs, and device is "
+                      f"{config.get('device', 'cpu')!r}; allowed with device cpu: eager, static")
     for engine in engines.external(wanted):
         if all(engines.serves(engine, m.backend, m.params) for m in methods.values()):
             notes.append(f"benchmark.engines: {engine!r} can load none of this config's methods: no {engine} cells")

@@ -3,7 +3,9 @@
 `builtin` is quantbench's own benchmark (records/benchmark/<variant>.json, its decoders); every other
 engine loads the variant's folder itself and runs the cells of quantbench.engines.cells, one job per
 engine and variant (records/engine/<engine>/<variant>.json), so that a report can set an engine's figure
-beside the same scheme's on another engine. Which variants an engine can load is decided here, from the
+beside the same scheme's on another engine. quantbench's decoders run those cells too, for every variant an
+external engine runs (records/engine/builtin/<variant>.json), so that each engine's figure has ours beside
+it at the same lengths. Which variants an engine can load is decided here, from the
 serving method's backend, before any job runs; a variant it cannot load is left out with the reason
 (the report lists them), never measured as something else.
 """
@@ -35,6 +37,14 @@ def serves(engine: str, backend: str, params: dict, adapter: bool = False) -> st
         why = {"gguf": "llama.cpp is this project's GGUF engine (vLLM's GGUF loader is experimental)"}
         return why.get(backend, f"vLLM has no loader for quantbench's {backend} checkpoints")
     return None
+
+
+def with_builtin(runs: dict[str, list[str]], order: list[str]) -> dict[str, list[str]]:
+    """`runs` (external engine -> variants) plus builtin's cells for every variant one of them runs."""
+    if not runs:
+        return {}
+    measured = {v for vs in runs.values() for v in vs}
+    return {"builtin": [v for v in order if v in measured], **runs}
 
 
 def external(engines) -> list[str]:

@@ -1,7 +1,10 @@
 """The cells every external engine is measured on, the same for each (issue: engine axis):
 
   decode_ms_per_token   at each batch size after a short prompt: (time to generate 1 + N tokens minus time
-                        to generate 1) / N, per repeat, so the prompt's prefill and the first token cancel
+                        to generate 1) / N, per repeat, so the prompt's prefill and the first token cancel;
+                        where that median is not above zero (N too small for the engine's per-call noise)
+                        the cell is `unresolved`, and call_ms_per_token (the long call over its 1 + N
+                        tokens, prefill included) is all it gives
   prefill_ms            one row of `prefill_tokens`, generating one token (the first step is included)
   throughput            `requests` rows of `prompt_tokens` submitted at once, `new_tokens` each: output
                         tokens per second of wall time, as an offline batch job sees it
@@ -22,7 +25,7 @@ from quantbench.timing import summarize
 
 DEFAULTS = {"prompt_tokens": 30, "new_tokens": 64, "batch_sizes": [1, 4, 16], "prefill_tokens": 512,
             "throughput": {"requests": 64, "prompt_tokens": 512, "new_tokens": 128},
-            "warmup": 1, "repeats": 5}
+            "warmup": 1, "repeats": 5, "builtin_mode": "eager"}
 
 
 class Prompts:
@@ -48,17 +51,23 @@ def _timed(engine, rows: list[list[int]], new_tokens: int) -> float:
 
 def decode_cell(engine, prompts: Prompts, batch: int, prompt_tokens: int, new_tokens: int, warmup: int,
                 repeats: int) -> dict:
-    def once() -> float:
+    def once() -> tuple[float, float]:
         short = _timed(engine, prompts.rows(batch, prompt_tokens), 1)
         long = _timed(engine, prompts.rows(batch, prompt_tokens), 1 + new_tokens)
-        return (long - short) / new_tokens
+        return (long - short) / new_tokens, long / (1 + new_tokens)
 
     for _ in range(warmup):
         once()
-    s = summarize([once() for _ in range(repeats)])
-    return {"batch": batch, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
-            "ms_per_token": s["median_s"] * 1e3, "tokens_per_s": batch / s["median_s"] if s["median_s"] > 0 else None,
-            "timing": s}
+    samples = [once() for _ in range(repeats)]
+    s = summarize([d for d, _ in samples])
+    call = summarize([c for _, c in samples])
+    cell = {"batch": batch, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
+            "call_ms_per_token": call["median_s"] * 1e3, "timing": s, "call_timing": call}
+    if s["median_s"] <= 0:
+        return {**cell, "outcome": "unresolved", "ms_per_token": None, "tokens_per_s": None,
+                "reason": f"generating 1 + {new_tokens} tokens took no longer than generating 1 (median of "
+                          f"{repeats}): the steps are below this engine's per-call noise; raise new_tokens"}
+    return {**cell, "outcome": "ok", "ms_per_token": s["median_s"] * 1e3, "tokens_per_s": batch / s["median_s"]}
 
 
 def prefill_cell(engine, prompts: Prompts, tokens: int, warmup: int, repeats: int) -> dict:
@@ -101,7 +110,9 @@ def run(engine, spec: dict, vocab_size: int, seed: int, avoid: set[int], progres
         out["decode"].append(decode_cell(engine, prompts, b, spec["prompt_tokens"], spec["new_tokens"], warmup,
                                          repeats))
         if progress:
-            progress(f"decode batch {b}: {out['decode'][-1]['ms_per_token']:.3f} ms/token")
+            c = out["decode"][-1]
+            progress(f"decode batch {b}: " + (f"{c['ms_per_token']:.3f} ms/token" if c["outcome"] == "ok"
+                                              else f"unresolved ({c['call_ms_per_token']:.3f} ms/token per call)"))
     out["prefill"] = prefill_cell(engine, prompts, spec["prefill_tokens"], warmup, repeats)
     t = spec["throughput"]
     out["throughput"] = throughput_cell(engine, prompts, t["requests"], t["prompt_tokens"], t["new_tokens"],

@@ -41,9 +41,11 @@ def _engine_verdicts(exp: Experiment) -> dict[str, dict[str, str | None]]:
 
 
 def engine_runs(exp: Experiment) -> dict[str, list[str]]:
-    """engine -> the variants it measures (records/engine/<engine>/<variant>.json)."""
-    return {e: [v for v, why in verdicts.items() if why is None] for e, verdicts in _engine_verdicts(exp).items()
+    """engine -> the variants it measures (records/engine/<engine>/<variant>.json): each external engine's,
+    and builtin's cells for the same variants."""
+    runs = {e: [v for v, why in verdicts.items() if why is None] for e, verdicts in _engine_verdicts(exp).items()
             if any(why is None for why in verdicts.values())}
+    return engines.with_builtin(runs, [v.name for v in exp.variants])
 
 
 def engine_refusals(exp: Experiment) -> dict[str, dict[str, str]]:

@@ -44,7 +44,7 @@ rule benchmark_engine:
     log:
         f"{R}/logs/engine/{{engine}}/{{variant}}.log",
     wildcard_constraints:
-        engine="vllm|llamacpp",
+        engine="builtin|vllm|llamacpp",
     conda:
         engine_env
     threads: CORES if BENCHMARK_EXCLUSIVE else 1

@@ -133,7 +133,7 @@ def benchmark_spec(engine=None):
 
 
 def engine_env(wildcards):
-    """vLLM's jobs run in its own env (envs/vllm.yaml); llama.cpp's in the GGUF backend's."""
+    """vLLM's jobs run in its own env (envs/vllm.yaml); llama.cpp's and builtin's in the variant's backend's."""
     return conda_env("vllm") if wildcards.engine == "vllm" else variant_env(wildcards)
 
 

@@ -23,7 +23,13 @@ longest, widest = cells.extent(spec)
 meta = read_meta(args.model)
 
 t0 = time.perf_counter()
-if args.engine == "llamacpp":
+if args.engine == "builtin":
+    from quantbench.engines.builtin_runner import BuiltinRunner
+    from quantbench.modelio import RunContext
+
+    ctx = RunContext(device=params["device"], dtype_name=params["dtype"], seed=int(params["seed"]))
+    runner = BuiltinRunner(args.model, ctx, spec["builtin_mode"], longest)
+elif args.engine == "llamacpp":
     from quantbench.engines.llamacpp_runner import LlamaCppRunner
 
     runner = LlamaCppRunner(args.model, args.threads, gpu_layers(meta["params"]), longest)
@@ -33,7 +39,7 @@ elif args.engine == "vllm":
     runner = VllmRunner(args.model, params["dtype"], int(params["seed"]), longest, widest,
                         **(params.get("benchmark") or {}).get("vllm", {}))
 else:
-    raise SystemExit(f"--engine {args.engine!r}: this script runs llamacpp or vllm (builtin is benchmark.py)")
+    raise SystemExit(f"--engine {args.engine!r}; allowed: builtin, llamacpp, vllm")
 load_s = time.perf_counter() - t0
 if widest > runner.max_batch:
     raise SystemExit(f"benchmark.engine_cells asks for {widest} rows at once and {args.engine} takes at most "
