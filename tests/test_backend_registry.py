@@ -36,6 +36,8 @@ FACTS = {
     "encodes": ["none", "bnb", "gptq"],
     "QUANTIZE_MINUTES": {"none": (10, 3), "bnb": (10, 3), "gptq": (20, 20), "torchao": (10, 5), "hqq": (10, 5),
                          "awq": (20, 30), "gguf": (15, 10), "exl3": (60, 15)},
+    "ENGINES": {"none": ["vllm"], "bnb": ["vllm"], "gptq": ["vllm"], "torchao": [], "hqq": [], "awq": ["vllm"],
+                "gguf": ["llamacpp"], "exl3": []},
     # COLOR and MARKER: distinct per backend (test_report_styles_are_distinct)
 }
 
@@ -50,6 +52,8 @@ def test_every_fact_is_read_from_the_backend_class():
         elif fact == "EVALUATE_ENV":
             assert {b: backends.get(b).EVALUATE_ENV for b in backends.BACKENDS} == \
                 {b: expected.get(b, "eval") for b in backends.BACKENDS}
+        elif fact == "ENGINES":
+            assert {b: sorted(backends.get(b).ENGINES) for b in backends.BACKENDS} == expected
         elif fact == "LABEL":
             assert {b: backends.get(b).label for b in backends.BACKENDS} == expected
         else:

@@ -14,7 +14,8 @@ ENVS = {"bnb": {"torch", "transformers", "bitsandbytes", "peft"},
         "gguf": {"torch", "transformers", "llama-cpp-python", "gguf", "lm-eval"},
         "exl3": {"torch", "transformers", "exllamav3", "lm-eval"},
         "eval": {"lm-eval", "gptqmodel", "bitsandbytes", "torchao", "hqq", "datasets"},
-        "report": {"pandas", "matplotlib"}}
+        "report": {"pandas", "matplotlib"},
+        "vllm": {"vllm", "transformers"}}
 
 
 def pins(lines) -> dict[str, str]:
@@ -28,7 +29,8 @@ def pins(lines) -> dict[str, str]:
 
 REQUIRED = pins((ROOT / "requirements.txt").read_text().splitlines()
                + (ROOT / "requirements-llamacpp.txt").read_text().splitlines()
-               + (ROOT / "requirements-exl3.txt").read_text().splitlines())
+               + (ROOT / "requirements-exl3.txt").read_text().splitlines()
+               + (ROOT / "requirements-vllm.txt").read_text().splitlines())
 
 
 def post_deploy_pins(name: str) -> dict[str, str]:

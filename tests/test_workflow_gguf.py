@@ -70,7 +70,7 @@ def test_gguf_methods_run_end_to_end_and_a_type_change_reruns_only_its_jobs(smol
     decode = engine_rows[["decode_ms_per_token_b1", "decode_ms_per_token_b2"]]
     assert ((decode > 0) | decode.isna()).all().all()  # a step below the per-call noise is unresolved, not negative
     assert _record(work, "engine/llamacpp", "gguf-q4")["engine"]["n_gpu_layers"] == 0
-    assert "Not run by llamacpp: fp32 (llama.cpp runs GGUF files" in report_md
+    assert "Not run by llamacpp: fp32 (llamacpp does not load unquantized folders here; vllm does)" in report_md
 
     cfg["methods"]["gguf-q4"]["type"] = "Q4_1"
     (work / "gguf.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

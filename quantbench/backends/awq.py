@@ -138,6 +138,7 @@ class AWQ(Backend):
         "kernel": "GPTQModel's AWQ kernel (torch and torch_fused run on the CPU)",
     }
     LABEL = "AWQ"
+    ENGINES = {"vllm": "its AWQ checkpoint, through vLLM's awq_marlin (or awq) kernel"}
     COLOR = "#9467bd"
     MARKER = "v"
     ENV = "gptq"  # GPTQModel quantizes and loads AWQ too

@@ -71,6 +71,8 @@ class Backend(ABC):
     GPTQMODEL_LAYERS = False
     # a quantize job's wall time on a GPU: fixed minutes, minutes per billion parameters (quantbench.resources)
     QUANTIZE_MINUTES = (20, 20)
+    # the serving engines beside builtin that load its model folders (quantbench.engines), and how
+    ENGINES: dict = {}
 
     @property
     def label(self) -> str:

@@ -49,6 +49,7 @@ class BitsAndBytes(Backend):
         "compute_dtype": "4-bit: dtype of the matmul after dequantizing (auto: float16 on cuda, float32 on cpu)",
     }
     LABEL = "bitsandbytes"
+    ENGINES = {"vllm": "its bitsandbytes checkpoint, through vLLM's bitsandbytes loader"}
     COLOR = "#1f77b4"
     MARKER = "s"
     SENSITIVITY = True

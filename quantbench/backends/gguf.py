@@ -52,6 +52,7 @@ class GGUF(Backend):
     CPU_ALTERNATIVE = "offload: cpu (the default: llama.cpp on the host's cores)"
     RUNTIME = "llama.cpp"
     LABEL = "GGUF"
+    ENGINES = {"llamacpp": "its GGUF file, on the CPU or (offload: gpu) the GPU"}
     COLOR = "#2ca02c"
     MARKER = "D"
     EVALUATE_ENV = "gguf"  # llama.cpp scores the file: its env carries lm-eval too

@@ -131,6 +131,7 @@ class GPTQ(Backend):
                    "symmetric); a model whose head is tied to its input embedding cannot (default: false)",
     }
     LABEL = "GPTQ"
+    ENGINES = {"vllm": "its GPTQ checkpoint, through vLLM's gptq_marlin (or gptq) kernel"}
     COLOR = "#ff7f0e"
     MARKER = "^"
     REQUANTIZE_TARGET = True

@@ -17,6 +17,7 @@ class Unquantized(Backend):
     DEFAULTS = DEFAULTS
     DESCRIPTIONS = {"dtype": "floating-point type the model is stored and run in"}
     LABEL = "unquantized"
+    ENGINES = {"vllm": "the float checkpoint"}
     COLOR = "#3a3a3a"
     MARKER = "o"
     ENV = "bnb"  # the baseline loads with plain transformers, which bitsandbytes' env holds

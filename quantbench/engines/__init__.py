@@ -11,31 +11,24 @@ serving method's backend, before any job runs; a variant it cannot load is left 
 """
 from __future__ import annotations
 
+from quantbench.backends import get as get_backend
+
 ENGINES = ("builtin", "vllm", "llamacpp")
 DEFAULT = ("builtin",)
 
-# vLLM reads these checkpoints' own quantization_config and picks its kernel (GPTQ and AWQ through its
-# Marlin paths where the GPU has them; vLLM docs, "Quantization": supported hardware table)
-VLLM_BACKENDS = {"none": "float checkpoint", "gptq": "GPTQ checkpoint (vLLM's gptq_marlin or gptq)",
-                 "awq": "AWQ checkpoint (vLLM's awq_marlin or awq)",
-                 "bnb": "bitsandbytes checkpoint (vLLM's bitsandbytes loader)"}
-
-
 def serves(engine: str, backend: str, params: dict, adapter: bool = False) -> str | None:
-    """None where `engine` can load a variant served by `backend` with `params`; else why not."""
+    """None where `engine` can load a variant served by `backend` with `params`; else why not. Which engines
+    load a backend's folders is the backend's fact (Backend.ENGINES)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
     if engine == "builtin":
         return None
     if adapter:
         return "an unmerged LoRA adapter: engines here load merged folders only"
-    if engine == "llamacpp":
-        if backend != "gguf":
-            return f"llama.cpp runs GGUF files; this variant is served by the {backend} backend"
-        return None
-    if backend not in VLLM_BACKENDS:
-        why = {"gguf": "llama.cpp is this project's GGUF engine (vLLM's GGUF loader is experimental)"}
-        return why.get(backend, f"vLLM has no loader for quantbench's {backend} checkpoints")
+    loaders = get_backend(backend).ENGINES
+    if engine not in loaders:
+        return (f"{engine} does not load {get_backend(backend).label} folders here"
+                f"{'; ' + ', '.join(loaders) + ' does' if loaders else ''}")
     return None
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from quantbench import cli
 from quantbench.engines import cells
-from quantbench.llamacpp import gpu_layers
 from quantbench.modelio import read_meta
 from quantbench.records import Recorder
 
@@ -31,6 +30,7 @@ if args.engine == "builtin":
     runner = BuiltinRunner(args.model, ctx, spec["builtin_mode"], longest)
 elif args.engine == "llamacpp":
     from quantbench.engines.llamacpp_runner import LlamaCppRunner
+    from quantbench.llamacpp import gpu_layers
 
     runner = LlamaCppRunner(args.model, args.threads, gpu_layers(meta["params"]), longest)
 elif args.engine == "vllm":
