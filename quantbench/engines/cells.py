@@ -49,6 +49,13 @@ def _timed(engine, rows: list[list[int]], new_tokens: int) -> float:
     return elapsed
 
 
+def _repeated(fn, warmup: int, repeats: int) -> list:
+    """`repeats` results of fn after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    return [fn() for _ in range(repeats)]
+
+
 def decode_cell(engine, prompts: Prompts, batch: int, prompt_tokens: int, new_tokens: int, warmup: int,
                 repeats: int) -> dict:
     def once() -> tuple[float, float]:
@@ -56,9 +63,7 @@ def decode_cell(engine, prompts: Prompts, batch: int, prompt_tokens: int, new_to
         long = _timed(engine, prompts.rows(batch, prompt_tokens), 1 + new_tokens)
         return (long - short) / new_tokens, long / (1 + new_tokens)
 
-    for _ in range(warmup):
-        once()
-    samples = [once() for _ in range(repeats)]
+    samples = _repeated(once, warmup, repeats)
     s = summarize([d for d, _ in samples])
     call = summarize([c for _, c in samples])
     cell = {"batch": batch, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
@@ -71,17 +76,14 @@ def decode_cell(engine, prompts: Prompts, batch: int, prompt_tokens: int, new_to
 
 
 def prefill_cell(engine, prompts: Prompts, tokens: int, warmup: int, repeats: int) -> dict:
-    for _ in range(warmup):
-        _timed(engine, prompts.rows(1, tokens), 1)
-    s = summarize([_timed(engine, prompts.rows(1, tokens), 1) for _ in range(repeats)])
+    s = summarize(_repeated(lambda: _timed(engine, prompts.rows(1, tokens), 1), warmup, repeats))
     return {"batch": 1, "prompt_tokens": tokens, "ms": s["median_s"] * 1e3, "timing": s}
 
 
 def throughput_cell(engine, prompts: Prompts, requests: int, prompt_tokens: int, new_tokens: int,
                     warmup: int, repeats: int) -> dict:
-    for _ in range(warmup):
-        _timed(engine, prompts.rows(requests, prompt_tokens), new_tokens)
-    s = summarize([_timed(engine, prompts.rows(requests, prompt_tokens), new_tokens) for _ in range(repeats)])
+    s = summarize(_repeated(lambda: _timed(engine, prompts.rows(requests, prompt_tokens), new_tokens), warmup,
+                            repeats))
     return {"requests": requests, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
             "output_tokens_per_s": requests * new_tokens / s["median_s"], "timing": s}
 

@@ -39,7 +39,9 @@ def engine_table(records: list[dict], baseline: str | None) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    first = min(c for c in df.columns if c.startswith("decode_ms_per_token_b"))
+    # the smallest batch by number (as strings, "b16" sorts before "b4")
+    first = min((c for c in df.columns if c.startswith("decode_ms_per_token_b")),
+                key=lambda c: int(c.rsplit("_b", 1)[1]))
     ratio = []
     for _, row in df.iterrows():
         base = df[(df.engine == row.engine) & (df.variant == baseline)]
@@ -61,7 +63,7 @@ def _with_spread(value, spread) -> str:
     return f"{value:,.3g} (±{100 * spread:.0f}%)" if pd.notna(spread) else f"{value:,.3g}"
 
 
-def engine_section(df: pd.DataFrame, not_run: dict[str, dict[str, str]], spec: dict | None = None) -> list[str]:
+def engine_section(df: pd.DataFrame, not_run: dict[str, dict[str, str]]) -> list[str]:
     """The report's engines section: the table, its cells' definitions, and the variants each engine left
     out with the reason."""
     parts = ["## Serving engines\n"]

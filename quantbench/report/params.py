@@ -8,6 +8,7 @@ from quantbench.experiment import Experiment
 
 def report_params(exp: Experiment) -> dict:
     config = exp.config
+    runs = engine_runs(exp)
     return {
         "title": exp.model_name,
         "baseline": exp.baseline,
@@ -23,7 +24,7 @@ def report_params(exp: Experiment) -> dict:
         # without kv_cache:, as above)
         **({"kv_cache": True} if config.get("kv_cache") else {}),
         # the serving engines' cells (absent without benchmark.engines beyond builtin, as above)
-        **({"engines": {"ran": engine_runs(exp), "not_run": engine_refusals(exp)}} if engine_runs(exp) else {}),
+        **({"engines": {"ran": runs, "not_run": engine_refusals(exp)}} if runs else {}),
     }
 
 
