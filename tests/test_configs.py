@@ -76,21 +76,29 @@ def _prioritized(out: str) -> tuple[set[str], set[str]]:
     return found, benchmarks
 
 
-def test_a_cuda_setup_starts_the_llamacpp_lane_first(tmp_path):
-    """llama.cpp runs on the host's cores beside the GPU jobs: on a CUDA setup its jobs (GGUF quantize,
-    re-quantize and evaluate) and the reference they are scored against get priority, and so does the
-    chain that feeds the recipe's GGUF deploy (its base's quantize, the fine-tune, the merges); a CPU
-    setup gives none. Among the benchmarks, the baseline's goes first on either device: a run cut short
-    keeps the row every speed ratio is read against."""
+def test_the_baseline_and_the_recipe_start_first_and_a_cuda_setup_the_llamacpp_lane(tmp_path):
+    """Every evaluation waits for the baseline's reference: on either device the baseline's quantize job
+    and that reference come first, and so does the recipe's chain (its base's quantize, the fine-tune,
+    the merges, the re-quantizations, the recipe's reference and what it made), the DAG's longest. On a
+    CUDA setup llama.cpp runs on the host's cores beside the GPU jobs: its jobs (GGUF quantize, evaluate)
+    get priority too. Among the benchmarks, the baseline's goes first: a run cut short keeps the row
+    every speed ratio is read against."""
+    chain = {"bnb-nf4", "bnb-nf4+lora", "bnb-nf4+lora+merge-fp", "bnb-nf4+lora+merge-dequant",
+             "bnb-nf4+lora.pt"}
+    recipe_made = {f"bnb-nf4+lora+merge-{k}{rq}" for k in ("fp", "dequant") for rq in ("", "+gptq-4bit-g64")}
+    first = {"fp32", "fp32.pt"} | chain | {f"{v}+gguf-q4_k_m" for v in ("bnb-nf4+lora+merge-fp",
+                                                                          "bnb-nf4+lora+merge-dequant")}
+    cpu, cpu_benchmarks = _prioritized(dry_run("smollm2.yaml", tmp_path / "cpu"))
+    assert first <= cpu, first - cpu
+    assert {f"{v}.json" for v in recipe_made} <= cpu, cpu  # their evaluate records
+    assert cpu_benchmarks == {"fp32.json"} | {f"{v}.json" for v in recipe_made} | {
+        f"bnb-nf4+lora+merge-{k}+gguf-q4_k_m.json" for k in ("fp", "dequant")}, cpu_benchmarks
+    assert not any(p.startswith(("gptq-", "awq-", "hqq-", "torchao-", "bnb-int8", "gguf-")) for p in cpu), cpu
     cuda, benchmarks = _prioritized(dry_run("smollm2-cuda.yaml", tmp_path / "cuda"))
-    assert benchmarks == {"fp32.json"}, benchmarks
-    assert {"gguf-q4_0", "gguf-q4_k_m", "gguf-f32.json", "fp32.pt"} <= cuda, cuda
-    assert any(p.endswith("+gguf-q4_k_m") for p in cuda), cuda  # the recipe's GGUF deploy
-    chain = {"bnb-nf4", "bnb-nf4+lora", "bnb-nf4+lora+merge-fp", "bnb-nf4+lora+merge-dequant"}
-    assert chain <= cuda, cuda
+    assert benchmarks == cpu_benchmarks, benchmarks
+    assert first | {"gguf-q4_0", "gguf-q4_k_m", "gguf-f32.json"} <= cuda, cuda
     # nothing else that runs on the GPU
-    assert all("gguf" in p or p.endswith(".pt") or p in chain for p in cuda), cuda
-    assert _prioritized(dry_run("smollm2.yaml", tmp_path / "cpu")) == (set(), {"fp32.json"})
+    assert all("gguf" in p or p.endswith(".pt") or p.split(".")[0] in first | recipe_made for p in cuda), cuda
 
 
 def test_overlay_can_move_a_setups_gguf_methods_to_the_gpu(tmp_path):

@@ -165,7 +165,7 @@ def test_a_cuda_setup_plans_offload_gpu_jobs_on_a_gpu_slot_outside_the_host_lane
         for rule in ("evaluate", "benchmark"):
             block = jobs[(rule, f"{method}.json")]
             assert re.search(r"^\s+resources: .*\bgpu=1\b", block, re.M), block
-            assert "python -m quantbench.gpu_slot --share 8" in block, block
+            assert "python -m quantbench.gpu_slot --share 16" in block, block  # the setup's jobs_per_gpu
             assert not re.search(r"^\s+priority: [1-9]", block, re.M), block  # not the host CPU lane
         assert re.search(r"^\s+priority: 10$", jobs[("evaluate", f"{cpu_twin}.json")], re.M)  # the twin's lane
         assert ("reuse_checkpoint", method) in jobs and ("quantize", cpu_twin) in jobs

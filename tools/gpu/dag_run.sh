@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real model's whole DAG on an offline GPU node in ONE workflow invocation:
-#   python3 -m snakemake --cores all --configfile CONFIG --keep-going --scheduler greedy
+#   python3 -m snakemake --cores all --resources gpu=SLOTS --configfile CONFIG --keep-going --scheduler greedy
 # timed from its start to its end, for a node reached through sessions shorter than the run (each
 # command returns within CALL_LIMIT_S; the DAG runs on in its own process session). Wheels travel in
 # .whl (first session), the packaged model and data in parts (tools/gpu/parts.sh); docs/running.md.
@@ -133,8 +133,13 @@ print("worker check:", d["gpu_vs_cpu"], "| in torch'"'"'s process: rc", d["in_pr
   tar cf - --exclude=./.whl --exclude=./.parts --exclude=./.snakemake --exclude=./.git --exclude='./results/*' . \
       | tar xf - -C "$TREE"
   ( cd "$TREE" && setsid bash -c '
-      echo "$(date -u +%T) DAG start" >> '"$RUN"'/progress.txt; t0=$(date +%s.%N)
-      python3 -m snakemake --cores all --configfile ${1//,/ } --keep-going --scheduler greedy "${@:2}" \
+      # GPU jobs at once: the GPUs times the config'"'"'s jobs_per_gpu, as scripts/run.sh tells Snakemake; without
+      # it every core starts a job, the ones without a GPU slot wait inside it, and the slot goes to whichever
+      # takes the lock first, not to the job Snakemake'"'"'s priorities put first
+      slots=$(python3 -c "import sys; from quantbench.gpu_slot import slots_on_this_machine as s; print(s(sys.argv[1:]))" \
+          --configfile ${1//,/ })
+      echo "$(date -u +%T) DAG start, $slots GPU job slots" >> '"$RUN"'/progress.txt; t0=$(date +%s.%N)
+      python3 -m snakemake --cores all --resources gpu=$slots --configfile ${1//,/ } --keep-going --scheduler greedy "${@:2}" \
           < /dev/null > '"$RUN"'/snakemake.log 2>&1
       rc=$?; t1=$(date +%s.%N)
       echo "$(date -u +%T) DAG end rc=$rc wall_s=$(python3 -c "print(round($t1 - $t0, 1))")" >> '"$RUN"'/progress.txt

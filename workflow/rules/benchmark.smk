@@ -16,7 +16,7 @@ rule benchmark:
         f"{R}/logs/benchmark/{{variant}}.log",
     # The baseline's cells are every speed ratio's denominator: its benchmark goes first among the
     # benchmarks, so that a run cut short by a time limit keeps the row the others are read against.
-    priority: lambda w: 1 if w.variant == EXP.baseline else 0
+    priority: lambda w: variant_priority(w.variant, 1 if w.variant == EXP.baseline else 0)
     conda:
         variant_env
     # exclusive (the default): all cores, so no other job shares the machine with a benchmark.

@@ -91,15 +91,47 @@ def host_lane_priority(method):
     return HOST_LANE_PRIORITY if on_host_lane(method) else 0
 
 
+# Every evaluation is scored against the baseline's reference log-probs: the baseline's quantize job and
+# that reference start before anything else, on any device (a CUDA run whose baseline started after 390 s
+# of quantize jobs held every evaluation back until 623 s: results/reference/h100/smollm2-135m-cuda-dag/).
+BASELINE_PRIORITY = 20
+# The recipe (quantize its base, fine-tune, merge, re-quantize, then evaluate and benchmark what it made)
+# is the DAG's longest chain of jobs: its jobs start as soon as they can, so it does not end the run alone.
+RECIPE_PRIORITY = 5
+
+
 def recipe_lane_priority(method):
-    """The quantize, fine-tune and merge jobs of a recipe that re-quantizes for the host's CPU lane start
-    early too: Snakemake's priorities do not pass to a job's inputs, and this chain feeds the lane's last
-    evaluations."""
+    """Priority of a job on a recipe's chain before the merge (the quantize of the base it fine-tunes,
+    the fine-tune, the merges): the recipe's, or the host lane's where the chain feeds a re-quantization
+    for the host's CPU lane. Snakemake's priorities do not pass to a job's inputs, so each job names its own."""
+    found = 0
     for r in config.get("recipes", []):
+        if r["finetune_on"] != method:
+            continue
         targets = [t for t in experiment.requantize_targets(r) if t in EXP.methods]
-        if r["finetune_on"] == method and any(on_host_lane(EXP.methods[t]) for t in targets):
-            return HOST_LANE_PRIORITY
-    return 0
+        host = any(on_host_lane(EXP.methods[t]) for t in targets)
+        found = max(found, HOST_LANE_PRIORITY if host else 0, RECIPE_PRIORITY)
+    return found
+
+
+def quantize_priority(method):
+    if method == EXP.baseline:
+        return BASELINE_PRIORITY
+    return max(host_lane_priority(EXP.method(method)), recipe_lane_priority(method))
+
+
+def reference_priority(variant):
+    """The baseline's reference first; a recipe's reference (its fine-tuned model's, against which the
+    merged and re-quantized models are scored) with the recipe, or with the host lane it feeds."""
+    if variant == EXP.baseline:
+        return BASELINE_PRIORITY
+    return max(HOST_LANE_PRIORITY, RECIPE_PRIORITY)
+
+
+def variant_priority(variant, other=0):
+    """An evaluate or benchmark job: a recipe's merged or re-quantized variant with the recipe (the end
+    of its chain), else `other`."""
+    return max(other, RECIPE_PRIORITY if experiment.parse_variant(variant).merge else 0)
 
 
 def conda_env(backend):

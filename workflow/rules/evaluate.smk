@@ -11,8 +11,8 @@ rule reference_logprobs:
         f"{R}/reference/{{variant}}.pt",
     log:
         f"{R}/logs/reference/{{variant}}.log",
-    # every GGUF evaluation waits for the reference
-    priority: HOST_LANE_PRIORITY
+    # every evaluation waits for a reference
+    priority: lambda w: reference_priority(w.variant)
     conda:
         variant_env
     resources:
@@ -39,7 +39,7 @@ rule evaluate:
         per_item=f"{R}/lm_eval/{{variant}}.items.json",
     log:
         f"{R}/logs/evaluate/{{variant}}.log",
-    priority: lambda w: host_lane_priority(serving_method(w.variant))
+    priority: lambda w: variant_priority(w.variant, host_lane_priority(serving_method(w.variant)))
     conda:
         # lm-eval's env, or the backend's own where its runtime scores the model (Backend.EVALUATE_ENV)
         lambda w: conda_env(backends.get(serving_backend(w.variant)).EVALUATE_ENV)

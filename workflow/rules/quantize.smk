@@ -27,7 +27,7 @@ rule quantize:
         f"{R}/logs/quantize/{{method}}.log",
     wildcard_constraints:
         method=alternation(OWNERS),
-    priority: lambda w: max(host_lane_priority(EXP.method(w.method)), recipe_lane_priority(w.method))
+    priority: lambda w: quantize_priority(w.method)
     conda:
         method_env
     resources:
@@ -77,7 +77,7 @@ rule requantize:
         record=f"{R}/records/quantize/{{base}}+lora+merge-{{kind}}+{{method}}.json",
     log:
         f"{R}/logs/requantize/{{base}}+lora+merge-{{kind}}+{{method}}.log",
-    priority: lambda w: host_lane_priority(EXP.methods[w.method])
+    priority: lambda w: max(host_lane_priority(EXP.methods[w.method]), RECIPE_PRIORITY)
     conda:
         method_env
     resources:
