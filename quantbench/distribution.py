@@ -63,17 +63,23 @@ def reference_summary(model, windows: torch.Tensor, device: str, batch_size: int
 
 
 def _per_token(ref: dict, test: torch.Tensor, windows: torch.Tensor) -> dict:
-    p_top = ref["topk_logprobs"]
-    q_top = test.gather(-1, ref["topk_ids"].long())
+    return _scored(ref, {"topk_logprobs": test.gather(-1, ref["topk_ids"].long()), "argmax": test.argmax(-1),
+                         "target_logprob": test.gather(-1, windows[:, 1:].unsqueeze(-1)).squeeze(-1)})
+
+
+def _scored(ref: dict, test: dict) -> dict:
+    """Per-token KL, top-1 agreement and both NLLs from what they need of the test model's log-probs:
+    those at the reference's top-k ids, its top token and the log-prob of the actual next token."""
+    p_top, q_top = ref["topk_logprobs"], test["topk_logprobs"].to(ref["topk_logprobs"].device)
     kl = (p_top.exp() * (p_top - q_top)).sum(-1)
     rest_p = ref["rest_logprob"]
     if torch.isfinite(rest_p).any():
         q_rest = torch.log1p(-torch.logsumexp(q_top, -1).exp().clamp(max=1.0)).clamp_min(-1e4)
         kl = kl + torch.where(torch.isfinite(rest_p), rest_p.exp() * (rest_p - q_rest), torch.zeros_like(kl))
     return {"kl": kl.flatten().clamp_min(0),
-            "agree": (ref["topk_ids"][..., 0].long() == test.argmax(-1)).flatten().float(),
+            "agree": (ref["topk_ids"][..., 0].long() == test["argmax"].to(kl.device).long()).flatten().float(),
             "nll_ref": -ref["target_logprob"].flatten(),
-            "nll_test": -test.gather(-1, windows[:, 1:].unsqueeze(-1)).flatten()}
+            "nll_test": -test["target_logprob"].to(kl.device).flatten()}
 
 
 Z95 = 1.959964
@@ -159,10 +165,20 @@ def compare(ref: torch.Tensor | dict, test: torch.Tensor, windows: torch.Tensor)
 
 
 def compare_model(ref: dict, model, windows: torch.Tensor, device: str, batch_size: int,
-                  on_device: bool = False) -> dict:
+                  on_device: bool = False, window_scores=None) -> dict:
     """compare() against a reference summary, streaming the model's log-probs batch by batch.
     on_device: compare on `device` (a GPU: no vocabulary-wide copy to the host per batch; the
-    sensitivity sweep's hundreds of passes need it); the evaluate stage compares on the CPU."""
+    sensitivity sweep's hundreds of passes need it); the evaluate stage compares on the CPU.
+    window_scores(ids, topk_ids): a runtime's own per-window scores (_scored's `test`) instead of its logits."""
+    if window_scores is not None:
+        # the runtime computes each window's scores where its logits are (llama.cpp, maybe in a worker
+        # process: LlamaCppModel.window_scores): a window's full-vocabulary log-probs stay there
+        parts = []
+        for i in tqdm(range(len(windows)), desc="log-probs", mininterval=2):
+            chunk = {k: v[i:i + 1] for k, v in ref.items()}
+            test = {k: v[None] for k, v in window_scores(windows[i], ref["topk_ids"][i]).items()}
+            parts.append(_scored(chunk, test))
+        return _metrics({k: torch.cat([p[k] for p in parts]) for k in parts[0]}, n_chunks=len(windows))
     parts, start = [], 0
     for ids, lp in _batches(model, windows, device, batch_size, "log-probs", on_device):
         chunk = {k: v[start:start + len(ids)].to(lp.device) for k, v in ref.items()}

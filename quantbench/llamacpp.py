@@ -188,6 +188,12 @@ class LlamaCppModel:
         """Exactly `new_tokens` greedy tokens (end-of-sequence does not stop it), KV cache on."""
         return self.engine.greedy(list(prompt), new_tokens)
 
+    def window_scores(self, ids: torch.Tensor, topk_ids: torch.Tensor) -> dict:
+        """quantbench.distribution's per-window scores, computed by the engine (in its worker process
+        when there is one) from logits that never leave it: LlamaCppEngine.window_scores."""
+        out = self.engine.window_scores(ids.tolist(), topk_ids.numpy())
+        return {k: torch.from_numpy(v) for k, v in out.items()}
+
     # --- the transformers calls the stages make ----------------------------------------------------
     @staticmethod
     def _rows(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[list[int]]:

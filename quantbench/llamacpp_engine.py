@@ -23,6 +23,13 @@ CUDA_BUILD_HINT = ("for a CUDA build, run bash tools/gpu/build-llamacpp-cuda.sh 
                    "nvcc and put DIR first on PYTHONPATH")
 
 
+def log_sum_exp(logits: np.ndarray) -> np.ndarray:
+    """log(sum(exp)) over the last axis, [..., 1], in float32 as torch's log_softmax computes it (no torch
+    here: a worker process must not load it, quantbench/llamacpp_worker.py)."""
+    peak = logits.max(-1, keepdims=True)
+    return np.log(np.exp(logits - peak).sum(-1, keepdims=True)) + peak
+
+
 def gpu_offload_missing() -> str | None:
     """Why the installed llama.cpp cannot put layers on a GPU (a build without a GPU backend), or None."""
     import llama_cpp
@@ -115,6 +122,18 @@ class LlamaCppEngine:
             raise ValueError(f"{len(tokens)} tokens exceed llama.cpp's context of {self.n_ctx}")
         self.clear()
         return self.append(list(tokens), 0, keep_last)
+
+    def window_scores(self, tokens: list[int], topk_ids: np.ndarray) -> dict:
+        """What a comparison against a reference needs of one held-out window, computed here, beside
+        the logits: at every position but the last, the log-probs at the reference's top-k token ids
+        ([n-1, k]), the top token and the log-prob of the actual next token. A window's full-vocabulary
+        logits are 100 MB (512 x 49 152 floats); these are 0.5 MB, which is what a worker process sends."""
+        logits = self.logits(list(tokens), len(tokens))[:-1]
+        lse = log_sum_exp(logits)  # only the gathered entries become log-probs: no [n, vocab] copy
+        targets = np.asarray(tokens[1:], dtype=np.int64)
+        return {"topk_logprobs": np.take_along_axis(logits, topk_ids.astype(np.int64), axis=-1) - lse,
+                "argmax": logits.argmax(-1),
+                "target_logprob": logits[np.arange(len(targets)), targets] - lse[:, 0]}
 
     def greedy(self, prompt: list[int], new_tokens: int) -> list[int]:
         """Exactly `new_tokens` greedy tokens (end-of-sequence does not stop it), KV cache on."""

@@ -141,3 +141,25 @@ def test_a_llama_cpp_model_on_a_cuda_run_has_its_peak_memory_marked_unmeasured_n
     assert memory.unmeasured_on_cuda("torch", {}) is None
     assert memory.mark_unmeasured(cell, gpu) == {"median_s": 0.01, "peak_memory_mb": None, "peak_reserved_mb": None,
                                                  "peak_memory_note": gpu}
+
+
+def test_window_scores_give_the_comparison_the_full_log_probs_give(pair):
+    """evaluate.py lets llama.cpp score each held-out window where its logits are (a 0.5 MB answer from
+    the worker instead of a window's 100 MB of logits): KL, top-1, perplexity and the scoreboard come out
+    as from the full log-probs, within float32 rounding of two log-softmax implementations."""
+    from quantbench import distribution
+
+    inline, worker = pair
+    gen = torch.Generator().manual_seed(0)
+    windows = torch.randint(100, 2000, (3, 48), generator=gen)
+    # a reference that differs from the model: its own log-probs, shifted per token
+    full = distribution.next_token_logprobs(inline, windows, "cpu", 1)
+    ref = distribution.summarize(torch.log_softmax(full + 0.3 * torch.randn(full.shape, generator=gen), -1),
+                                 windows, top_k=16)
+    whole = distribution.compare_model(ref, inline, windows, "cpu", 1)
+    for model in (inline, worker):
+        scored = distribution.compare_model(ref, model, windows, "cpu", 1, window_scores=model.window_scores)
+        assert scored.keys() == whole.keys()
+        for key in ("kl_mean", "top1_agreement", "perplexity", "perplexity_ratio", "kl_p99", "delta_p_rms"):
+            assert scored[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-6), key
+        assert whole["kl_mean"] > 1e-3  # a comparison that measures something

@@ -24,7 +24,10 @@ loaded, tokenizer, info = load(args.model, ctx, adapter=args.adapter)
 model = loaded.model
 
 ref = torch.load(args.reference)
-dist = distribution.compare_model(ref["summary"], model, ref["windows"], ctx.device, ev["batch_size"])
+# llama.cpp scores each window where its logits are (its worker process, on a GPU run)
+scores = model.window_scores if loaded.runtime == "llama.cpp" else None
+dist = distribution.compare_model(ref["summary"], model, ref["windows"], ctx.device, ev["batch_size"],
+                                  window_scores=scores)
 dist["distribution_top_k"] = ref.get("top_k")
 tasks, raw = lmeval.evaluate(model, tokenizer, ev["suite"], {**ev, "seed": ctx.seed}, data_dir=args.data,
                              runtime=loaded.runtime)
