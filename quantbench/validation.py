@@ -334,7 +334,7 @@ def _engine_errors(config: dict, methods: dict[str, Method], notes: list[str]) -
         errors.append(f"benchmark.engine_cells.builtin_mode: {mode!r} replays CUDA graphs, and device is "
                       f"{config.get('device', 'cpu')!r}; allowed with device cpu: eager, static")
     for engine in engines.external(wanted):
-        if all(engines.serves(engine, m.backend, m.params) for m in methods.values()):
+        if all(engines.serves(engine, m.backend) for m in methods.values()):
             notes.append(f"benchmark.engines: {engine!r} can load none of this config's methods: no {engine} cells")
     return errors
 

@@ -16,7 +16,7 @@ from quantbench.engines import cells
     ("llamacpp", "gguf", False, True), ("llamacpp", "none", False, False),
 ])
 def test_each_engine_is_asked_only_for_what_it_loads(engine, backend, adapter, runs):
-    why = engines.serves(engine, backend, {}, adapter=adapter)
+    why = engines.serves(engine, backend, adapter=adapter)
     assert (why is None) == runs, why
     if not runs:  # the reason names the engine and what stands in the way
         assert why and (f"{engine} does not load" in why or "adapter" in why), why
@@ -24,7 +24,7 @@ def test_each_engine_is_asked_only_for_what_it_loads(engine, backend, adapter, r
 
 def test_an_unknown_engine_names_the_allowed_ones():
     with pytest.raises(ValueError, match="unknown engine 'tgi'; allowed: builtin, vllm, llamacpp"):
-        engines.serves("tgi", "none", {})
+        engines.serves("tgi", "none")
 
 
 def test_llamacpp_engine_cells_time_what_they_name(q8_folder):

@@ -16,8 +16,8 @@ from quantbench.backends import get as get_backend
 ENGINES = ("builtin", "vllm", "llamacpp")
 DEFAULT = ("builtin",)
 
-def serves(engine: str, backend: str, params: dict, adapter: bool = False) -> str | None:
-    """None where `engine` can load a variant served by `backend` with `params`; else why not. Which engines
+def serves(engine: str, backend: str, adapter: bool = False) -> str | None:
+    """None where `engine` can load a variant served by `backend`; else why not. Which engines
     load a backend's folders is the backend's fact (Backend.ENGINES)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")

@@ -36,8 +36,7 @@ def _engine_verdicts(exp: Experiment) -> dict[str, dict[str, str | None]]:
         out[engine] = {}
         for v in exp.variants:
             method = exp.serving_method(v)
-            out[engine][v.name] = engines.serves(engine, method.backend, method.params,
-                                                 adapter=v.lora and not v.merge)
+            out[engine][v.name] = engines.serves(engine, method.backend, adapter=v.lora and not v.merge)
     return out
 
 
