@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # the GGUF backend's tests run the real llama.cpp: its opt-in build is part of the test setup
 bash scripts/setup-llamacpp.sh
-exec .venv/bin/python -m pytest tests -v -p no:cacheprovider "$@"
+# the slowest tests at the end: the suite should stay under 40 minutes on two cores
+exec .venv/bin/python -m pytest tests -v -p no:cacheprovider --durations=25 "$@"
