@@ -170,18 +170,17 @@ def compare_model(ref: dict, model, windows: torch.Tensor, device: str, batch_si
     on_device: compare on `device` (a GPU: no vocabulary-wide copy to the host per batch; the
     sensitivity sweep's hundreds of passes need it); the evaluate stage compares on the CPU.
     window_scores(ids, topk_ids): a runtime's own per-window scores (_scored's `test`) instead of its logits."""
+    parts = []
     if window_scores is not None:
         # the runtime computes each window's scores where its logits are (llama.cpp, maybe in a worker
         # process: LlamaCppModel.window_scores): a window's full-vocabulary log-probs stay there
-        parts = []
         for i in tqdm(range(len(windows)), desc="log-probs", mininterval=2):
-            chunk = {k: v[i:i + 1] for k, v in ref.items()}
             test = {k: v[None] for k, v in window_scores(windows[i], ref["topk_ids"][i]).items()}
-            parts.append(_scored(chunk, test))
-        return _metrics({k: torch.cat([p[k] for p in parts]) for k in parts[0]}, n_chunks=len(windows))
-    parts, start = [], 0
-    for ids, lp in _batches(model, windows, device, batch_size, "log-probs", on_device):
-        chunk = {k: v[start:start + len(ids)].to(lp.device) for k, v in ref.items()}
-        parts.append({k: v.cpu() for k, v in _per_token(chunk, lp, ids).items()})
-        start += len(ids)
+            parts.append(_scored({k: v[i:i + 1] for k, v in ref.items()}, test))
+    else:
+        start = 0
+        for ids, lp in _batches(model, windows, device, batch_size, "log-probs", on_device):
+            chunk = {k: v[start:start + len(ids)].to(lp.device) for k, v in ref.items()}
+            parts.append({k: v.cpu() for k, v in _per_token(chunk, lp, ids).items()})
+            start += len(ids)
     return _metrics({k: torch.cat([p[k] for p in parts]) for k in parts[0]}, n_chunks=len(windows))
