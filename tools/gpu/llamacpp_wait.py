@@ -30,15 +30,14 @@ else:
                 raise ImportError(f"llama_cpp is not available: {f.read().strip()}")
         time.sleep(2)
     if time.monotonic() - _waited > 1:
-        print(f"llama_cpp: waited {time.monotonic() - _waited:.0f} s for llama.cpp's CUDA build", file=sys.stderr, flush=True)
+        print(f"llama_cpp: waited {time.monotonic() - _waited:.0f} s for llama.cpp's CUDA build",
+              file=sys.stderr, flush=True)
 
     _here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     # A folder on sys.path that did not exist yet when this process first searched it (the build's target)
-    # is remembered as holding nothing: forget those, so that the search below looks again.
-    for _p, _finder in list(sys.path_importer_cache.items()):
-        if _finder is None:
-            del sys.path_importer_cache[_p]
+    # is remembered as holding nothing; invalidate_caches() forgets those (Python >= 3.10), so the search
+    # below looks again.
     importlib.invalidate_caches()
     del sys.modules[__name__]
     # The import machinery returns what sys.modules holds under the name once this module has run: the real one.
