@@ -6,7 +6,7 @@
 # .whl (first session), the packaged model and data in parts (tools/gpu/parts.sh); docs/running.md.
 #   bash tools/gpu/dag_run.sh prep                  # call 1, carry .whl: install, build the Marlin kernel
 #                                                   # (and llama.cpp with CUDA where .whl holds its sdist)
-#   bash tools/gpu/parts.sh receive                 # calls 2..: carry .parts
+#   bash tools/gpu/parts.sh receive .parts/pN       # calls 2..: carry .parts/pN (tools/gpu/pack-offline.sh)
 #   bash tools/gpu/dag_run.sh start CONFIG NPARTS [TARGET...]   # last part's call: install the parts,
 #                                                   # start the DAG (or the part of it that makes TARGETs);
 #                                                   # CONFIG: a setup, or setup,overlay,... (comma-separated)
