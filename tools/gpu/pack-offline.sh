@@ -65,9 +65,9 @@ tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %
 room=$(( TRANSFER_BYTES - tree - 4 * 1024 * 1024 ))   # 4 MiB for the snapshot beside the last part
 whl=$(du -sb .whl | cut -f1)
 [ "$whl" -le "$room" ] || { echo ".whl is $whl bytes, more than the $room a transfer has beside the tree" >&2; exit 1; }
-tar cf - -C "$bigger" . | split -b "$room" -d -a 1 - "$tmp/p"
-n=0; for f in "$tmp"/p[0-9]; do mkdir -p ".parts/p$n" && mv "$f" ".parts/p$n/"; n=$(( n + 1 )); done
-( cd .parts && sha256sum p*/p* | sed 's| p[0-9]*/| |' > p0/SHA256SUMS )
+bash tools/gpu/parts.sh split "$bigger" "$room" > /dev/null   # -> /tmp/parts-local/p0, p1, ..., SHA256SUMS
+n=0; for f in /tmp/parts-local/p[0-9]; do mkdir -p ".parts/p$n" && mv "$f" ".parts/p$n/"; n=$(( n + 1 )); done
+mv /tmp/parts-local/SHA256SUMS .parts/p0/
 git archive HEAD -- . ':!results' | tar xf - -C .snap
 echo "tree $tree bytes; .whl $whl bytes; $n parts of at most $room bytes; .snap from $(git rev-parse --short HEAD)"
 du -sh .whl .parts/* .snap
