@@ -7,7 +7,7 @@
 # The parts hold the slimmed vllm wheel (slim-vllm-wheel.sh), the wheels of vllm-wheels.txt and the three
 # small model folders of vllm_check_models.py. On the node, after .whl (tools/gpu/pack-offline.sh: the
 # project's pinned wheels, pydantic and transformers among them) is installed into /tmp/site:
-#     bash tools/gpu/parts.sh receive .vparts/pN                 # one call per part, carrying .vparts/pN
+#     bash tools/gpu/parts.sh receive .vparts/pN                 # one transfer per part, carrying .vparts/pN
 #     bash tools/gpu/parts.sh install N                          # after the last one
 #     PYTHONPATH=/tmp/site python3 tools/gpu/vllm_check.py /tmp/extra/smol-tiny-vllm-gptq4 --json OUT.json
 set -euo pipefail
