@@ -2,7 +2,7 @@
 # vLLM 0.26.0 for an offline GPU node whose image has torch 2.11 (CUDA 13), packed for transfers of at most
 # TRANSFER_BYTES each (tools/gpu/parts.sh room), from a host with a package index and the project's .venv:
 #
-#     bash tools/gpu/pack-vllm.sh        # -> .vparts/p0, p1, ... (ignored): about 5 parts of 35 MB
+#     bash tools/gpu/pack-vllm.sh        # -> .vparts/p0, p1, ... (ignored): 6 parts, 5 of 35 MB
 #
 # The parts hold the slimmed vllm wheel (slim-vllm-wheel.sh), the wheels of vllm-wheels.txt and the three
 # small model folders of vllm_check_models.py. On the node, after .whl (tools/gpu/pack-offline.sh: the
